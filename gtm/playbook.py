@@ -1,0 +1,241 @@
+"""The playbook: tiers, caps, guardrails, goals and escalations, as validated configuration.
+
+The product reads every playbook number from here. The default ships as
+`gtm/playbook.default.yaml`; a team copies it and passes `--playbook FILE`.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gtm.models import Account
+
+__all__ = ["Playbook", "PlaybookError", "TierMatch", "load_playbook", "DEFAULT_PLAYBOOK"]
+
+DEFAULT_PLAYBOOK = "playbook.default.yaml"
+
+
+class PlaybookError(ValueError):
+    """The playbook file cannot be read or does not validate. The message names file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _compile(patterns: tuple[str, ...], field: str) -> tuple[re.Pattern[str], ...]:
+    compiled = []
+    for p in patterns:
+        try:
+            compiled.append(re.compile(rf"(?<!\w){p}(?!\w)", re.IGNORECASE))
+        except re.error as exc:
+            raise ValueError(f"{field}: {p!r} is not a valid pattern ({exc})") from exc
+    return tuple(compiled)
+
+
+class Segment(_Strict):
+    name: str
+    keywords: tuple[str, ...] = Field(min_length=1)
+
+
+class Tier(_Strict):
+    tier: int = Field(ge=1)
+    name: str
+    review: Literal["always", "batch"] = Field(
+        description="'always': a person reviews every draft; 'batch': drafts may be batch-approved."
+    )
+    segments: tuple[Segment, ...] = Field(min_length=1)
+    examples: tuple[str, ...] = ()
+
+
+class Competitor(_Strict):
+    name: str
+    domain: str
+
+
+class Caps(_Strict):
+    linkedin_profile_visits_per_week: int = Field(ge=0)
+    linkedin_connection_requests_per_week: int = Field(ge=0)
+    linkedin_messages_per_week: int = Field(ge=0)
+    emails_per_day: int = Field(ge=0)
+
+
+class ChannelLimits(_Strict):
+    linkedin_note_max_chars: int = Field(gt=0)
+    linkedin_message_max_chars: int = Field(gt=0)
+    email_subject_max_chars: int = Field(gt=0)
+    email_body_max_chars: int = Field(gt=0)
+    email_body_max_words: int = Field(gt=0)
+
+
+class Cooldown(_Strict):
+    person_days: int = Field(ge=0)
+    account_days: int = Field(ge=0)
+
+
+class Guardrails(_Strict):
+    min_cited_facts: int = Field(ge=0)
+    max_revisions: int = Field(ge=0)
+    min_asks: int = Field(ge=0)
+    max_asks: int = Field(ge=1)
+    banned_phrases: tuple[str, ...]
+    pitch_phrases: tuple[str, ...]
+    urgency_phrases: tuple[str, ...]
+
+    @field_validator("banned_phrases", "pitch_phrases", "urgency_phrases")
+    @classmethod
+    def _valid_patterns(cls, v: tuple[str, ...], info: object) -> tuple[str, ...]:
+        _compile(v, getattr(info, "field_name", "pattern"))
+        return v
+
+    @cached_property
+    def banned_patterns(self) -> tuple[re.Pattern[str], ...]:
+        return _compile(self.banned_phrases, "banned_phrases")
+
+    @cached_property
+    def pitch_patterns(self) -> tuple[re.Pattern[str], ...]:
+        return _compile(self.pitch_phrases, "pitch_phrases")
+
+    @cached_property
+    def urgency_patterns(self) -> tuple[re.Pattern[str], ...]:
+        return _compile(self.urgency_phrases, "urgency_phrases")
+
+
+class Goals(_Strict):
+    accept_rate: float = Field(ge=0, le=1)
+    response_rate: float = Field(ge=0, le=1)
+    meetings_per_week: int = Field(ge=0)
+    email_responses_per_week: int = Field(ge=0)
+    qualified_opportunities_per_month: int = Field(ge=0)
+
+
+class RedFlags(_Strict):
+    accept_rate_below: float = Field(ge=0, le=1)
+    response_rate_below: float = Field(ge=0, le=1)
+    meetings_per_week_below: int = Field(ge=0)
+
+
+class EscalationRule(_Strict):
+    signal: Literal[
+        "senior_reply",
+        "tier1_interest",
+        "meeting_request",
+        "product_feedback",
+        "competitor_mentioned",
+        "opt_out",
+    ]
+    action: Literal["alert_owner_now", "notify_owner", "create_task", "record", "suppress_everywhere"]
+    description: str
+    due_hours: int | None = Field(default=None, ge=1)
+
+
+class Escalations(_Strict):
+    senior_title_keywords: tuple[str, ...]
+    rules: tuple[EscalationRule, ...]
+    default_owner: str
+
+    def is_senior(self, title: str) -> bool:
+        t = title.lower()
+        return any(re.search(rf"(?<!\w){re.escape(k)}(?!\w)", t) for k in self.senior_title_keywords)
+
+
+class TierMatch(_Strict):
+    """Which tier and segment an account falls in, and the words that decided it."""
+
+    tier: int
+    segment: str
+    matched: str = Field(description="The keyword that matched.")
+    review: Literal["always", "batch"]
+
+
+class Playbook(_Strict):
+    """The whole playbook. Load with `load_playbook`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
+
+    name: str
+    version: str
+    tiers: tuple[Tier, ...] = Field(min_length=1)
+    skip_out_of_tier: bool
+    competitors: tuple[Competitor, ...]
+    caps: Caps
+    channels: ChannelLimits
+    cooldown: Cooldown
+    guardrails: Guardrails
+    goals: Goals
+    red_flags: RedFlags
+    escalations: Escalations
+    source: str = Field(default="", description="File the playbook was read from.")
+
+    @field_validator("tiers")
+    @classmethod
+    def _ordered(cls, v: tuple[Tier, ...]) -> tuple[Tier, ...]:
+        numbers = [t.tier for t in v]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError(f"tier numbers must be unique, got {numbers}")
+        return tuple(sorted(v, key=lambda t: t.tier))
+
+    def tier_of(self, account: Account) -> TierMatch | None:
+        """The highest-priority tier whose keywords appear in the account's own words."""
+        haystack = " \n ".join(
+            [account.segment, account.description, *account.tech_stack, *account.signals]
+        ).lower()
+        for tier in self.tiers:
+            for segment in tier.segments:
+                for kw in segment.keywords:
+                    if re.search(rf"(?<!\w){re.escape(kw.lower())}(?!\w)", haystack):
+                        return TierMatch(
+                            tier=tier.tier, segment=segment.name, matched=kw, review=tier.review
+                        )
+        return None
+
+    def competitor_of(self, account: Account) -> Competitor | None:
+        domain = account.domain.lower()
+        company = account.company.strip().lower()
+        for c in self.competitors:
+            if domain == c.domain.lower() or domain.endswith("." + c.domain.lower()):
+                return c
+            if company == c.name.lower():
+                return c
+        return None
+
+
+def _format_errors(path: str, exc: ValidationError) -> str:
+    lines = [f"{path}: the playbook does not validate:"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {path}: {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_playbook(path: str | Path | None = None) -> Playbook:
+    """Read and validate a playbook file; `None` loads the shipped default."""
+    if path is None:
+        text = resources.files("gtm").joinpath(DEFAULT_PLAYBOOK).read_text(encoding="utf-8")
+        where = f"gtm/{DEFAULT_PLAYBOOK}"
+    else:
+        where = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise PlaybookError(f"{where}: no such playbook file") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PlaybookError(f"{where}: cannot read the playbook ({exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PlaybookError(f"{where}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise PlaybookError(f"{where}: expected a mapping at the top level")
+    data["source"] = where
+    try:
+        return Playbook.model_validate(data)
+    except ValidationError as exc:
+        raise PlaybookError(_format_errors(where, exc)) from exc

@@ -1,0 +1,44 @@
+"""The outreach seams: LinkedIn actions and email.
+
+Local outboxes (`tools.local_outbox`) are the embedded default; Dux-Soup and SMTP clients
+implement the same Protocols. `key` is the outbox idempotency key: a provider that supports
+idempotency gets it; the local twins refuse to perform the same key twice.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from gtm.models import Receipt
+
+__all__ = ["LinkedInChannel", "EmailChannel", "ChannelError"]
+
+
+class ChannelError(RuntimeError):
+    """A provider refused or failed an action. `retryable` says whether trying later may work."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@runtime_checkable
+class LinkedInChannel(Protocol):
+    sender: str
+    """The sender seat (LinkedIn account) actions are performed as."""
+
+    async def visit(self, profile_url: str, *, key: str) -> Receipt: ...
+
+    async def connect(self, profile_url: str, note: str, *, key: str) -> Receipt: ...
+
+    async def message(self, profile_url: str, text: str, *, key: str) -> Receipt: ...
+
+
+@runtime_checkable
+class EmailChannel(Protocol):
+    sender: str
+    """The From address."""
+
+    async def send(
+        self, *, to: str, to_name: str, subject: str, body: str, key: str
+    ) -> Receipt: ...
