@@ -91,13 +91,16 @@ class Account(_Model):
     rows: tuple[int, ...] = Field(default=(), description="CSV lines that made this account.")
 
 
+FactKind = Literal["company", "person", "signal", "history", "event", "website"]
+
+
 class Fact(_Model):
     """A research finding a message may cite. Facts without a source do not exist."""
 
     id: str = Field(description="Short id unique within one account's research, e.g. 'f3'.")
     text: str = Field(description="The fact, in one sentence, as specific as the source allows.")
     source: str = Field(description="Where it came from: 'accounts.csv:4:signals', 'crm:…', URL.")
-    kind: Literal["company", "person", "signal", "history", "event", "website"] = "company"
+    kind: FactKind = "company"
 
 
 class Draft(_Model):

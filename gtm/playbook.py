@@ -131,7 +131,9 @@ class EscalationRule(_Strict):
         "competitor_mentioned",
         "opt_out",
     ]
-    action: Literal["alert_owner_now", "notify_owner", "create_task", "record", "suppress_everywhere"]
+    action: Literal[
+        "alert_owner_now", "notify_owner", "create_task", "record", "suppress_everywhere"
+    ]
     description: str
     due_hours: int | None = Field(default=None, ge=1)
 
@@ -143,7 +145,9 @@ class Escalations(_Strict):
 
     def is_senior(self, title: str) -> bool:
         t = title.lower()
-        return any(re.search(rf"(?<!\w){re.escape(k)}(?!\w)", t) for k in self.senior_title_keywords)
+        return any(
+            re.search(rf"(?<!\w){re.escape(k)}(?!\w)", t) for k in self.senior_title_keywords
+        )
 
 
 class TierMatch(_Strict):

@@ -1,0 +1,45 @@
+"""The one typed context every node receives: models, stores, channels, clock, playbook.
+
+Nodes never read the environment or build clients; the CLI (or a test) assembles a `Deps` and
+passes it as the graph's runtime context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from langchain_core.language_models import BaseChatModel
+
+from gtm.playbook import Playbook
+from memory.base import AccountMemory
+from tools.channels import EmailChannel, LinkedInChannel
+from tools.crm import CRM
+from tools.outbox import Outbox
+from tools.suppression import SuppressionList
+
+__all__ = ["Deps"]
+
+
+@dataclass(kw_only=True, frozen=True)
+class Deps:
+    model: BaseChatModel
+    """Chat model used by personalize (any OpenAI-compatible endpoint)."""
+    model_name: str
+    """Recorded on every draft."""
+    crm: CRM
+    linkedin: LinkedInChannel
+    email: EmailChannel
+    memory: AccountMemory
+    outbox: Outbox
+    """Idempotent send ledger: consulted before every provider call."""
+    suppressions: SuppressionList
+    playbook: Playbook
+    clock: Callable[[], datetime]
+    """Now, timezone-aware UTC. Injected so tests control time."""
+    sender_name: str
+    sender_company: str
+    prompts_dir: Path | None = None
+    """Alternative prompt directory (eval harness, prompt experiments); None = shipped prompts."""

@@ -1,0 +1,111 @@
+"""Personalize: write the message for one person from the research facts, citing them.
+
+The model answers through a forced function call (structured output), which llama.cpp
+grammar-constrains, so even a small local model returns the right shape. "Not enough to go on"
+is a value of the output type, never a guess.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field, ValidationError
+
+from agents.context import Deps
+from agents.state import State
+from gtm.models import Channel, Draft, Fact, Step
+from prompts import load_prompt
+
+__all__ = ["personalize", "DraftOutput", "first_step", "PROMPT_FOR_STEP"]
+
+
+class DraftOutput(BaseModel):
+    """The message, written for one person."""
+
+    subject: str | None = Field(
+        default=None, description="Email subject line (email only; leave empty for LinkedIn)."
+    )
+    body: str = Field(description="The message text exactly as it will be sent, plain text.")
+    cited_fact_ids: list[str] = Field(
+        default_factory=list, description="Ids of the facts the message uses, e.g. ['f1', 'f3']."
+    )
+    insufficient_information: bool = Field(
+        default=False, description="True if the facts are too thin to write a specific message."
+    )
+
+
+PROMPT_FOR_STEP: dict[Step, str] = {
+    "linkedin_connect": "personalize_linkedin_note",
+    "linkedin_message": "personalize_linkedin_message",
+    "email": "personalize_email",
+}
+
+
+def first_step(channel: Channel) -> Step:
+    """The step that carries the first message on a channel."""
+    return "linkedin_connect" if channel == "linkedin" else "email"
+
+
+def _max_chars(deps: Deps, step: Step) -> int:
+    limits = deps.playbook.channels
+    return {
+        "linkedin_connect": limits.linkedin_note_max_chars,
+        "linkedin_message": limits.linkedin_message_max_chars,
+        "email": limits.email_body_max_chars,
+    }.get(step, limits.linkedin_message_max_chars)
+
+
+def render_facts(facts: list[Fact]) -> str:
+    return "\n".join(f"[{f.id}] {f.text} (source: {f.source})" for f in facts) or "none"
+
+
+async def personalize(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
+    deps = runtime.context
+    contact = state.contact
+    assert contact is not None, "intake chooses the contact before personalize"
+    step = first_step(state.channel)
+    prompt = load_prompt(PROMPT_FOR_STEP[step], deps.prompts_dir)
+    history = [f.text for f in state.facts if f.kind == "history"]
+    system, user = prompt.render(
+        company=state.account.company,
+        contact_name=contact.name,
+        contact_first_name=contact.first_name,
+        contact_title=contact.title or "unknown",
+        segment=state.tier.segment if state.tier else (state.account.segment or "unknown"),
+        facts=render_facts(state.facts),
+        history="\n".join(history) or "none",
+        max_chars=str(_max_chars(deps, step)),
+        open_source_note=(
+            "They use our open-source project: do not pitch. Ask about their usage or for "
+            "feedback instead."
+            if state.account.open_source_user
+            else ""
+        ),
+        revision_instructions=state.instructions,
+        sender_name=deps.sender_name,
+        sender_company=deps.sender_company,
+    )
+    writer = deps.model.with_structured_output(DraftOutput, method="function_calling")
+    event: str
+    try:
+        raw = await writer.ainvoke([SystemMessage(system), HumanMessage(user)])
+        out = raw if isinstance(raw, DraftOutput) else DraftOutput.model_validate(raw)
+        event = f"personalize: {prompt.ref} wrote {len(out.body)} chars"
+        if out.insufficient_information:
+            event += " (model says the facts are too thin)"
+    except (ValidationError, ValueError) as exc:
+        # A malformed answer is a draft that fails review, not a crashed thread.
+        out = DraftOutput(body="", cited_fact_ids=[])
+        event = f"personalize: {prompt.ref} returned an unusable answer ({type(exc).__name__})"
+    draft = Draft(
+        channel=state.channel,
+        step=step,
+        subject=(out.subject or "").strip() or None if state.channel == "email" else None,
+        body=out.body.strip(),
+        cited_fact_ids=tuple(dict.fromkeys(i.strip() for i in out.cited_fact_ids if i.strip())),
+        prompt_version=prompt.ref,
+        model=deps.model_name,
+    )
+    return {"draft": draft, "status": "running", "events": [event]}

@@ -1,0 +1,110 @@
+"""Research: gather facts a message may cite, each with an id and a source.
+
+Sources: the account list row(s), the CRM record and its logged touches, and memory of earlier
+touches. Nothing is inferred: a fact is a statement some source made. Unknown stays unknown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from agents.context import Deps
+from agents.state import State
+from gtm.models import Account, Contact, Fact, FactKind, Touch
+
+_Found = list[tuple[FactKind, str, str]]
+
+__all__ = ["research", "list_facts", "history_facts"]
+
+
+def list_facts(account: Account, contact: Contact) -> _Found:
+    """(kind, text, source) for what the account list says."""
+    src = f"{account.source or 'account list'}:{account.rows[0] if account.rows else '?'}"
+    out: _Found = []
+    if account.description:
+        out.append(("company", f"{account.company}: {account.description}", f"{src}:description"))
+    if account.segment:
+        out.append(("company", f"{account.company} works in {account.segment}.", f"{src}:segment"))
+    for s in account.signals:
+        out.append(("signal", s, f"{src}:signals"))
+    if account.tech_stack:
+        out.append(
+            (
+                "signal",
+                f"{account.company} uses {', '.join(account.tech_stack)}.",
+                f"{src}:tech_stack",
+            )
+        )
+    if account.open_source_user:
+        out.append(
+            (
+                "signal",
+                f"{account.company} uses our open-source project.",
+                f"{src}:open_source_user",
+            )
+        )
+    if account.event:
+        out.append(("event", f"We met {account.company} at {account.event}.", f"{src}:event"))
+    if contact.title:
+        row = f"{account.source or 'account list'}:{contact.row or '?'}"
+        out.append(
+            (
+                "person",
+                f"{contact.name} is {contact.title} at {account.company}.",
+                f"{row}:contact_title",
+            )
+        )
+    return out
+
+
+def history_facts(touches: list[Touch]) -> _Found:
+    """Earlier sends and decisions: who, when, what was said."""
+    out: _Found = []
+    for t in touches:
+        if t.kind not in ("send", "decision"):
+            continue
+        when = t.at.date().isoformat()
+        who = f" to {t.contact}" if t.contact else ""
+        out.append(
+            (
+                "history",
+                f"On {when} ({t.campaign or 'earlier campaign'}) {t.kind}{who}: {t.text[:280]}",
+                f"memory:{t.kind}@{when}",
+            )
+        )
+    return out
+
+
+async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
+    deps = runtime.context
+    account = state.account
+    assert state.contact is not None, "intake chooses the contact before research"
+    found = list_facts(account, state.contact)
+
+    company = await deps.crm.find_company(account.domain)
+    if company is not None:
+        if company.owner:
+            found.append(
+                ("company", f"Account owner is {company.owner}.", f"crm:company/{company.id}")
+            )
+        for act in await deps.crm.activities(company.id):
+            found.append(
+                (
+                    "history",
+                    f"On {act.at.date().isoformat()} CRM logged a {act.kind}: {act.body[:200]}",
+                    f"crm:activity/{act.key[:12]}",
+                )
+            )
+    earlier = await deps.memory.history(account.account_id, limit=20)
+    found.extend(history_facts(earlier))
+
+    seen: set[str] = set()
+    facts: list[Fact] = []
+    for kind, text, source in found:
+        if text in seen:
+            continue
+        seen.add(text)
+        facts.append(Fact(id=f"f{len(facts) + 1}", text=text, source=source, kind=kind))
+    return {"facts": facts, "events": [f"research: {len(facts)} fact(s)"]}

@@ -1,0 +1,3 @@
+from gtm.cli import main
+
+main()

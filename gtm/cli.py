@@ -1,0 +1,455 @@
+"""`gtm`: run campaigns and decide drafts from the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gtm.accounts import AccountListError, load_accounts
+from gtm.ledger import ThreadRow
+from gtm.llm import EmbeddedModelUnavailable
+from gtm.models import Channel, Decision, Draft, Fact
+from gtm.playbook import PlaybookError, load_playbook
+from gtm.runner import DecisionRefused, RunSummary, decide, pending_payload, run_campaign
+from gtm.runtime import Runtime, open_runtime
+from gtm.settings import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Research, personalize, review and send account-based outreach, with a human approving.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where checkpoints, CRM, outboxes and memory live.", envvar="GTM_DATA_DIR"
+        ),
+    ] = None,
+    playbook: Annotated[
+        Path | None,
+        typer.Option(help="Playbook file (default: the shipped playbook).", envvar="GTM_PLAYBOOK"),
+    ] = None,
+) -> None:
+    ctx.obj = Settings().with_overrides(data_dir=data_dir, playbook=playbook)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except PlaybookError as exc:
+        raise _fail(str(exc)) from None
+    except EmbeddedModelUnavailable as exc:
+        raise _fail(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- run
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    accounts: Annotated[Path, typer.Argument(help="Account list CSV (one row per contact).")],
+    campaign: Annotated[
+        str | None, typer.Option(help="Campaign name; running it again resumes it.")
+    ] = None,
+    channel: Annotated[str, typer.Option(help="linkedin or email.")] = "linkedin",
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Accounts in flight.")] = 4,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N accounts.")] = None,
+    playbook: Annotated[Path | None, typer.Option(help="Playbook file for this run.")] = None,
+) -> None:
+    """Run every account on the list through research → personalize → review → approval."""
+    settings = _settings(ctx).with_overrides(playbook=playbook)
+    if channel not in ("linkedin", "email"):
+        raise _fail(f"--channel must be 'linkedin' or 'email', not {channel!r}")
+    try:
+        pb = load_playbook(settings.playbook)
+    except PlaybookError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        listing = load_accounts(accounts)
+    except AccountListError as exc:
+        raise _fail(str(exc)) from None
+    for warning in listing.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    for e in listing.errors:
+        err.print(f"[red]rejected[/red] {e}", highlight=False)
+    chosen = listing.accounts[:limit] if limit else listing.accounts
+    name = campaign or accounts.stem
+    if not chosen:
+        raise _fail(f"{accounts}: no valid accounts to run ({len(listing.errors)} rejected row(s))")
+
+    async def go() -> tuple[RunSummary, str]:
+        async with open_runtime(settings, with_model=True, playbook=pb) as rt:
+            out.print(
+                f"campaign [bold]{name}[/bold]: {len(chosen)} account(s) on {channel}, "
+                f"model: {rt.model_description}",
+                highlight=False,
+            )
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=out,
+                transient=False,
+            ) as bar:
+                task = bar.add_task("accounts", total=len(chosen))
+
+                def tick(row: ThreadRow | None, kind: str) -> None:
+                    bar.update(
+                        task,
+                        advance=1,
+                        description=f"{row.company[:28]:<28}" if row else "accounts",
+                    )
+
+                summary = await run_campaign(
+                    rt,
+                    chosen,
+                    campaign=name,
+                    channel=_channel(channel),
+                    concurrency=concurrency,
+                    on_progress=tick,
+                )
+            return summary, rt.model_description
+
+    summary, _ = _run(go())
+    _print_summary(summary, rejected_rows=len(listing.errors))
+
+
+def _channel(value: str) -> Channel:
+    return "email" if value == "email" else "linkedin"
+
+
+def _print_summary(s: RunSummary, *, rejected_rows: int) -> None:
+    t = Table(title=f"campaign {s.campaign}", show_header=True)
+    t.add_column("outcome")
+    t.add_column("accounts", justify="right")
+    drafted = sum(s.by_status[k] for k in ("waiting_for_approval", "sent", "rejected", "deferred"))
+    t.add_row("drafted", str(drafted))
+    t.add_row("waiting for approval", str(s.by_status["waiting_for_approval"]))
+    t.add_row("  of which flagged by guardrails", str(s.flagged))
+    t.add_row("sent", str(s.by_status["sent"]))
+    t.add_row("deferred (cap reached)", str(s.by_status["deferred"]))
+    t.add_row("rejected by reviewer", str(s.by_status["rejected"]))
+    for reason, n in sorted(s.skipped_by_reason.items()):
+        if reason != "rejected":
+            t.add_row(f"skipped: {reason}", str(n))
+    t.add_row("failed", str(s.by_status["failed"]))
+    t.add_row("rows rejected from the file", str(rejected_rows))
+    out.print(t)
+    if s.already_done or s.resumed:
+        out.print(
+            f"{s.already_done} account(s) were already done or waiting; "
+            f"{s.resumed} resumed where they stopped."
+        )
+    for f in s.failures:
+        err.print(f"[red]failed[/red] {f}", highlight=False)
+    if s.by_status["waiting_for_approval"]:
+        out.print("Next: [bold]gtm inbox[/bold], then gtm approve|edit|reject|regenerate ID")
+
+
+# --------------------------------------------------------------------------- inbox
+
+
+def _draft_view(row: ThreadRow, payload: dict[str, Any]) -> Panel:
+    draft = Draft.model_validate(payload["draft"])
+    facts = {f["id"]: Fact.model_validate(f) for f in payload["facts"]}
+    contact = payload["contact"]
+    lines = [
+        f"[bold]{row.company}[/bold]  tier {payload.get('tier') or '-'}  ·  {draft.channel} "
+        f"({draft.step})  ·  to {contact['name']}, {contact.get('title') or 'title unknown'}",
+        f"prompt {draft.prompt_version}  ·  model {draft.model}",
+        "",
+    ]
+    if draft.subject:
+        lines.append(f"[bold]Subject:[/bold] {draft.subject}")
+    lines += [draft.body or "[italic](empty draft)[/italic]", "", "[bold]Cited facts[/bold]"]
+    for fid in draft.cited_fact_ids:
+        f = facts.get(fid)
+        lines.append(
+            f"  [{fid}] {f.text}  [dim]({f.source})[/dim]"
+            if f
+            else f"  [{fid}] [red]no such fact[/red]"
+        )
+    if not draft.cited_fact_ids:
+        lines.append("  none")
+    findings = payload.get("findings") or []
+    lines.append("[bold]Guardrails[/bold]: " + ("all passed" if not findings else ""))
+    for fnd in findings:
+        lines.append(f"  [red]✗ {fnd['check']}[/red]: {fnd['finding']}")
+    title = f"#{row.id}" + ("  [red]FLAGGED[/red]" if payload.get("flagged") else "")
+    return Panel("\n".join(lines), title=title, title_align="left", highlight=False)
+
+
+@app.command()
+def inbox(
+    ctx: typer.Context,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+) -> None:
+    """List drafts waiting for a decision, oldest first."""
+
+    async def go() -> int:
+        async with open_runtime(_settings(ctx), with_model=False) as rt:
+            rows = rt.ledger.rows(campaign=campaign, status="waiting_for_approval")
+            rows.sort(key=lambda r: (r.waiting_since or r.updated_at, r.id))
+            shown = 0
+            for row in rows:
+                payload = await pending_payload(rt, row)
+                if payload is None:
+                    continue
+                out.print(_draft_view(row, payload))
+                shown += 1
+            _print_attention(rt, campaign)
+            return shown
+
+    n = _run(go())
+    out.print(f"{n} draft(s) waiting." if n else "Nothing is waiting for approval.")
+
+
+def _print_attention(rt: Runtime, campaign: str | None) -> None:
+    unknown = rt.deps.outbox.entries(campaign=campaign, state="unknown")
+    for e in unknown:
+        err.print(
+            f"[red]needs a human[/red]: {e.step} for {e.account_id} ({e.contact_key}) is in "
+            "state 'unknown' — check the provider; it will not be resent.",
+            highlight=False,
+        )
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def _decide(ctx: typer.Context, ref: str, decision: Decision, *, with_model: bool = False) -> None:
+    async def go() -> ThreadRow:
+        async with open_runtime(_settings(ctx), with_model=with_model) as rt:
+            return await decide(rt, ref, decision)
+
+    try:
+        row = _run(go())
+    except DecisionRefused as exc:
+        raise _fail(str(exc), code=1) from None
+    note = f" ({row.detail})" if row.detail else ""
+    out.print(f"#{row.id} {row.company}: {decision.action} → {row.status}{note}", highlight=False)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@app.command()
+def approve(ctx: typer.Context, draft_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Approve a draft as written; it is sent and logged to the CRM."""
+    _decide(ctx, draft_id, Decision(action="approve", reviewer=_settings(ctx).reviewer, at=_now()))
+
+
+@app.command()
+def edit(
+    ctx: typer.Context,
+    draft_id: Annotated[str, typer.Argument(metavar="ID")],
+    text: Annotated[
+        str | None, typer.Option(help="New message text (default: open $EDITOR).")
+    ] = None,
+    subject: Annotated[str | None, typer.Option(help="New email subject.")] = None,
+) -> None:
+    """Edit a draft and approve the edited text."""
+    settings = _settings(ctx)
+    if text is None:
+        text = _edit_in_editor(ctx, draft_id)
+    if not text.strip():
+        raise _fail("the edited text is empty; nothing was sent")
+    _check_edit(ctx, draft_id, text, subject)
+    _decide(
+        ctx,
+        draft_id,
+        Decision(action="edit", text=text, subject=subject, reviewer=settings.reviewer, at=_now()),
+    )
+
+
+def _current(ctx: typer.Context, draft_id: str) -> dict[str, Any]:
+    async def go() -> dict[str, Any] | None:
+        async with open_runtime(_settings(ctx), with_model=False) as rt:
+            row = rt.ledger.get(draft_id)
+            return await pending_payload(rt, row) if row else None
+
+    payload = _run(go())
+    if payload is None:
+        raise _fail(f"draft {draft_id} is not waiting for a decision", code=1)
+    return payload
+
+
+def _edit_in_editor(ctx: typer.Context, draft_id: str) -> str:
+    body = Draft.model_validate(_current(ctx, draft_id)["draft"]).body
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    with tempfile.NamedTemporaryFile("w+", suffix=".txt", delete=False) as fh:
+        fh.write(body)
+        path = fh.name
+    try:
+        subprocess.run([*editor.split(), path], check=True)
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise _fail(f"editor {editor!r} failed: {exc}") from None
+    finally:
+        os.unlink(path)
+
+
+def _check_edit(ctx: typer.Context, draft_id: str, text: str, subject: str | None) -> None:
+    """Refuse an edit the channel cannot carry; warn about other guardrail findings."""
+    from evals.guardrails import review_draft
+
+    payload = _current(ctx, draft_id)
+    old = Draft.model_validate(payload["draft"])
+    new = old.model_copy(
+        update={"body": text.strip(), "subject": subject or old.subject, "model": "human"}
+    )
+    facts = [Fact.model_validate(f) for f in payload["facts"]]
+    verdict = review_draft(new, facts, load_playbook(_settings(ctx).playbook))
+    hard = {"length", "placeholders"}
+    for r in verdict.failures:
+        if r.check in hard:
+            raise _fail(f"edit refused ({r.check}): {r.finding}")
+        err.print(f"[yellow]note[/yellow] {r.check}: {r.finding}", highlight=False)
+
+
+@app.command()
+def reject(
+    ctx: typer.Context,
+    draft_id: Annotated[str, typer.Argument(metavar="ID")],
+    reason: Annotated[str, typer.Option(help="Why; kept in memory for next time.")],
+) -> None:
+    """Reject a draft; nothing is sent."""
+    _decide(
+        ctx,
+        draft_id,
+        Decision(action="reject", reason=reason, reviewer=_settings(ctx).reviewer, at=_now()),
+    )
+
+
+@app.command()
+def regenerate(
+    ctx: typer.Context,
+    draft_id: Annotated[str, typer.Argument(metavar="ID")],
+    instructions: Annotated[str, typer.Option(help="What the rewrite should change.")],
+) -> None:
+    """Rewrite a draft with your instructions; it comes back to the inbox."""
+    _decide(
+        ctx,
+        draft_id,
+        Decision(
+            action="regenerate",
+            instructions=instructions,
+            reviewer=_settings(ctx).reviewer,
+            at=_now(),
+        ),
+        with_model=True,
+    )
+
+
+# --------------------------------------------------------------------------- status
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+) -> None:
+    """Summarise campaigns: where every account stands, sends, and cap headroom."""
+
+    async def go() -> None:
+        async with open_runtime(_settings(ctx), with_model=False) as rt:
+            names = [campaign] if campaign else rt.ledger.campaigns()
+            if not names:
+                out.print("No campaigns yet. Start one with: gtm run ACCOUNTS.csv")
+            for name in names:
+                rows = rt.ledger.rows(campaign=name)
+                t = Table(title=f"campaign {name}: {len(rows)} account(s)")
+                t.add_column("status")
+                t.add_column("accounts", justify="right")
+                t.add_column("detail")
+                by: dict[str, list[ThreadRow]] = {}
+                for r in rows:
+                    by.setdefault(r.status, []).append(r)
+                for st, rs in sorted(by.items()):
+                    reasons: dict[str, int] = {}
+                    for r in rs:
+                        if r.skip_reason:
+                            reasons[r.skip_reason] = reasons.get(r.skip_reason, 0) + 1
+                    flagged = sum(r.flagged for r in rs) if st == "waiting_for_approval" else 0
+                    detail = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+                    if flagged:
+                        detail = f"{flagged} flagged"
+                    t.add_row(st, str(len(rs)), detail)
+                out.print(t)
+                entries = rt.deps.outbox.entries(campaign=name)
+                states: dict[str, int] = {}
+                for e in entries:
+                    states[e.state] = states.get(e.state, 0) + 1
+                out.print(
+                    "outbox: "
+                    + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "empty")
+                )
+            _print_headroom(rt)
+            _print_attention(rt, campaign)
+
+    _run(go())
+
+
+def _print_headroom(rt: Runtime) -> None:
+    from agents.send import cap_for
+
+    now = rt.deps.clock()
+    t = Table(title="cap headroom")
+    t.add_column("sender")
+    t.add_column("action")
+    t.add_column("used", justify="right")
+    t.add_column("cap", justify="right")
+    t.add_column("window from")
+    for sender, steps in (
+        (rt.deps.linkedin.sender, ("linkedin_visit", "linkedin_connect")),
+        (rt.deps.email.sender, ("email",)),
+    ):
+        for step in steps:
+            limit, since = cap_for(rt.deps, step, now)  # type: ignore[arg-type]
+            used = rt.deps.outbox.count(sender, step, since)  # type: ignore[arg-type]
+            t.add_row(sender, step, str(used), str(limit), since.date().isoformat())
+    out.print(t)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted: run the same command again to continue where it stopped")
+        sys.exit(130)

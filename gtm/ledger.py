@@ -1,0 +1,175 @@
+"""The campaign ledger: one row per account thread, for listing, numbering and claiming drafts.
+
+The graph's checkpoints are the source of truth for a thread's state; the ledger is an index over
+them (so `gtm inbox` need not scan every checkpoint) plus the atomic claim that stops two
+reviewers, or a double click, from deciding one draft twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from gtm.models import Account, AccountStatus, Channel
+
+__all__ = ["Ledger", "ThreadRow", "thread_id_for"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS threads (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    campaign TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL UNIQUE,
+    company TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    tier INTEGER,
+    status TEXT NOT NULL,
+    skip_reason TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    flagged INTEGER NOT NULL DEFAULT 0,
+    claimed_at TEXT,
+    claimed_by TEXT,
+    decided_by TEXT,
+    decided_at TEXT,
+    decision TEXT,
+    waiting_since TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS threads_campaign ON threads(campaign, status);
+"""
+
+CLAIM_TIMEOUT = timedelta(minutes=5)
+"""A claim older than this is taken to belong to a process that died mid-decision."""
+
+
+def thread_id_for(campaign: str, account_id: str) -> str:
+    return f"{campaign}:{account_id}"
+
+
+class ThreadRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    campaign: str
+    account_id: str
+    thread_id: str
+    company: str
+    channel: Channel
+    tier: int | None
+    status: AccountStatus
+    skip_reason: str | None
+    detail: str
+    flagged: bool
+    decided_by: str | None
+    decided_at: datetime | None
+    decision: str | None
+    waiting_since: datetime | None
+    updated_at: datetime
+
+
+class Ledger:
+    def __init__(self, path: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self._clock = clock
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _now(self) -> str:
+        return self._clock().isoformat()
+
+    @staticmethod
+    def _row(r: sqlite3.Row) -> ThreadRow:
+        d = dict(r)
+        for k in ("decided_at", "waiting_since", "updated_at"):
+            d[k] = datetime.fromisoformat(d[k]) if d[k] else None
+        d["flagged"] = bool(d["flagged"])
+        d.pop("claimed_at"), d.pop("claimed_by"), d.pop("created_at")
+        return ThreadRow.model_validate(d)
+
+    def ensure(self, campaign: str, account: Account, channel: Channel) -> ThreadRow:
+        """The row for this account in this campaign, created as `queued` if new."""
+        tid = thread_id_for(campaign, account.account_id)
+        now = self._now()
+        self._db.execute(
+            "INSERT OR IGNORE INTO threads (campaign, account_id, thread_id, company, channel,"
+            " status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+            (campaign, account.account_id, tid, account.company, channel, now, now),
+        )
+        row = self.get(tid)
+        assert row is not None
+        return row
+
+    def update(
+        self,
+        thread_id: str,
+        *,
+        status: AccountStatus,
+        tier: int | None = None,
+        skip_reason: str | None = None,
+        detail: str = "",
+        flagged: bool = False,
+    ) -> None:
+        now = self._now()
+        self._db.execute(
+            "UPDATE threads SET status = ?, tier = COALESCE(?, tier), skip_reason = ?, detail = ?,"
+            " flagged = ?, updated_at = ?, claimed_at = NULL, claimed_by = NULL,"
+            " waiting_since = CASE WHEN ? = 'waiting_for_approval'"
+            "   THEN COALESCE(waiting_since, ?) ELSE NULL END"
+            " WHERE thread_id = ?",
+            (status, tier, skip_reason, detail, int(flagged), now, status, now, thread_id),
+        )
+
+    def claim(self, row_id: int, who: str) -> bool:
+        """Take a waiting draft for a decision. False: someone else has it, or it is decided."""
+        now = self._clock()
+        stale = (now - CLAIM_TIMEOUT).isoformat()
+        cur = self._db.execute(
+            "UPDATE threads SET claimed_at = ?, claimed_by = ? WHERE id = ?"
+            " AND status = 'waiting_for_approval' AND (claimed_at IS NULL OR claimed_at < ?)",
+            (now.isoformat(), who, row_id, stale),
+        )
+        return cur.rowcount == 1
+
+    def release(self, row_id: int) -> None:
+        self._db.execute(
+            "UPDATE threads SET claimed_at = NULL, claimed_by = NULL WHERE id = ?", (row_id,)
+        )
+
+    def record_decision(self, row_id: int, *, action: str, who: str, at: datetime) -> None:
+        self._db.execute(
+            "UPDATE threads SET decision = ?, decided_by = ?, decided_at = ? WHERE id = ?",
+            (action, who, at.isoformat(), row_id),
+        )
+
+    def get(self, ref: int | str) -> ThreadRow | None:
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            r = self._db.execute("SELECT * FROM threads WHERE id = ?", (int(ref),)).fetchone()
+        else:
+            r = self._db.execute("SELECT * FROM threads WHERE thread_id = ?", (ref,)).fetchone()
+        return self._row(r) if r else None
+
+    def rows(
+        self, campaign: str | None = None, status: AccountStatus | None = None
+    ) -> list[ThreadRow]:
+        sql, args = "SELECT * FROM threads WHERE 1=1", []
+        if campaign is not None:
+            sql += " AND campaign = ?"
+            args.append(campaign)
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        sql += " ORDER BY id"
+        return [self._row(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def campaigns(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT campaign FROM threads ORDER BY 1")]

@@ -1,0 +1,138 @@
+"""Assemble a run: stores under the data directory, the checkpointer, the model, the graph.
+
+The CLI and the web inbox open one `Runtime`, use it, and close it. Nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.graph.state import CompiledStateGraph
+
+from agents.context import Deps
+from agents.graph import build_graph, checkpoint_serde
+from agents.state import InputState, OutputState, State
+from gtm.ledger import Ledger
+from gtm.llm import open_chat_model
+from gtm.playbook import Playbook, load_playbook
+from gtm.settings import Settings
+from memory.chroma import ChromaMemory
+from tools.local_crm import LocalCRM
+from tools.local_outbox import LocalEmailOutbox, LocalLinkedInOutbox
+from tools.outbox import Outbox
+from tools.suppression import SuppressionList
+
+__all__ = ["Runtime", "open_runtime", "ModelNotStarted"]
+
+Graph = CompiledStateGraph[State, Deps, InputState, OutputState]
+
+
+class ModelNotStarted(BaseChatModel):
+    """Stands in for the model in commands that must not need one (approve, edit, reject).
+
+    If a graph path unexpectedly reaches the writer, the command fails loudly instead of
+    starting a model behind the reviewer's back.
+    """
+
+    @property
+    def _llm_type(self) -> str:
+        return "not-started"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        raise RuntimeError("this command does not start a model; use `gtm regenerate` or `gtm run`")
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        return self
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    playbook: Playbook
+    deps: Deps
+    graph: Graph
+    ledger: Ledger
+    model_description: str
+
+
+@contextlib.contextmanager
+def _closing_all(*things: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for t in things:
+            t.close()
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    with_model: bool,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    playbook: Playbook | None = None,
+) -> AsyncIterator[Runtime]:
+    """Open every store under `settings.data_dir`; start the model only if `with_model`."""
+    pb = playbook or load_playbook(settings.playbook)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    crm = LocalCRM(settings.path("crm.sqlite"))
+    outbox = Outbox(settings.path("outbox.sqlite"), clock=clock)
+    linkedin = LocalLinkedInOutbox(settings.path("linkedin.sqlite"), sender=settings.linkedin_seat)
+    email = LocalEmailOutbox(settings.path("email", "outbox"), sender=settings.email_from)
+    suppressions = SuppressionList(settings.path("suppressions.sqlite"))
+    ledger = Ledger(settings.path("ledger.sqlite"), clock=clock)
+    memory = ChromaMemory(settings.path("memory", "chroma"))
+    with _closing_all(crm, outbox, linkedin, email, suppressions, ledger, memory):
+        async with contextlib.AsyncExitStack() as stack:
+            if with_model:
+                model, description = await stack.enter_async_context(
+                    open_chat_model(
+                        settings.model_settings(), log_dir=settings.path("logs", "x").parent
+                    )
+                )
+            else:
+                model, description = ModelNotStarted(), "not started"
+            conn = await stack.enter_async_context(
+                aiosqlite.connect(settings.path("checkpoints.sqlite"), timeout=30)
+            )
+            await conn.execute("PRAGMA busy_timeout=30000")
+            saver = AsyncSqliteSaver(conn, serde=checkpoint_serde())
+            await saver.setup()
+            deps = Deps(
+                model=model,
+                model_name=description,
+                crm=crm,
+                linkedin=linkedin,
+                email=email,
+                memory=memory,
+                outbox=outbox,
+                suppressions=suppressions,
+                playbook=pb,
+                clock=clock,
+                sender_name=settings.sender_name,
+                sender_company=settings.sender_company,
+            )
+            yield Runtime(
+                settings=settings,
+                playbook=pb,
+                deps=deps,
+                graph=build_graph(saver),
+                ledger=ledger,
+                model_description=description,
+            )

@@ -1,0 +1,213 @@
+"""The embedded CRM: a SQLite file with the same interface as the HubSpot and Attio clients."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+from gtm.models import Account, Contact
+from tools.crm import Activity, CompanyRecord, ContactRecord, Task
+
+__all__ = ["LocalCRM", "normalise_linkedin"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS companies (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, domain TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+    lifecycle_stage TEXT, owner TEXT, open_deals INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS contacts (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, company_id TEXT, name TEXT NOT NULL,
+    title TEXT NOT NULL DEFAULT '', email TEXT UNIQUE, linkedin_url TEXT UNIQUE,
+    opted_out INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS activities (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, company_id TEXT NOT NULL,
+    contact_id TEXT, kind TEXT NOT NULL, subject TEXT, body TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, company_id TEXT NOT NULL,
+    contact_id TEXT, title TEXT NOT NULL, due_at TEXT NOT NULL, owner TEXT);
+"""
+
+
+def normalise_linkedin(url: str | None) -> str | None:
+    if not url:
+        return None
+    return url.strip().lower().split("?", 1)[0].rstrip("/")
+
+
+def _email(value: str | None) -> str | None:
+    return value.strip().lower() if value else None
+
+
+class LocalCRM:
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @staticmethod
+    def _company(r: sqlite3.Row) -> CompanyRecord:
+        return CompanyRecord(
+            id=f"co_{r['n']}",
+            domain=r["domain"],
+            name=r["name"],
+            lifecycle_stage=r["lifecycle_stage"],
+            owner=r["owner"],
+            open_deals=r["open_deals"],
+        )
+
+    @staticmethod
+    def _contact(r: sqlite3.Row) -> ContactRecord:
+        return ContactRecord(
+            id=f"ct_{r['n']}",
+            company_id=r["company_id"],
+            name=r["name"],
+            title=r["title"],
+            email=r["email"],
+            linkedin_url=r["linkedin_url"],
+            opted_out=bool(r["opted_out"]),
+        )
+
+    async def find_company(self, domain: str) -> CompanyRecord | None:
+        r = self._db.execute(
+            "SELECT * FROM companies WHERE domain = ?", (domain.strip().lower(),)
+        ).fetchone()
+        return self._company(r) if r else None
+
+    async def upsert_company(self, account: Account) -> CompanyRecord:
+        self._db.execute(
+            "INSERT OR IGNORE INTO companies (domain, name, owner) VALUES (?, ?, ?)",
+            (account.domain.lower(), account.company, account.owner),
+        )
+        found = await self.find_company(account.domain)
+        assert found is not None
+        return found
+
+    def _find_contact_row(self, contact: Contact) -> sqlite3.Row | None:
+        if contact.email:
+            r = self._db.execute(
+                "SELECT * FROM contacts WHERE email = ?", (_email(contact.email),)
+            ).fetchone()
+            if r:
+                return r  # type: ignore[no-any-return]
+        if contact.linkedin_url:
+            r = self._db.execute(
+                "SELECT * FROM contacts WHERE linkedin_url = ?",
+                (normalise_linkedin(contact.linkedin_url),),
+            ).fetchone()
+            if r:
+                return r  # type: ignore[no-any-return]
+        return None
+
+    async def find_contact(self, contact: Contact) -> ContactRecord | None:
+        r = self._find_contact_row(contact)
+        return self._contact(r) if r else None
+
+    async def upsert_contact(self, contact: Contact, company_id: str) -> ContactRecord:
+        if self._find_contact_row(contact) is None:
+            self._db.execute(
+                "INSERT INTO contacts (company_id, name, title, email, linkedin_url)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    company_id,
+                    contact.name,
+                    contact.title,
+                    _email(contact.email),
+                    normalise_linkedin(contact.linkedin_url),
+                ),
+            )
+        found = await self.find_contact(contact)
+        assert found is not None
+        return found
+
+    async def log_activity(self, activity: Activity) -> str:
+        self._db.execute(
+            "INSERT OR IGNORE INTO activities (key, company_id, contact_id, kind, subject, body, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                activity.key,
+                activity.company_id,
+                activity.contact_id,
+                activity.kind,
+                activity.subject,
+                activity.body,
+                activity.at.isoformat(),
+            ),
+        )
+        r = self._db.execute("SELECT n FROM activities WHERE key = ?", (activity.key,)).fetchone()
+        return f"act_{r['n']}"
+
+    async def create_task(self, task: Task) -> str:
+        self._db.execute(
+            "INSERT OR IGNORE INTO tasks (key, company_id, contact_id, title, due_at, owner)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                task.key,
+                task.company_id,
+                task.contact_id,
+                task.title,
+                task.due_at.isoformat(),
+                task.owner,
+            ),
+        )
+        r = self._db.execute("SELECT n FROM tasks WHERE key = ?", (task.key,)).fetchone()
+        return f"task_{r['n']}"
+
+    async def activities(self, company_id: str) -> list[Activity]:
+        rows = self._db.execute(
+            "SELECT * FROM activities WHERE company_id = ? ORDER BY at, n", (company_id,)
+        ).fetchall()
+        return [
+            Activity(
+                key=r["key"],
+                company_id=r["company_id"],
+                contact_id=r["contact_id"],
+                kind=r["kind"],
+                subject=r["subject"],
+                body=r["body"],
+                at=datetime.fromisoformat(r["at"]),
+            )
+            for r in rows
+        ]
+
+    # Admin helpers (CLI, tests): state a CRM would hold that this pipeline does not write.
+    def set_company(
+        self,
+        domain: str,
+        *,
+        name: str | None = None,
+        lifecycle_stage: str | None = None,
+        owner: str | None = None,
+        open_deals: int | None = None,
+    ) -> None:
+        d = domain.strip().lower()
+        self._db.execute(
+            "INSERT OR IGNORE INTO companies (domain, name) VALUES (?, ?)", (d, name or d)
+        )
+        self._db.execute(
+            "UPDATE companies SET lifecycle_stage = COALESCE(?, lifecycle_stage),"
+            " owner = COALESCE(?, owner), open_deals = COALESCE(?, open_deals) WHERE domain = ?",
+            (lifecycle_stage, owner, open_deals, d),
+        )
+
+    def set_opted_out(self, contact: Contact, opted_out: bool = True) -> None:
+        if self._find_contact_row(contact) is None:
+            self._db.execute(
+                "INSERT INTO contacts (company_id, name, title, email, linkedin_url)"
+                " VALUES (NULL, ?, ?, ?, ?)",
+                (
+                    contact.name,
+                    contact.title,
+                    _email(contact.email),
+                    normalise_linkedin(contact.linkedin_url),
+                ),
+            )
+        row = self._find_contact_row(contact)
+        assert row is not None
+        self._db.execute(
+            "UPDATE contacts SET opted_out = ? WHERE n = ?", (int(opted_out), row["n"])
+        )

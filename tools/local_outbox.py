@@ -1,0 +1,132 @@
+"""The embedded channels: a LinkedIn action log and an email outbox of `.eml` files.
+
+Both refuse to perform one idempotency key twice, as a careful provider would.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from gtm.models import Receipt
+
+__all__ = ["LocalLinkedInOutbox", "LocalEmailOutbox", "LinkedInAction"]
+
+
+class LinkedInAction(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    key: str
+    kind: Literal["visit", "connect", "message"]
+    profile_url: str
+    text: str
+    sender: str
+    at: datetime
+
+
+class LocalLinkedInOutbox:
+    """Records every LinkedIn action instead of performing it."""
+
+    def __init__(self, path: Path | str, *, sender: str) -> None:
+        self.sender = sender
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        if str(path) != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS actions (n INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, profile_url TEXT NOT NULL,"
+            " text TEXT NOT NULL, sender TEXT NOT NULL, at TEXT NOT NULL)"
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _do(self, kind: str, profile_url: str, text: str, key: str) -> Receipt:
+        if not profile_url:
+            from tools.channels import ChannelError
+
+            raise ChannelError(f"{kind}: no LinkedIn profile URL")
+        self._db.execute(
+            "INSERT OR IGNORE INTO actions (key, kind, profile_url, text, sender, at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (key, kind, profile_url, text, self.sender, datetime.now(UTC).isoformat()),
+        )
+        r = self._db.execute("SELECT n FROM actions WHERE key = ?", (key,)).fetchone()
+        return Receipt(provider_id=f"li_{r['n']}", detail=kind)
+
+    async def visit(self, profile_url: str, *, key: str) -> Receipt:
+        return self._do("visit", profile_url, "", key)
+
+    async def connect(self, profile_url: str, note: str, *, key: str) -> Receipt:
+        return self._do("connect", profile_url, note, key)
+
+    async def message(self, profile_url: str, text: str, *, key: str) -> Receipt:
+        return self._do("message", profile_url, text, key)
+
+    def actions(self) -> list[LinkedInAction]:
+        return [
+            LinkedInAction(
+                id=f"li_{r['n']}",
+                key=r["key"],
+                kind=r["kind"],
+                profile_url=r["profile_url"],
+                text=r["text"],
+                sender=r["sender"],
+                at=datetime.fromisoformat(r["at"]),
+            )
+            for r in self._db.execute("SELECT * FROM actions ORDER BY n")
+        ]
+
+
+class LocalEmailOutbox:
+    """Writes one RFC 5322 `.eml` file per message into a directory."""
+
+    def __init__(self, directory: Path, *, sender: str, sender_name: str = "") -> None:
+        self.sender = sender
+        self._sender_name = sender_name
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        pass
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.eml"
+
+    async def send(self, *, to: str, to_name: str, subject: str, body: str, key: str) -> Receipt:
+        path = self._path(key)
+        if path.exists():
+            return Receipt(provider_id=self._message_id(path), detail="already written")
+        msg = EmailMessage()
+        msg["From"] = formataddr((self._sender_name, self.sender))
+        msg["To"] = formataddr((to_name, to))
+        msg["Subject"] = subject
+        msg["Date"] = format_datetime(datetime.now(UTC))
+        msg["Message-ID"] = make_msgid(domain=self.sender.rsplit("@", 1)[-1])
+        msg["X-GTM-Idempotency-Key"] = key
+        msg.set_content(body)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(bytes(msg))
+        os.replace(tmp, path)
+        return Receipt(provider_id=str(msg["Message-ID"]), detail=str(path.name))
+
+    @staticmethod
+    def _message_id(path: Path) -> str:
+        from email import message_from_bytes
+
+        return str(message_from_bytes(path.read_bytes())["Message-ID"])
+
+    def messages(self) -> list[Path]:
+        return sorted(self.directory.glob("*.eml"))
