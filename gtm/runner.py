@@ -88,12 +88,17 @@ class RunSummary:
 
 
 async def _next_payload(rt: Runtime, thread_id: str, inp: dict[str, Any]) -> tuple[Any, str]:
-    """What to send a thread on this run: fresh input, resume, nothing (done or waiting)."""
+    """What to send a thread on this run: fresh input, resume, nothing (done or waiting).
+
+    A thread found done or waiting is re-indexed from its checkpoint: a process killed between
+    the checkpoint write and the ledger update leaves the ledger one step behind.
+    """
     config = _config(thread_id)
     snapshot = await rt.graph.aget_state(config)
     if not snapshot.values:
         return inp, "new"
     if snapshot.interrupts:
+        rt.ledger.update(thread_id, **_derive(snapshot))
         return None, "waiting"
     if snapshot.next:
         return None, "resume"
@@ -101,6 +106,7 @@ async def _next_payload(rt: Runtime, thread_id: str, inp: dict[str, Any]) -> tup
         # Re-enter at send: the cap window may have moved on. The approval stands.
         await rt.graph.aupdate_state(config, {"status": "running"}, as_node="approve")
         return None, "resume"
+    rt.ledger.update(thread_id, **_derive(snapshot))
     return None, "done"
 
 

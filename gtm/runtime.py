@@ -100,6 +100,7 @@ async def open_runtime(
     memory = ChromaMemory(settings.path("memory", "chroma"))
     with _closing_all(crm, outbox, linkedin, email, suppressions, ledger, memory):
         async with contextlib.AsyncExitStack() as stack:
+            model: BaseChatModel
             if with_model:
                 model, description = await stack.enter_async_context(
                     open_chat_model(

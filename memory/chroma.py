@@ -78,7 +78,7 @@ class ChromaMemory:
             include=["documents", "metadatas"],
         )
         touches = [
-            self._touch(d, m)
+            self._touch(d, dict(m))
             for d, m in zip(got["documents"] or [], got["metadatas"] or [], strict=True)
         ]
         return sorted(touches, key=lambda t: t.at, reverse=True)[:limit]

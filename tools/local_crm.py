@@ -126,8 +126,8 @@ class LocalCRM:
 
     async def log_activity(self, activity: Activity) -> str:
         self._db.execute(
-            "INSERT OR IGNORE INTO activities (key, company_id, contact_id, kind, subject, body, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO activities"
+            " (key, company_id, contact_id, kind, subject, body, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 activity.key,
                 activity.company_id,

