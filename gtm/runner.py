@@ -33,6 +33,12 @@ def _config(thread_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}}
 
 
+def _unfinished(snapshot: StateSnapshot) -> bool:
+    """Work is left. A process killed after a task saved its writes but before the next
+    checkpoint leaves `next` empty while the task is still listed: that thread is not done."""
+    return bool(snapshot.next or snapshot.tasks)
+
+
 def _derive(snapshot: StateSnapshot) -> dict[str, Any]:
     """Ledger fields from a checkpoint: the checkpoint is the truth, the ledger its index."""
     values: dict[str, Any] = snapshot.values or {}
@@ -46,7 +52,7 @@ def _derive(snapshot: StateSnapshot) -> dict[str, Any]:
     if snapshot.interrupts:
         out["status"] = "waiting_for_approval"
         out["skip_reason"] = None
-    elif snapshot.next:
+    elif _unfinished(snapshot):
         out["status"] = "running"  # stopped mid-way (crash or interrupt); a run resumes it
     else:
         out["status"] = values.get("status", "failed")
@@ -100,7 +106,7 @@ async def _next_payload(rt: Runtime, thread_id: str, inp: dict[str, Any]) -> tup
     if snapshot.interrupts:
         rt.ledger.update(thread_id, **_derive(snapshot))
         return None, "waiting"
-    if snapshot.next:
+    if _unfinished(snapshot):
         return None, "resume"
     if snapshot.values.get("status") == "deferred":
         # Re-enter at send: the cap window may have moved on. The approval stands.

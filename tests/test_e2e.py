@@ -65,6 +65,8 @@ def _ledger(data: Path) -> list[sqlite3.Row]:
     db.row_factory = sqlite3.Row
     try:
         return db.execute("SELECT * FROM threads ORDER BY id").fetchall()
+    except sqlite3.OperationalError:  # the CLI has created the file but not the table yet
+        return []
     finally:
         db.close()
 
@@ -129,7 +131,8 @@ def test_killed_batch_resumes_and_approvals_send_exactly_once(
     rows = _ledger(data)
     statuses = {r["status"] for r in rows}
     assert statuses <= {"waiting_for_approval", "skipped"}, [
-        (r["thread_id"], r["status"], r["detail"]) for r in rows
+        (r["thread_id"], r["status"], r["detail"])
+        for r in rows
         if r["status"] not in ("waiting_for_approval", "skipped")
     ]
     skipped = {r["account_id"]: r["skip_reason"] for r in rows if r["status"] == "skipped"}

@@ -287,3 +287,26 @@ async def test_weekly_connection_cap_defers_instead_of_sending(env: dict[str, An
     out = await env["graph"].ainvoke(Command(resume={"action": "approve"}), cfg("t9"), context=d)
     assert out["status"] == "deferred" and "cap" in out["skip_detail"]
     assert [a.kind for a in env["linkedin"].actions()] == ["visit"]
+
+
+async def test_email_channel_sends_one_message_with_subject(env: dict[str, Any]) -> None:
+    args = good_note().tool_calls[0]["args"]
+    email_note = tool_call("DraftOutput", {**args, "subject": "Retrieval at Quillcode"})
+    model = ScriptedChatModel.from_script([email_note])
+    d = deps(env, model)
+    g = env["graph"]
+    await g.ainvoke({**inp(), "channel": "email"}, cfg("m1"), context=d)
+    snap = await g.aget_state(cfg("m1"))
+    assert snap.interrupts and snap.interrupts[0].value["draft"]["subject"] == (
+        "Retrieval at Quillcode"
+    )
+    out = await g.ainvoke(
+        Command(resume={"action": "edit", "text": args["body"].replace("Hi Dana", "Hello Dana")}),
+        cfg("m1"),
+        context=d,
+    )
+    assert out["status"] == "sent" and out["draft"].model == "human"
+    ((receipt, sent),) = env["email"].sent.values()
+    assert sent["to"] == "dana@quillcode.dev" and sent["body"].startswith("Hello Dana")
+    assert [e.step for e in env["outbox"].entries()] == ["email"]
+    assert not env["linkedin"].actions()
