@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from gtm.models import Account, AccountStatus, Channel
+from tools.sqlite import connect, where
 
 __all__ = ["Ledger", "ThreadRow", "thread_id_for"]
 
@@ -75,11 +76,7 @@ class ThreadRow(BaseModel):
 class Ledger:
     def __init__(self, path: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self._clock = clock
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(_SCHEMA)
+        self._db = connect(path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -161,15 +158,9 @@ class Ledger:
     def rows(
         self, campaign: str | None = None, status: AccountStatus | None = None
     ) -> list[ThreadRow]:
-        sql, args = "SELECT * FROM threads WHERE 1=1", []
-        if campaign is not None:
-            sql += " AND campaign = ?"
-            args.append(campaign)
-        if status is not None:
-            sql += " AND status = ?"
-            args.append(status)
-        sql += " ORDER BY id"
-        return [self._row(r) for r in self._db.execute(sql, args).fetchall()]
+        clause, args = where(campaign=campaign, status=status)
+        rows = self._db.execute(f"SELECT * FROM threads{clause} ORDER BY id", args).fetchall()
+        return [self._row(r) for r in rows]
 
     def campaigns(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT campaign FROM threads ORDER BY 1")]

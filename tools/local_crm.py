@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gtm.models import Account, Contact
 from tools.crm import Activity, CompanyRecord, ContactRecord, Task
+from tools.sqlite import connect
 
 __all__ = ["LocalCRM", "normalise_linkedin"]
 
@@ -40,11 +41,7 @@ def _email(value: str | None) -> str | None:
 
 class LocalCRM:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(_SCHEMA)
+        self._db = connect(path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()

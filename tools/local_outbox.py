@@ -6,7 +6,6 @@ Both refuse to perform one idempotency key twice, as a careful provider would.
 from __future__ import annotations
 
 import os
-import sqlite3
 import tempfile
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -17,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from gtm.models import Receipt
+from tools.sqlite import connect
 
 __all__ = ["LocalLinkedInOutbox", "LocalEmailOutbox", "LinkedInAction"]
 
@@ -38,15 +38,11 @@ class LocalLinkedInOutbox:
 
     def __init__(self, path: Path | str, *, sender: str) -> None:
         self.sender = sender
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        if str(path) != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute(
+        self._db = connect(
+            path,
             "CREATE TABLE IF NOT EXISTS actions (n INTEGER PRIMARY KEY AUTOINCREMENT,"
             " key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, profile_url TEXT NOT NULL,"
-            " text TEXT NOT NULL, sender TEXT NOT NULL, at TEXT NOT NULL)"
+            " text TEXT NOT NULL, sender TEXT NOT NULL, at TEXT NOT NULL);",
         )
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gtm.models import Channel, OutboxEntry, OutboxState, Step
+from tools.sqlite import connect, where
 
 __all__ = ["Outbox", "iso_week_start"]
 
@@ -45,11 +46,7 @@ def iso_week_start(t: datetime) -> datetime:
 class Outbox:
     def __init__(self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self._clock = clock
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(_SCHEMA)
+        self._db = connect(path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -105,14 +102,8 @@ class Outbox:
     def entries(
         self, campaign: str | None = None, state: OutboxState | None = None
     ) -> list[OutboxEntry]:
-        sql, args = "SELECT * FROM outbox WHERE 1=1", []
-        if campaign is not None:
-            sql += " AND campaign = ?"
-            args.append(campaign)
-        if state is not None:
-            sql += " AND state = ?"
-            args.append(state)
-        sql += " ORDER BY created_at, rowid"
+        clause, args = where(campaign=campaign, state=state)
+        sql = f"SELECT * FROM outbox{clause} ORDER BY created_at, rowid"
         return [self._entry(r) for r in self._db.execute(sql, args).fetchall()]
 
     def count(self, sender: str, step: Step, since: datetime) -> int:

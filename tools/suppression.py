@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from gtm.models import Account, Contact
+from tools.sqlite import connect
 
 __all__ = ["SuppressionList", "SuppressionKind", "normalise"]
 
@@ -26,12 +26,10 @@ def normalise(kind: SuppressionKind, value: str) -> str:
 
 class SuppressionList:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute(
+        self._db = connect(
+            path,
             "CREATE TABLE IF NOT EXISTS suppressions (kind TEXT NOT NULL, value TEXT NOT NULL,"
-            " reason TEXT NOT NULL, added_at TEXT NOT NULL, PRIMARY KEY (kind, value))"
+            " reason TEXT NOT NULL, added_at TEXT NOT NULL, PRIMARY KEY (kind, value));",
         )
 
     def close(self) -> None:
