@@ -36,6 +36,11 @@ def _quote(spans: Sequence[str]) -> str:
     return ", ".join(f"“{s}”" for s in spans)
 
 
+def _matches(patterns: Sequence[re.Pattern[str]], text: str) -> list[str]:
+    """Every span any of the playbook's phrase patterns matches, in pattern order."""
+    return [m.group(0) for p in patterns for m in p.finditer(text)]
+
+
 def _result(
     name: str, spans: list[str], finding: str, instruction: str, score: float | None = None
 ) -> CheckResult:
@@ -147,8 +152,7 @@ def length(
 def banned_phrases(
     draft: Draft, facts: Sequence[Fact], playbook: Playbook, *, account: Account | None = None
 ) -> CheckResult:
-    text = _text(draft)
-    spans = [m.group(0) for p in playbook.guardrails.banned_patterns for m in p.finditer(text)]
+    spans = _matches(playbook.guardrails.banned_patterns, _text(draft))
     return _result(
         "banned_phrases",
         spans,
@@ -193,8 +197,7 @@ def single_ask(
 def no_urgency(
     draft: Draft, facts: Sequence[Fact], playbook: Playbook, *, account: Account | None = None
 ) -> CheckResult:
-    text = _text(draft)
-    spans = [m.group(0) for p in playbook.guardrails.urgency_patterns for m in p.finditer(text)]
+    spans = _matches(playbook.guardrails.urgency_patterns, _text(draft))
     return _result(
         "no_urgency",
         spans,
@@ -210,8 +213,7 @@ def no_pitch_to_open_source(
     first_touch = draft.step in ("linkedin_connect", "email")
     if account is None or not account.open_source_user or not first_touch:
         return _result("no_pitch_to_open_source", [], "", "")
-    text = _text(draft)
-    spans = [m.group(0) for p in playbook.guardrails.pitch_patterns for m in p.finditer(text)]
+    spans = _matches(playbook.guardrails.pitch_patterns, _text(draft))
     return _result(
         "no_pitch_to_open_source",
         spans,
