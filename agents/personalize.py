@@ -102,7 +102,7 @@ async def personalize(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     draft = Draft(
         channel=state.channel,
         step=step,
-        subject=(out.subject or "").strip() or None if state.channel == "email" else None,
+        subject=((out.subject or "").strip() or None) if state.channel == "email" else None,
         body=out.body.strip(),
         cited_fact_ids=tuple(dict.fromkeys(i.strip() for i in out.cited_fact_ids if i.strip())),
         prompt_version=prompt.ref,

@@ -21,7 +21,7 @@ from rich.table import Table
 from gtm.accounts import AccountListError, load_accounts
 from gtm.ledger import ThreadRow
 from gtm.llm import EmbeddedModelUnavailable
-from gtm.models import Channel, Decision, Draft, Fact
+from gtm.models import Channel, Decision, Draft, Fact, Step
 from gtm.playbook import PlaybookError, load_playbook
 from gtm.runner import DecisionRefused, RunSummary, decide, pending_payload, run_campaign
 from gtm.runtime import Runtime, open_runtime
@@ -436,13 +436,14 @@ def _print_headroom(rt: Runtime) -> None:
     t.add_column("used", justify="right")
     t.add_column("cap", justify="right")
     t.add_column("window from")
-    for sender, steps in (
+    lanes: tuple[tuple[str, tuple[Step, ...]], ...] = (
         (rt.deps.linkedin.sender, ("linkedin_visit", "linkedin_connect")),
         (rt.deps.email.sender, ("email",)),
-    ):
+    )
+    for sender, steps in lanes:
         for step in steps:
-            limit, since = cap_for(rt.deps, step, now)  # type: ignore[arg-type]
-            used = rt.deps.outbox.count(sender, step, since)  # type: ignore[arg-type]
+            limit, since = cap_for(rt.deps, step, now)
+            used = rt.deps.outbox.count(sender, step, since)
             t.add_row(sender, step, str(used), str(limit), since.date().isoformat())
     out.print(t)
 

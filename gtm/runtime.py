@@ -103,9 +103,7 @@ async def open_runtime(
             model: BaseChatModel
             if with_model:
                 model, description = await stack.enter_async_context(
-                    open_chat_model(
-                        settings.model_settings(), log_dir=settings.path("logs", "x").parent
-                    )
+                    open_chat_model(settings.model_settings(), log_dir=settings.data_dir / "logs")
                 )
             else:
                 model, description = ModelNotStarted(), "not started"

@@ -90,6 +90,7 @@ def env(server: Any, tmp_path: Path) -> dict[str, str]:
     return e
 
 
+@pytest.mark.timeout(400)
 def test_killed_batch_resumes_and_approvals_send_exactly_once(
     tmp_path: Path, env: dict[str, str], server: Any
 ) -> None:
