@@ -12,15 +12,45 @@ from langgraph.runtime import Runtime
 
 from agents.context import Deps
 from agents.state import State
+from evals.checks import CheckContext, Peer
 from evals.guardrails import review_draft, revision_instructions
+from gtm.models import Touch
 
 __all__ = ["review", "route_after_review"]
 
 
 async def review(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = runtime.context
-    assert state.draft is not None, "personalize writes a draft before review"
-    verdict = review_draft(state.draft, state.facts, deps.playbook, account=state.account)
+    draft = state.draft
+    assert draft is not None, "personalize writes a draft before review"
+    account = state.account
+    # The batch is the campaign: this draft is compared with the drafts already written for
+    # other accounts, and then joins them (the same key `record` uses, so it is stored once).
+    peers = await deps.memory.similar_drafts(
+        state.campaign, draft.body, exclude_account=account.account_id
+    )
+    ctx = CheckContext(
+        facts=state.facts,
+        playbook=deps.playbook,
+        account=account,
+        contact=state.contact,
+        sender_name=deps.sender_name,
+        sender_company=deps.sender_company,
+        peers=[Peer(f"{t.contact} ({t.account_id})", t.text, c) for t, c in peers],
+    )
+    verdict = review_draft(draft, ctx)
+    await deps.memory.remember(
+        Touch(
+            kind="draft",
+            account_id=account.account_id,
+            campaign=state.campaign,
+            at=deps.clock(),
+            text=draft.body,
+            contact=state.contact.name if state.contact else "",
+            channel=draft.channel,
+        ),
+        key=f"{state.campaign}:{account.account_id}:draft",
+    )
     failed = [r.check for r in verdict.failures]
     out_of_rewrites = state.revisions >= deps.playbook.guardrails.max_revisions
     update: dict[str, Any] = {

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evals.checks import ALL_CHECKS, Check
-from gtm.models import Account, Draft, Fact, Review
-from gtm.playbook import Playbook
+from evals.checks import ALL_CHECKS, Check, CheckContext
+from gtm.models import Draft, Review
 
 __all__ = ["review_draft", "revision_instructions"]
 
 
 def review_draft(
-    draft: Draft,
-    facts: Sequence[Fact],
-    playbook: Playbook,
-    *,
-    account: Account | None = None,
-    checks: Sequence[Check] = ALL_CHECKS,
+    draft: Draft, ctx: CheckContext, *, checks: Sequence[Check] = ALL_CHECKS
 ) -> Review:
-    return Review(results=tuple(c(draft, facts, playbook, account=account) for c in checks))
+    return Review(results=tuple(c(draft, ctx) for c in checks))
 
 
 def revision_instructions(review: Review) -> str:

@@ -21,7 +21,7 @@ from rich.table import Table
 from gtm.accounts import AccountListError, load_accounts
 from gtm.ledger import ThreadRow
 from gtm.llm import EmbeddedModelUnavailable
-from gtm.models import Channel, Decision, Draft, Fact, Step
+from gtm.models import Channel, Contact, Decision, Draft, Fact, Step
 from gtm.playbook import PlaybookError, load_playbook
 from gtm.runner import DecisionRefused, RunSummary, decide, pending_payload, run_campaign
 from gtm.runtime import Runtime, open_runtime
@@ -327,6 +327,7 @@ def _edit_in_editor(ctx: typer.Context, draft_id: str) -> str:
 
 def _check_edit(ctx: typer.Context, draft_id: str, text: str, subject: str | None) -> None:
     """Refuse an edit the channel cannot carry; warn about other guardrail findings."""
+    from evals.checks import CheckContext
     from evals.guardrails import review_draft
 
     payload = _current(ctx, draft_id)
@@ -335,7 +336,15 @@ def _check_edit(ctx: typer.Context, draft_id: str, text: str, subject: str | Non
         update={"body": text.strip(), "subject": subject or old.subject, "model": "human"}
     )
     facts = [Fact.model_validate(f) for f in payload["facts"]]
-    verdict = review_draft(new, facts, load_playbook(_settings(ctx).playbook))
+    settings = _settings(ctx)
+    check_ctx = CheckContext(
+        facts=facts,
+        playbook=load_playbook(settings.playbook),
+        contact=Contact.model_validate(payload["contact"]),
+        sender_name=settings.sender_name,
+        sender_company=settings.sender_company,
+    )
+    verdict = review_draft(new, check_ctx)
     hard = {"length", "placeholders"}
     for r in verdict.failures:
         if r.check in hard:

@@ -88,8 +88,14 @@ class Guardrails(_Strict):
     banned_phrases: tuple[str, ...]
     pitch_phrases: tuple[str, ...]
     urgency_phrases: tuple[str, ...]
+    injection_phrases: tuple[str, ...]
+    role_words: tuple[str, ...]
+    max_genericness: float = Field(ge=0, le=1)
+    near_duplicate_shingle: float = Field(gt=0, le=1)
+    near_duplicate_cosine: float = Field(gt=0, le=1)
+    batch_max_duplicate_share: float = Field(gt=0, le=1)
 
-    @field_validator("banned_phrases", "pitch_phrases", "urgency_phrases")
+    @field_validator("banned_phrases", "pitch_phrases", "urgency_phrases", "injection_phrases")
     @classmethod
     def _valid_patterns(cls, v: tuple[str, ...], info: object) -> tuple[str, ...]:
         _compile(v, getattr(info, "field_name", "pattern"))
@@ -106,6 +112,21 @@ class Guardrails(_Strict):
     @cached_property
     def urgency_patterns(self) -> tuple[re.Pattern[str], ...]:
         return _compile(self.urgency_phrases, "urgency_phrases")
+
+    @cached_property
+    def role_patterns(self) -> tuple[re.Pattern[str], ...]:
+        return _compile(tuple(re.escape(w) for w in self.role_words), "role_words")
+
+    @cached_property
+    def injection_patterns(self) -> tuple[re.Pattern[str], ...]:
+        return _compile(self.injection_phrases, "injection_phrases")
+
+
+class Evals(_Strict):
+    """What `gtm eval` tracks against its baseline, and how far a metric may fall."""
+
+    max_regression: float = Field(ge=0, le=1)
+    tracked: tuple[str, ...] = Field(min_length=1)
 
 
 class Goals(_Strict):
@@ -176,6 +197,7 @@ class Playbook(_Strict):
     goals: Goals
     red_flags: RedFlags
     escalations: Escalations
+    evals: Evals
     source: str = Field(default="", description="File the playbook was read from.")
 
     @field_validator("tiers")

@@ -27,6 +27,13 @@ class AccountMemory(Protocol):
         """This account's touches most similar in meaning to `query`."""
         ...
 
+    async def similar_drafts(
+        self, campaign: str, text: str, *, exclude_account: str, k: int = 5
+    ) -> list[tuple[Touch, float | None]]:
+        """Other accounts' drafts in this campaign closest to `text`, with cosine similarity
+        (None if this memory does not embed)."""
+        ...
+
     async def forget_account(self, account_id: str) -> int:
         """Erase everything about an account; returns how many records went."""
         ...

@@ -98,6 +98,35 @@ class ChromaMemory:
         metas = (got["metadatas"] or [[]])[0]
         return [self._touch(d, dict(m)) for d, m in zip(docs, metas, strict=True)]
 
+    async def similar_drafts(
+        self, campaign: str, text: str, *, exclude_account: str, k: int = 5
+    ) -> list[tuple[Touch, float | None]]:
+        where: Any = {
+            "$and": [
+                {"campaign": campaign},
+                {"kind": "draft"},
+                {"account_id": {"$ne": exclude_account}},
+            ]
+        }
+        found = await asyncio.to_thread(self._collection.get, where=where, include=[])
+        n = len(found["ids"])
+        if n == 0:
+            return []
+        got = await asyncio.to_thread(
+            self._collection.query,
+            query_texts=[text],
+            n_results=min(k, n),
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        docs = (got["documents"] or [[]])[0]
+        metas = (got["metadatas"] or [[]])[0]
+        dists = (got["distances"] or [[]])[0]
+        return [
+            (self._touch(d, dict(m)), 1.0 - float(dist))
+            for d, m, dist in zip(docs, metas, dists, strict=True)
+        ]
+
     async def forget_account(self, account_id: str) -> int:
         got = await asyncio.to_thread(self._collection.get, where={"account_id": account_id})
         ids = got["ids"]

@@ -32,6 +32,18 @@ class InMemoryMemory:
         mine = [t for t in self._items.values() if t.account_id == account_id]
         return sorted(mine, key=lambda t: len(q & _words(t.text)), reverse=True)[:k]
 
+    async def similar_drafts(
+        self, campaign: str, text: str, *, exclude_account: str, k: int = 5
+    ) -> list[tuple[Touch, float | None]]:
+        q = _words(text)
+        peers = [
+            t
+            for t in self._items.values()
+            if t.kind == "draft" and t.campaign == campaign and t.account_id != exclude_account
+        ]
+        peers.sort(key=lambda t: len(q & _words(t.text)), reverse=True)
+        return [(t, None) for t in peers[:k]]
+
     async def forget_account(self, account_id: str) -> int:
         keys = [k for k, t in self._items.items() if t.account_id == account_id]
         for k in keys:

@@ -1,0 +1,245 @@
+"""Text plumbing shared by the checks: tokens, the research's vocabulary, claims, shingles.
+
+Everything here is deterministic and dependency-free so that scoring 1,000 drafts stays cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+__all__ = [
+    "Claim",
+    "Vocabulary",
+    "claims",
+    "content_tokens",
+    "greeted_name",
+    "longest_common_run",
+    "norm",
+    "number_key",
+    "shingles",
+    "words",
+]
+
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself yourselves
+    i'm i've i'd i'll you're you've it's that's what's let's we're we've don't didn't isn't
+    hi hello hey dear also still yet really quite much many lot lots one""".split()
+)
+
+# Capitalised words that carry no claim: pronouns, sign-offs, generic acronyms, the channel.
+NEUTRAL_CAPS = frozenset(
+    """i i'm i've i'd i'll ai ml llm llms rag api apis sdk saas b2b ok ps p.s thanks thank
+    cheers best regards linkedin hi hello hey dear""".split()
+)
+
+MONTHS = (
+    "january february march april may june july august september october november december"
+).split()
+_MONTH_ABBR = {m[:3]: m for m in MONTHS} | {"sept": "september"}
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve".split()
+    )
+}
+
+_WORD = re.compile(r"[A-Za-z0-9$#][\w'’.\-$%#]*[\w%]|[A-Za-z0-9]")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;\n—–]\s*|\s[-–—]\s+)$")
+_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"')]+|\b[\w.+-]+@[\w-]+\.[\w.-]+\b", re.IGNORECASE)
+_NUMBER = re.compile(r"^[$€£#]?\d[\d,.]*(?:[kmb]|%|x|\+)?\b", re.IGNORECASE)
+_QUOTED = re.compile(r"[\"“]([^\"”]{12,})[\"”]")
+_GREETING = re.compile(
+    r"^\s*(?:(?:hi|hello|hey|dear|morning|good morning)\s+([A-Z][\w'’-]+)"
+    r"|([A-Z][\w'’-]+)\s*[,—–])",
+    re.IGNORECASE,
+)
+_JOINERS = ("of", "&", "de", "and")
+_MULTIPLIER = {"million": "m", "billion": "b", "thousand": "k", "mn": "m", "bn": "b"}
+_ISO_DATE = re.compile(r"\b(20\d\d)-(0[1-9]|1[0-2])(?:-\d\d)?\b")
+
+
+@cache
+def norm(token: str) -> str:
+    """Lower-case, drop possessives and trailing punctuation, fold simple plurals."""
+    t = token.lower().replace("’", "'").strip(".,;:!?'\"()[]-")
+    if t.endswith("'s"):
+        t = t[:-2]
+    if t in _MONTH_ABBR:
+        return _MONTH_ABBR[t]
+    if len(t) > 3 and t.endswith("s") and not t.endswith("ss") and not t[-2].isdigit():
+        t = t[:-1]
+    return t
+
+
+def number_key(token: str) -> str | None:
+    """'$14M' -> '14m', '2,000' -> '2000', '4s' -> '4', '#412' -> '412'; None if no number."""
+    m = _NUMBER.match(token)
+    if not m:
+        return None
+    raw = m.group(0).lower().lstrip("$€£#")
+    suffix = raw[-1] if raw[-1] in "kmb" else ""
+    digits = raw.rstrip("kmb%x+").replace(",", "").rstrip(".")
+    if not digits or not digits[0].isdigit():
+        return None
+    return digits + suffix
+
+
+def words(text: str) -> list[tuple[str, int]]:
+    """Word tokens with their offsets."""
+    return [(m.group(0), m.start()) for m in _WORD.finditer(text)]
+
+
+def _with_iso_months(text: str) -> str:
+    return _ISO_DATE.sub(lambda m: f"{m.group(0)} {MONTHS[int(m.group(2)) - 1]} {m.group(1)}", text)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What the research supports: normalised words, numbers and the raw text for phrases."""
+
+    tokens: frozenset[str]
+    numbers: frozenset[str]
+    text: str
+
+    @classmethod
+    def of(cls, texts: Iterable[str]) -> Vocabulary:
+        text = _with_iso_months("\n".join(t for t in texts if t))
+        tokens: set[str] = set()
+        numbers: set[str] = set()
+        toks = [w for w, _ in words(text)]
+        for i, w in enumerate(toks):
+            for part in [w, *re.split(r"[-/.]", w)]:
+                if part:
+                    tokens.add(norm(part))
+            key = number_key(w) or _NUMBER_WORDS.get(w.lower())
+            if key:
+                nxt = toks[i + 1].lower() if i + 1 < len(toks) else ""
+                mult = _MULTIPLIER.get(nxt, "")
+                numbers.add(key + mult if key[-1].isdigit() else key)
+                numbers.add(key.rstrip("kmb"))
+        return cls(frozenset(tokens), frozenset(numbers), text.lower())
+
+    def supports_word(self, token: str) -> bool:
+        n = norm(token)
+        if n in self.tokens or n in NEUTRAL_CAPS:
+            return True
+        parts = [p for p in re.split(r"[-/.]", token) if p]
+        return len(parts) > 1 and all(norm(p) in self.tokens for p in parts)
+
+    def supports_number(self, key: str) -> bool:
+        return key in self.numbers or (key[-1] in "kmb" and key[:-1] + key[-1] in self.numbers)
+
+
+@dataclass(frozen=True)
+class Claim:
+    kind: str  # name | number | date | role | link | quote
+    span: str
+
+
+def greeted_name(body: str) -> str | None:
+    """The name a message opens with ("Hi Maria," / "Maria —"), if any."""
+    m = _GREETING.match(body)
+    if not m:
+        return None
+    name = m.group(1) or m.group(2)
+    return None if norm(name) in STOPWORDS or norm(name) in NEUTRAL_CAPS else name
+
+
+def _is_cap(token: str) -> bool:
+    return token[:1].isupper() and len(token) > 1 and not token.isdigit()
+
+
+def claims(text: str, role_patterns: Sequence[re.Pattern[str]], *, title_case: bool) -> list[Claim]:
+    """Concrete claims a reader would take as facts: names, numbers, dates, roles, links, quotes.
+
+    A sentence's first word is not a name claim (it is capitalised by grammar), except a
+    greeting's name. In a title-case line (an email subject) only numbers, dates, roles, links
+    and quotes count.
+    """
+    found: list[Claim] = []
+    for m in _URL.finditer(text):
+        found.append(Claim("link", m.group(0).rstrip(".,")))
+    scrubbed = _URL.sub(" ", text)
+    for m in _QUOTED.finditer(scrubbed):
+        found.append(Claim("quote", m.group(1)))
+    for p in role_patterns:
+        found.extend(Claim("role", m.group(0)) for m in p.finditer(scrubbed))
+    toks = words(scrubbed)
+    greeting = greeted_name(scrubbed)
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            found.append(Claim("name", " ".join(run)))
+            run.clear()
+
+    for i, (tok, at) in enumerate(toks):
+        if number_key(tok):
+            flush()
+            found.append(Claim("number", tok))
+            continue
+        if norm(tok) in MONTHS and (tok[0].isupper() or len(tok) > 3):
+            flush()
+            found.append(Claim("date", tok))
+            continue
+        starts_sentence = bool(_SENTENCE_START.search(scrubbed[:at]))
+        is_greeting = greeting is not None and i <= 1 and tok == greeting
+        if _is_cap(tok) and not title_case and (is_greeting or not starts_sentence):
+            if norm(tok) in NEUTRAL_CAPS and not is_greeting:
+                flush()
+                continue
+            run.append(tok)
+        elif (
+            run
+            and tok in ("of", "&", "de", "and")
+            and i + 1 < len(toks)
+            and _is_cap(toks[i + 1][0])
+        ):
+            run.append(tok)
+        else:
+            flush()
+    flush()
+    return found
+
+
+def content_tokens(text: str) -> list[str]:
+    """Normalised words that carry meaning (no stopwords), in order."""
+    out = []
+    for tok, _ in words(_URL.sub(" ", text)):
+        n = number_key(tok) or norm(tok)
+        if n and n not in STOPWORDS and (len(n) > 2 or n[0].isdigit()):
+            out.append(n)
+    return out
+
+
+def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
+    """Word n-grams of the text with names and numbers masked, so a template shows its skeleton."""
+    seq = skeleton(text)
+    return frozenset(tuple(seq[i : i + n]) for i in range(max(0, len(seq) - n + 1)))
+
+
+def skeleton(text: str) -> list[str]:
+    return ["#" if _is_cap(t) or number_key(t) else t.lower() for t, _ in words(text)]
+
+
+def longest_common_run(a: str, b: str) -> str:
+    """The longest run of words `a` shares with `b` (names and numbers masked), quoted from `a`."""
+    from difflib import SequenceMatcher
+
+    ta, tb = words(a), words(b)
+    sm = SequenceMatcher(None, skeleton(a), skeleton(b), autojunk=False)
+    m = sm.find_longest_match(0, len(ta), 0, len(tb))
+    if m.size == 0:
+        return ""
+    start = ta[m.a][1]
+    last_tok, last_at = ta[m.a + m.size - 1]
+    return a[start : last_at + len(last_tok)]
