@@ -43,3 +43,5 @@ class Deps:
     sender_company: str
     prompts_dir: Path | None = None
     """Alternative prompt directory (eval harness, prompt experiments); None = shipped prompts."""
+    prompt_version: str | None = None
+    """Use this version of every prompt (an archived `<name>@<version>.md`); None = current."""

@@ -70,3 +70,20 @@ def build_graph(
     builder.add_edge("send", "record")
     builder.add_edge("record", END)
     return builder.compile(checkpointer=checkpointer, name="gtm-outreach")
+
+
+def build_writer_graph() -> CompiledStateGraph[State, Deps, State, State]:
+    """The write–review loop alone, from given facts: what `gtm eval` scores prompts with.
+
+    The same `personalize` and `review` nodes and routing as the outreach graph; where that one
+    would ask a human, this one ends.
+    """
+    builder = StateGraph(State, context_schema=Deps)
+    builder.add_node("personalize", personalize)
+    builder.add_node("review", review)
+    builder.add_edge(START, "personalize")
+    builder.add_edge("personalize", "review")
+    builder.add_conditional_edges(
+        "review", route_after_review, {"personalize": "personalize", "approve": END}
+    )
+    return builder.compile(name="gtm-writer")

@@ -66,26 +66,28 @@ async def personalize(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     contact = state.contact
     assert contact is not None, "intake chooses the contact before personalize"
     step = first_step(state.channel)
-    prompt = load_prompt(PROMPT_FOR_STEP[step], deps.prompts_dir)
+    prompt = load_prompt(PROMPT_FOR_STEP[step], deps.prompts_dir, version=deps.prompt_version)
     history = [f.text for f in state.facts if f.kind == "history"]
-    system, user = prompt.render(
-        company=state.account.company,
-        contact_name=contact.name,
-        contact_first_name=contact.first_name,
-        contact_title=contact.title or "unknown",
-        segment=state.tier.segment if state.tier else (state.account.segment or "unknown"),
-        facts=render_facts(state.facts),
-        history="\n".join(history) or "none",
-        max_chars=str(_max_chars(deps, step)),
-        open_source_note=(
-            "They use our open-source project: do not pitch. Ask about their usage or for "
-            "feedback instead."
-            if state.account.open_source_user
-            else ""
-        ),
-        revision_instructions=state.instructions,
-        sender_name=deps.sender_name,
-        sender_company=deps.sender_company,
+    system, user = prompt.render_from(
+        dict(
+            company=state.account.company,
+            contact_name=contact.name,
+            contact_first_name=contact.first_name,
+            contact_title=contact.title or "unknown",
+            segment=state.tier.segment if state.tier else (state.account.segment or "unknown"),
+            facts=render_facts(state.facts),
+            history="\n".join(history) or "none",
+            max_chars=str(_max_chars(deps, step)),
+            open_source_note=(
+                "They use our open-source project: do not pitch. Ask about their usage or for "
+                "feedback instead."
+                if state.account.open_source_user
+                else ""
+            ),
+            revision_instructions=state.instructions,
+            sender_name=deps.sender_name,
+            sender_company=deps.sender_company,
+        )
     )
     writer = deps.model.with_structured_output(DraftOutput, method="function_calling")
     event: str

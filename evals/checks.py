@@ -44,6 +44,7 @@ __all__ = [
     "genericness",
     "genericness_score",
     "near_duplicates",
+    "duplicate_of",
     "count_asks",
     "jaccard",
 ]
@@ -155,14 +156,14 @@ def fact_coverage(draft: Draft, ctx: CheckContext) -> CheckResult:
 
 _PLACEHOLDER = re.compile(
     r"\{\{?\s*\w+\s*\}?\}"  # {first_name} {{x}}
-    r"|\[(?:[A-Z][\w ]*|f\d+)\]"  # [Company] [Your Name] [f2]
+    r"|\[(?:[A-Z][\w '’]*|f\d+)\]"  # [Company] [Your Name] [Recipient's Name] [f2]
     r"|<\s*[A-Z_]{2,}\s*>"  # <NAME>
     r"|%[A-Z_]{2,}%"  # %FIRSTNAME%
     r"|\b(?:Hi|Hello|Hey|Dear)\s*,"  # "Hi ," with no name
     r"|\bX{3,}\b|\bTBD\b|\bINSERT\b|lorem ipsum",
     re.IGNORECASE,
 )
-_PLACEHOLDER_CASE = re.compile(r"\[(?:[A-Z][\w ]*|f\d+)\]|<\s*[A-Z_]{2,}\s*>|%[A-Z_]{2,}%")
+_PLACEHOLDER_CASE = re.compile(r"\[(?:[A-Z][\w '’]*|f\d+)\]|<\s*[A-Z_]{2,}\s*>|%[A-Z_]{2,}%")
 
 
 def placeholders(draft: Draft, ctx: CheckContext) -> CheckResult:
@@ -413,17 +414,31 @@ def jaccard(a: frozenset[tuple[str, ...]], b: frozenset[tuple[str, ...]]) -> flo
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
+_MIN_SHINGLES = 6
+
+
+def duplicate_of(text: str, peer: Peer, playbook: Playbook) -> float | None:
+    """The masked-shingle overlap if `text` and `peer` are near-duplicates, else None.
+
+    Texts too short to have a skeleton (under `_MIN_SHINGLES` shingles: a name and a date mask
+    to the same few symbols) are compared only by embedding; empty texts not at all.
+    """
+    if not text.strip() or not peer.text.strip():
+        return None
+    g = playbook.guardrails
+    mine, theirs = shingles(text), shingles(peer.text)
+    sim = jaccard(mine, theirs)
+    long_enough = min(len(mine), len(theirs)) >= _MIN_SHINGLES
+    close = peer.cosine is not None and peer.cosine >= g.near_duplicate_cosine
+    return sim if (long_enough and sim >= g.near_duplicate_shingle) or close else None
+
+
 def near_duplicates(draft: Draft, ctx: CheckContext) -> CheckResult:
     """Not the same skeleton as another draft of the batch (masked 3-shingles or embeddings)."""
-    g = ctx.playbook.guardrails
-    mine = shingles(draft.body)
     worst: tuple[float, Peer] | None = None
     for peer in ctx.peers:
-        sim = jaccard(mine, shingles(peer.text))
-        dup = sim >= g.near_duplicate_shingle or (
-            peer.cosine is not None and peer.cosine >= g.near_duplicate_cosine
-        )
-        if dup and (worst is None or sim > worst[0]):
+        sim = duplicate_of(draft.body, peer, ctx.playbook)
+        if sim is not None and (worst is None or sim > worst[0]):
             worst = (sim, peer)
     if worst is None:
         return _result("near_duplicates", [], "", "")
@@ -433,8 +448,8 @@ def near_duplicates(draft: Draft, ctx: CheckContext) -> CheckResult:
     return _result(
         "near_duplicates",
         [shared] if shared else [draft.body[:60]],
-        f"same skeleton as the draft for {peer.label} (shingle overlap {sim:.0%}{cos}), "
-        f"sharing {_quote([shared])}",
+        f"same skeleton as the draft for {peer.label} (shingle overlap {sim:.0%}{cos})"
+        + (f", sharing {_quote([shared])}" if shared.strip() else ""),
         f"This reads like the message to {peer.label}. Rewrite it from this account's own facts "
         "with a different opening and structure.",
         score=1 - sim,

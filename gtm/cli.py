@@ -62,7 +62,7 @@ def _root(
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -455,6 +455,114 @@ def _print_headroom(rt: Runtime) -> None:
             used = rt.deps.outbox.count(sender, step, since)
             t.add_row(sender, step, str(used), str(limit), since.date().isoformat())
     out.print(t)
+
+
+# -------------------------------------------------------------------------- eval
+
+
+@app.command("eval")
+def eval_(
+    ctx: typer.Context,
+    dataset: Annotated[
+        list[Path] | None,
+        typer.Option(help="Dataset file or directory; repeatable (default: evals/datasets)."),
+    ] = None,
+    prompt_version: Annotated[
+        str | None, typer.Option(help="Score this version of the prompts (`<name>@<v>.md`).")
+    ] = None,
+    prompts: Annotated[
+        Path | None, typer.Option(help="Prompt directory to score instead of the shipped one.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name at the configured endpoint.")
+    ] = None,
+    judge: Annotated[bool, typer.Option(help="Also grade drafts with the LLM judge.")] = False,
+    baseline: Annotated[
+        Path | None, typer.Option(help="Baseline JSON; exit 1 if a tracked metric regresses.")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where report.md/.json go.")] = Path(
+        "eval-report"
+    ),
+    generate: Annotated[
+        bool, typer.Option(help="Write drafts for the generation set with the model.")
+    ] = True,
+    update_baseline: Annotated[
+        bool, typer.Option(help="Write this run's metrics to --baseline instead of comparing.")
+    ] = False,
+) -> None:
+    """Score the guardrail checks against labeled drafts, and the prompts on fresh drafts."""
+    from evals.datasets import DEFAULT_DATASETS, DatasetError
+    from gtm.evaluate import BaselineError, EvalOptions, run_eval, save_baseline
+    from prompts import PromptError
+
+    if update_baseline and baseline is None:
+        raise _fail("--update-baseline needs --baseline FILE")
+    opts = EvalOptions(
+        datasets=tuple(dataset or (DEFAULT_DATASETS,)),
+        prompt_version=prompt_version,
+        prompts_dir=prompts,
+        model=model,
+        judge=judge,
+        baseline=None if update_baseline else baseline,
+        out=out_dir,
+        generate=generate,
+    )
+    settings = _settings(ctx)
+    try:
+        with err.status("scoring…") as status:
+            report = _run(
+                run_eval(settings, opts, on_progress=lambda i: status.update(f"wrote {i}"))
+            )
+    except (DatasetError, BaselineError, PromptError) as exc:
+        raise _fail(str(exc)) from None
+    _print_eval(report)
+    if update_baseline and baseline is not None:
+        save_baseline(report, baseline)
+        out.print(f"baseline written: {baseline}", highlight=False)
+    out.print(f"report: {out_dir / 'report.md'} and report.json", highlight=False)
+    if report.regressions:
+        err.print(
+            f"[red]regression:[/red] {len(report.regressions)} tracked metric(s) fell more than "
+            f"{report.max_regression:.2f} below the baseline",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+def _print_eval(report: Any) -> None:
+    from evals.checks import CHECK_NAMES
+
+    m = report.metrics
+    out.print(
+        f"model: {report.model}; prompts: {', '.join(report.prompt_versions.values())}",
+        highlight=False,
+    )
+    t = Table(title="checks: labeled precision / recall, pass rate on generated drafts")
+    for col in ("check", "precision", "recall", "generated pass"):
+        t.add_column(col, justify="left" if col == "check" else "right")
+
+    def f(key: str) -> str:
+        return f"{m[key]:.2f}" if key in m else "–"
+
+    for c in CHECK_NAMES:
+        t.add_row(
+            c, f(f"labeled.precision.{c}"), f(f"labeled.recall.{c}"), f(f"generation.pass_rate.{c}")
+        )
+    out.print(t)
+    s = Table(title="summary")
+    for col in ("metric", "now", "baseline", "status"):
+        s.add_column(col)
+    regressed = {r.metric: r for r in report.regressions}
+    keys = [k for k in sorted(m) if not k.startswith(("labeled.precision", "labeled.recall"))]
+    keys = [k for k in keys if not k.startswith("generation.pass_rate.")]
+    for k in keys + sorted(set(regressed) - set(keys)):
+        r = regressed.get(k)
+        base = report.baseline_metrics.get(k)
+        status = (
+            f"[red]regressed by {r.drop:.2f}[/red]" if r else ("ok" if base is not None else "")
+        )
+        s.add_row(k, f"{m[k]:.2f}", "" if base is None else f"{base:.2f}", status)
+    out.print(s)
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ class ModelSettings(BaseModel):
     api_key: SecretStr | None = None
     max_tokens: int = 400
     temperature: float = 0.7
+    seed: int | None = None
     timeout_s: float = 120.0
 
 
@@ -63,6 +64,7 @@ def build_chat_model(settings: ModelSettings, *, base_url: str, model: str) -> C
         model=model,
         api_key=key,
         temperature=settings.temperature,
+        seed=settings.seed,
         max_retries=1,
         timeout=settings.timeout_s,
         extra_body={"max_tokens": settings.max_tokens},

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -87,6 +88,8 @@ async def open_runtime(
     with_model: bool,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     playbook: Playbook | None = None,
+    prompts_dir: Path | None = None,
+    prompt_version: str | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open every store under `settings.data_dir`; start the model only if `with_model`."""
     pb = playbook or load_playbook(settings.playbook)
@@ -126,6 +129,8 @@ async def open_runtime(
                 clock=clock,
                 sender_name=settings.sender_name,
                 sender_company=settings.sender_company,
+                prompts_dir=prompts_dir,
+                prompt_version=prompt_version,
             )
             yield Runtime(
                 settings=settings,

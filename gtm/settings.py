@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     model_api_key: SecretStr | None = Field(default=None, description="Key for that endpoint.")
     model_max_tokens: int = Field(default=400, gt=0)
     model_temperature: float = Field(default=0.7, ge=0, le=2)
+    model_seed: int | None = Field(
+        default=None, description="Sampling seed, if the server takes one."
+    )
     sender_name: str = Field(default="Alex Morgan", description="Who the messages are from.")
     sender_company: str = Field(default="Vectorly", description="The sender's company.")
     linkedin_seat: str = Field(default="default-seat", description="LinkedIn sender seat id.")
@@ -79,6 +82,7 @@ class Settings(BaseSettings):
             api_key=key,
             max_tokens=self.model_max_tokens,
             temperature=self.model_temperature,
+            seed=self.model_seed,
         )
 
     def path(self, *parts: str) -> Path:

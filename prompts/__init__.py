@@ -60,6 +60,14 @@ class PromptTemplate(BaseModel):
             raise PromptError(f"prompt {self.ref}: unexpected variable(s) {extra}")
         return self.system.format(**values), self.user.format(**values)
 
+    def render_from(self, offered: dict[str, str]) -> tuple[str, str]:
+        """Render with the declared variables taken from everything the caller can offer.
+
+        A prompt may use fewer variables than its caller knows (a prompt experiment that drops
+        the history, say); one it declares but the caller cannot offer still fails loudly.
+        """
+        return self.render(**{k: v for k, v in offered.items() if k in self.variables})
+
 
 def _parse(text: str, where: str) -> PromptTemplate:
     parts = text.split("---", 2)
@@ -86,19 +94,40 @@ def _parse(text: str, where: str) -> PromptTemplate:
         raise PromptError(f"{where}: {exc}") from exc
 
 
-def load_prompt(name: str, directory: Path | None = None) -> PromptTemplate:
-    """Load `<name>.md` from `directory`, or from the shipped prompts."""
+def _read(name: str, directory: Path | None) -> tuple[str, str] | None:
     if directory is not None:
         path = directory / f"{name}.md"
-        if not path.exists():
-            raise PromptError(f"{path}: no such prompt")
-        return _parse(path.read_text(encoding="utf-8"), str(path))
+        return (path.read_text(encoding="utf-8"), str(path)) if path.exists() else None
     res = resources.files("prompts").joinpath(f"{name}.md")
-    if not res.is_file():
-        raise PromptError(f"prompts/{name}.md: no such prompt")
-    return _parse(res.read_text(encoding="utf-8"), f"prompts/{name}.md")
+    return (res.read_text(encoding="utf-8"), f"prompts/{name}.md") if res.is_file() else None
+
+
+def load_prompt(
+    name: str, directory: Path | None = None, *, version: str | None = None
+) -> PromptTemplate:
+    """Load `<name>.md` from `directory`, or from the shipped prompts.
+
+    With `version`, an archived `<name>@<version>.md` is preferred; otherwise `<name>.md` must
+    declare that version. Keeping the previous version next to the current one lets `gtm eval
+    --prompt-version` score either.
+    """
+    where = directory or "prompts"
+    if version is not None:
+        archived = _read(f"{name}@{version}", directory)
+        if archived is not None:
+            return _parse(*archived)
+    found = _read(name, directory)
+    if found is None:
+        raise PromptError(f"{where}/{name}.md: no such prompt")
+    prompt = _parse(*found)
+    if version is not None and prompt.version != version:
+        raise PromptError(
+            f"{where}/{name}.md is version {prompt.version}, and there is no "
+            f"{name}@{version}.md (asked for version {version})"
+        )
+    return prompt
 
 
 def list_prompts(directory: Path | None = None) -> list[str]:
     root = directory or Path(str(resources.files("prompts")))
-    return sorted(p.stem for p in root.glob("*.md"))
+    return sorted(p.stem for p in root.glob("*.md") if "@" not in p.stem)

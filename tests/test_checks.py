@@ -65,6 +65,7 @@ def test_fact_coverage(cited: tuple[str, ...], quoted: str) -> None:
         "{{ company }}",
         "[Company]",
         "[Your Name]",
+        "[Recipient's Name]",
         "<NAME>",
         "%FIRSTNAME%",
         "[f2]",

@@ -19,28 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.openai_server import ScriptedOpenAIServer, tool_call_response
+from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "accounts.csv"
-
-
-def _write_draft(request: dict[str, Any]) -> dict[str, Any]:
-    """Answer the forced DraftOutput call with a short note citing the first two facts."""
-    user = request["messages"][-1]["content"]
-    ids = re.findall(r"^\[(f\d+)\] (.+?) \(source:", user, flags=re.M)
-    company = re.search(r"Company: (.+)", user)
-    first = re.search(r"First name: (.+)", user)
-    who = first.group(1).strip() if first else "there"
-    facts = ids[:2]
-    topic = facts[0][1][:80].rstrip(".") if facts else "your work"
-    body = (
-        f"Hi {who}, I read that {topic[0].lower() + topic[1:]}. "
-        f"{'Curious how ' + company.group(1).strip() if company else 'Curious how you'} "
-        "handles retrieval at that scale. Would you be open to comparing notes?"
-    )
-    name = request["tool_choice"]["function"]["name"]
-    return tool_call_response(name, {"body": body[:290], "cited_fact_ids": [i for i, _ in facts]})
 
 
 def _gtm(
@@ -73,7 +55,7 @@ def _ledger(data: Path) -> list[sqlite3.Row]:
 
 @pytest.fixture
 def server() -> Any:
-    with ScriptedOpenAIServer(responder=_write_draft) as srv:
+    with ScriptedOpenAIServer(responder=write_from_facts) as srv:
         yield srv
 
 

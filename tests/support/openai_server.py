@@ -7,6 +7,7 @@ It serves `GET /v1/models` and non-streaming `POST /v1/chat/completions`. Answer
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -136,3 +137,23 @@ class ScriptedOpenAIServer:
         assert self._used == len(self._script), (
             f"{len(self._script) - self._used} scripted response(s) were never requested"
         )
+
+
+def write_from_facts(request: dict[str, Any]) -> dict[str, Any]:
+    """A deterministic writer: answers the forced DraftOutput call with a note built from the first
+    two facts in the prompt, citing them. Without facts in the prompt it can only write a
+    template, which is how a test shows that dropping facts from a prompt makes drafts generic."""
+    user = request["messages"][-1]["content"]
+    ids = re.findall(r"^\[(f\d+)\] (.+?) \(source:", user, flags=re.M)
+    company = re.search(r"Company: (.+)", user)
+    first = re.search(r"First name: (.+)", user)
+    who = first.group(1).strip() if first else "there"
+    facts = ids[:2]
+    topic = facts[0][1][:80].rstrip(".") if facts else "your work"
+    body = (
+        f"Hi {who}, I read that {topic[0].lower() + topic[1:]}. "
+        f"{'Curious how ' + company.group(1).strip() if company else 'Curious how you'} "
+        "handles retrieval at that scale. Would you be open to comparing notes?"
+    )
+    name = request["tool_choice"]["function"]["name"]
+    return tool_call_response(name, {"body": body[:290], "cited_fact_ids": [i for i, _ in facts]})

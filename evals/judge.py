@@ -1,0 +1,56 @@
+"""The optional LLM judge: personalization depth, relevance, clarity and tone, 1-5 with reasons.
+
+It runs on the configured model only with `gtm eval --judge`; every other part of the harness
+works without it. Its prompt is `prompts/judge_draft.md`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import BaseModel, Field, ValidationError
+
+from evals.checks import CheckContext
+from gtm.models import Draft
+from prompts import load_prompt
+
+__all__ = ["JudgeScores", "DIMENSIONS", "judge_draft"]
+
+DIMENSIONS = ("personalization_depth", "relevance", "clarity", "tone")
+
+
+class JudgeScores(BaseModel):
+    """Grades for one message, 1 (bad) to 5 (excellent)."""
+
+    personalization_depth: int = Field(ge=1, le=5)
+    relevance: int = Field(ge=1, le=5)
+    clarity: int = Field(ge=1, le=5)
+    tone: int = Field(ge=1, le=5)
+    reasons: str = Field(description="One sentence per dimension, quoting the message.")
+
+
+async def judge_draft(
+    model: BaseChatModel, draft: Draft, ctx: CheckContext, *, prompts_dir: Path | None = None
+) -> JudgeScores | str:
+    """The judge's scores, or a one-line reason the judge gave no usable answer."""
+    prompt = load_prompt("judge_draft", prompts_dir)
+    a, c = ctx.account, ctx.contact
+    system, user = prompt.render_from(
+        dict(
+            company=a.company if a else "unknown",
+            contact_name=c.name if c else "unknown",
+            contact_title=(c.title if c else "") or "unknown",
+            segment=(a.segment if a else "") or "unknown",
+            facts="\n".join(f"[{f.id}] {f.text}" for f in ctx.facts) or "none",
+            channel=draft.step,
+            draft=(f"Subject: {draft.subject}\n" if draft.subject else "") + draft.body,
+        )
+    )
+    grader = model.with_structured_output(JudgeScores, method="function_calling")
+    try:
+        raw = await grader.ainvoke([SystemMessage(system), HumanMessage(user)])
+        return raw if isinstance(raw, JudgeScores) else JudgeScores.model_validate(raw)
+    except (ValidationError, ValueError) as exc:
+        return f"judge gave no usable answer ({type(exc).__name__})"

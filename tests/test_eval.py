@@ -1,0 +1,235 @@
+"""The eval harness: datasets, metrics, baselines, and that the CI gate bites."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evals.checks import CHECK_NAMES, CheckContext
+from evals.datasets import DEFAULT_DATASETS, DatasetError, load_datasets
+from evals.harness import (
+    ScoredDraft,
+    _Item,
+    compare,
+    labeled_metrics,
+    score_batch,
+)
+from gtm.models import Contact, Draft, Fact
+from gtm.playbook import load_playbook
+from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
+
+ROOT = Path(__file__).resolve().parents[1]
+PB = load_playbook()
+GENERATION = DEFAULT_DATASETS / "generation.yaml"
+
+
+def test_shipped_datasets_cover_what_the_playbook_asks() -> None:
+    ds = load_datasets()
+    assert len(ds.labeled) >= 80
+    categories = Counter(c.category for c in ds.labeled)
+    for needed in (
+        "good",
+        "generic_template",
+        "fabrication",
+        "wrong_person",
+        "placeholder",
+        "length",
+        "near_duplicate",
+        "injection",
+    ):
+        assert categories[needed] >= 3, (needed, categories)
+    labeled = {c for case in ds.labeled for c in case.expected.failing}
+    assert labeled == set(CHECK_NAMES), set(CHECK_NAMES) - labeled
+    assert len(ds.generation) >= 10
+
+
+def test_a_bad_case_is_reported_with_file_case_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "cases:\n"
+        "  - id: c1\n    category: good\n"
+        "    account: {company: A, domain: a.ai}\n"
+        "    contact: {name: Ann Lee}\n"
+        "    facts: []\n"
+        "    draft: {channel: linkedin, step: linkedin_connect, body: hi}\n"
+        "    expected: {verdict: fail, failing: [too_generic]}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(DatasetError, match=r"bad\.yaml: c1: expected\.failing: .*too_generic"):
+        load_datasets([bad])
+    with pytest.raises(DatasetError, match="no such file"):
+        load_datasets([tmp_path / "missing.yaml"])
+
+
+def _scored(failing: list[str], expected: list[str]) -> ScoredDraft:
+    return ScoredDraft(
+        id="x",
+        body="b",
+        failing=failing,
+        findings={},
+        scores={},
+        genericness=0.0,
+        expected_failing=expected,
+        expected_verdict="fail" if expected else "pass",
+    )
+
+
+def test_precision_and_recall_against_labels() -> None:
+    m = labeled_metrics(
+        [
+            _scored(["groundedness"], ["groundedness"]),  # tp
+            _scored(["groundedness"], []),  # fp
+            _scored([], ["groundedness"]),  # fn
+            _scored([], []),  # tn
+        ]
+    )
+    assert m["labeled.precision.groundedness"] == 0.5
+    assert m["labeled.recall.groundedness"] == 0.5
+    assert m["labeled.verdict_accuracy"] == 0.5
+    assert "labeled.precision.length" not in m  # never fired: no precision, not a free 1.0
+
+
+def test_only_a_tracked_metric_past_the_threshold_regresses() -> None:
+    base = {"generation.pass_rate": 0.8, "labeled.verdict_accuracy": 0.9, "other": 1.0}
+    now = {
+        "generation.pass_rate": 0.74,
+        "labeled.verdict_accuracy": 0.86,
+        "other": 0.0,
+        "labeled.recall.length": 1.0,
+    }
+    regressions, missing = compare(now, base, PB)
+    assert [r.metric for r in regressions] == ["generation.pass_rate"]
+    assert missing == ["labeled.recall.length"]
+
+
+def _item(i: int, body: str) -> _Item:
+    contact = Contact(name=f"Person{i} Lee")
+    facts = [Fact(id="f1", text="fact one", source="t"), Fact(id="f2", text="two", source="t")]
+    draft = Draft(
+        channel="linkedin",
+        step="linkedin_connect",
+        body=body,
+        cited_fact_ids=("f1", "f2"),
+        prompt_version="t@1",
+        model="t",
+    )
+    return _Item(f"d{i}", draft, CheckContext(facts=facts, playbook=PB, contact=contact))
+
+
+def test_a_batch_sharing_one_skeleton_fails() -> None:
+    skeleton = (
+        "Hi Person{i}, I saw that Company{i} is scaling its platform team and thought our "
+        "retrieval engine could help you ship faster. Would you be open to a chat?"
+    )
+    reviews, verdict = score_batch(
+        [_item(i, skeleton.format(i=i)) for i in range(4)], PB, embed=None
+    )
+    assert not verdict["passed"] and verdict["duplicate_share"] == 1.0
+    assert all("near_duplicates" in [r.check for r in rv.failures] for rv in reviews)
+    diverse = [
+        "Person0, the on-prem launch for banks must have been a hard quarter. What broke first?",
+        "Hi Person1, congrats on the Series A. How are you thinking about search next year?",
+        "Person2, your post on chunking transcripts was sharp. Did overlap windows help?",
+    ]
+    _, ok = score_batch([_item(i, b) for i, b in enumerate(diverse)], PB, embed=None)
+    assert ok["passed"] and ok["largest_skeleton"] == []
+
+
+def _gtm(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gtm", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Any:
+    with ScriptedOpenAIServer(responder=write_from_facts) as srv:
+        e = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
+        e.update(
+            GTM_MODEL_BASE_URL=srv.base_url,
+            GTM_MODEL="scripted",
+            GTM_DATA_DIR=str(tmp_path / "data"),
+            ANONYMIZED_TELEMETRY="False",
+        )
+        yield e
+
+
+def _degrade(dst: Path) -> Path:
+    """A prompt change that makes drafts generic: the writer no longer sees the facts."""
+    shutil.copytree(ROOT / "prompts", dst, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    for p in dst.glob("personalize_*.md"):
+        text = p.read_text(encoding="utf-8")
+        text = text.replace("FACTS:\n{facts}\n", "").replace(" facts,", "")
+        p.write_text(text, encoding="utf-8")
+    return dst
+
+
+@pytest.mark.timeout(300)
+def test_the_gate_fails_when_a_prompt_change_makes_drafts_generic(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    base = tmp_path / "baseline.json"
+    good = _gtm(
+        "eval",
+        "--dataset",
+        str(GENERATION),
+        "--baseline",
+        str(base),
+        "--update-baseline",
+        "--out",
+        str(tmp_path / "good"),
+        env=env,
+    )
+    assert good.returncode == 0, good.stderr
+    assert json.loads(base.read_text())["metrics"]["generation.mean_specificity"] > 0.3
+
+    same = _gtm(
+        "eval",
+        "--dataset",
+        str(GENERATION),
+        "--baseline",
+        str(base),
+        "--out",
+        str(tmp_path / "same"),
+        env=env,
+    )
+    assert same.returncode == 0, same.stdout + same.stderr
+
+    worse = _gtm(
+        "eval",
+        "--dataset",
+        str(GENERATION),
+        "--prompts",
+        str(_degrade(tmp_path / "prompts")),
+        "--baseline",
+        str(base),
+        "--out",
+        str(tmp_path / "worse"),
+        env=env,
+    )
+    assert worse.returncode == 1, worse.stdout + worse.stderr
+    assert "regression" in worse.stderr
+    report = json.loads((tmp_path / "worse" / "report.json").read_text())
+    fell = {r["metric"] for r in report["regressions"]}
+    assert {"generation.mean_specificity", "generation.pass_rate.genericness"} <= fell
+    md = (tmp_path / "worse" / "report.md").read_text()
+    assert "## Regressions" in md and re.search(r"\| generation\.mean_specificity \|", md)
+
+
+def test_eval_refuses_an_unknown_prompt_version(tmp_path: Path, env: dict[str, str]) -> None:
+    res = _gtm("eval", "--dataset", str(GENERATION), "--prompt-version", "9", env=env)
+    assert res.returncode == 2 and "no personalize_email@9.md" in res.stderr
