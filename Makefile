@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 + the package registries):
 #   make demo   runs a campaign on the bundled example with the embedded model
-#   make test   runs the test suite
+#   make test   runs lint, types, the test suite, then the eval gate against evals/baseline.json
 # Both create or update .venv themselves.
 
 PYTHON ?= python3.11
@@ -8,7 +8,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint eval clean
+.PHONY: demo test eval baseline clean
+
+EVAL := $(BIN)/gtm --data-dir .gtm/eval eval --out .gtm/eval/report --baseline evals/baseline.json
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +30,15 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+	$(EVAL)
+
+# The eval gate alone: checks vs labels, prompts vs the generation set, compared with the baseline.
+eval: $(STAMP)
+	$(EVAL)
+
+# Accept the current figures as the new baseline (commit evals/baseline.json with the change).
+baseline: $(STAMP)
+	$(EVAL) --update-baseline
 
 clean:
 	rm -rf .gtm .pytest_cache .mypy_cache .ruff_cache

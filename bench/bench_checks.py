@@ -1,4 +1,7 @@
-"""Time every deterministic guardrail check over 1,000 drafts; prints the figure.
+"""Score N drafts (default 1,000) with every deterministic check, as one batch; print the time.
+
+The batch check embeds every draft with the offline MiniLM model and compares all pairs, so the
+figure includes embedding time. The LLM judge is off.
 
 .venv/bin/python bench/bench_checks.py [N]
 """
@@ -9,41 +12,74 @@ import random
 import sys
 import time
 
-from evals.guardrails import review_draft
-from gtm.models import Account, Draft, Fact
+from evals.checks import CheckContext
+from evals.harness import _Item, score_batch
+from gtm.models import Account, Contact, Draft, Fact
 from gtm.playbook import load_playbook
+from memory.embedding import MiniLMEmbedding
 
-BODIES = [
-    "Hi {n}, saw the {k} sign-ups from {c} and that you are hiring ML infra engineers. "
-    "Open to comparing notes on retrieval?",
-    "I hope this message finds you well. Let's leverage our synergy at {c}! Book a demo?",
-    "Hi {n}, your post on {c}'s migration off Pinecone was useful. [Company] How did it go?",
-    "Hi , quick question about {c}. Are you free? Can we talk? {{first_name}}",
+OPENERS = ["Hi {n},", "{n} —", "Hello {n},", "{n},"]
+MIDDLES = [
+    "saw {k} sign-ups from {c} this month and that you are hiring ML infra engineers.",
+    "your post on {c}'s move off Pinecone was useful; retrieval latency came up {k} times.",
+    "congrats on the Series A at {c}. The on-prem launch for banks looked hard to ship.",
+    "I hope this message finds you well. Let's leverage our synergy at {c}!",
+    "quick question about {c} [Company] and the {k} engineers in Berlin.",
 ]
+ASKS = ["Open to comparing notes?", "How did the migration go?", "Are you free? Can we talk?", ""]
+NAMES = ["Dana", "Priya", "Marcus", "Aisha", "Tom", "Grace", "Hugo", "Lea", "Ravi", "Elena"]
 
 
 def main(n: int = 1000) -> None:
     rng = random.Random(7)
     pb = load_playbook()
-    facts = [Fact(id=f"f{i}", text=f"fact {i}", source="bench") for i in range(1, 8)]
-    account = Account(account_id="a.ai", company="A", domain="a.ai", open_source_user=True)
-    drafts = [
-        Draft(
+    items = []
+    for i in range(n):
+        name, company, k = rng.choice(NAMES), f"Co{i}", rng.randint(2, 40)
+        facts = [
+            Fact(id="f1", text=f"{k} sign-ups from {company} in the last 30 days.", source="b"),
+            Fact(id="f2", text=f"{company} is hiring ML infra engineers in Berlin.", source="b"),
+            Fact(
+                id="f3", text=f"{company} blog: retrieval latency and Pinecone costs.", source="b"
+            ),
+        ]
+        body = " ".join(
+            [
+                rng.choice(OPENERS).format(n=name),
+                rng.choice(MIDDLES).format(c=company, k=k),
+                rng.choice(ASKS),
+            ]
+        )
+        ctx = CheckContext(
+            facts=facts,
+            playbook=pb,
+            account=Account(
+                account_id=f"co{i}.ai", company=company, domain=f"co{i}.ai", open_source_user=True
+            ),
+            contact=Contact(name=f"{name} Lee", title="VP Engineering"),
+            sender_name="Alex Morgan",
+            sender_company="Vectorly",
+        )
+        draft = Draft(
             channel="linkedin",
             step="linkedin_connect",
-            body=rng.choice(BODIES).format(n="Dana", k=rng.randint(2, 9), c=f"Co{i}"),
-            cited_fact_ids=tuple(rng.sample([f.id for f in facts], rng.randint(0, 3))),
+            body=body,
+            cited_fact_ids=tuple(rng.sample(["f1", "f2", "f3"], rng.randint(0, 3))),
             prompt_version="bench@1",
             model="bench",
         )
-        for i in range(n)
-    ]
+        items.append(_Item(f"d{i}", draft, ctx))
+    embedder = MiniLMEmbedding()
+    embedder.embed(["warm up"])  # model load is a one-off, not per-draft cost
     start = time.perf_counter()
-    failed = sum(not review_draft(d, facts, pb, account=account).passed for d in drafts)
+    reviews, batch = score_batch(items, pb, embedder.embed)
     took = time.perf_counter() - start
+    failed = sum(not r.passed for r in reviews)
     print(
-        f"scored {n} drafts with every deterministic check in {took:.3f} s "
-        f"({took / n * 1e3:.3f} ms/draft); {failed} failed at least one check"
+        f"scored {n} drafts with every deterministic check (judge off) in {took:.2f} s "
+        f"({took / n * 1e3:.2f} ms/draft, embeddings and all {n * (n - 1) // 2} pairs included); "
+        f"{failed} failed at least one check; largest shared skeleton "
+        f"{len(batch['largest_skeleton'])} drafts, batch {'passes' if batch['passed'] else 'fails'}"
     )
 
 

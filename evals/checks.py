@@ -73,8 +73,27 @@ class CheckContext:
     peers: Sequence[Peer] = field(default=())
 
     @cached_property
+    def planted(self) -> dict[str, re.Match[str]]:
+        """Facts that try to instruct the writer (`injection_phrases`): id → where it starts.
+
+        They are data to flag, never evidence: no claim is supported by them."""
+        found = {}
+        for f in self.facts:
+            hit = next(
+                (m for p in self.playbook.guardrails.injection_patterns if (m := p.search(f.text))),
+                None,
+            )
+            if hit is not None:
+                found[f.id] = hit
+        return found
+
+    @cached_property
+    def trusted_facts(self) -> tuple[Fact, ...]:
+        return tuple(f for f in self.facts if f.id not in self.planted)
+
+    @cached_property
     def fact_vocabulary(self) -> Vocabulary:
-        return Vocabulary.of(f.text for f in self.facts)
+        return Vocabulary.of(f.text for f in self.trusted_facts)
 
     @cached_property
     def vocabulary(self) -> Vocabulary:
@@ -82,7 +101,7 @@ class CheckContext:
         a, c = self.account, self.contact
         return Vocabulary.of(
             [
-                *(f.text for f in self.facts),
+                *(f.text for f in self.trusted_facts),
                 *((a.company, a.domain, a.segment, a.description) if a else ()),
                 *((c.name, c.title) if c else ()),
                 self.sender_name,
@@ -293,10 +312,13 @@ def groundedness(draft: Draft, ctx: CheckContext) -> CheckResult:
     company, or the sender's. A greeting must use the contact's name.
     """
     vocab = ctx.vocabulary
-    title_case = _is_title_case(draft.subject or "")
-    found = claims(draft.body, ctx.playbook.guardrails.role_patterns, title_case=False)
-    if draft.subject:
-        found += claims(draft.subject, ctx.playbook.guardrails.role_patterns, title_case=title_case)
+    roles = ctx.playbook.guardrails.role_patterns
+    # Template debris is the placeholders check's finding, not a claim.
+    body, subject = _PLACEHOLDER.sub(" ", draft.body), _PLACEHOLDER.sub(" ", draft.subject or "")
+    found = claims(body, roles, title_case=False)
+    if subject.strip():
+        found += claims(subject, roles, title_case=_is_title_case(subject))
+    own = norm(ctx.sender_company) if ctx.sender_company else None
     unsupported: list[str] = []
     for c in found:
         if c.kind == "number":
@@ -306,10 +328,10 @@ def groundedness(draft: Draft, ctx: CheckContext) -> CheckResult:
             ok = c.span.lower().rstrip("/") in vocab.text
         elif c.kind == "date":
             ok = vocab.supports_word(c.span)
+        elif own and norm(c.span.split()[0]) == own:
+            ok = True  # our own product names ("Vectorly Cloud") are not research claims
         else:
-            ok = all(
-                vocab.supports_word(w) for w in c.span.split() if w not in ("of", "&", "de", "and")
-            )
+            ok = all(vocab.supports_word(w) for w in c.span.split() if w not in _JOINERS)
         if not ok and c.span not in unsupported:
             unsupported.append(c.span)
     greeted = greeted_name(draft.body)
@@ -348,15 +370,13 @@ def no_injected_instructions(draft: Draft, ctx: CheckContext) -> CheckResult:
     The draft must not cite such a fact, nor repeat a link or five or more words from the
     injected part of it.
     """
-    patterns = ctx.playbook.guardrails.injection_patterns
     text = _text(draft)
     spans: list[str] = []
-    tainted: list[str] = []
+    tainted = list(ctx.planted)
     for f in ctx.facts:
-        hit = next((m for p in patterns if (m := p.search(f.text))), None)
+        hit = ctx.planted.get(f.id)
         if hit is None:
             continue
-        tainted.append(f.id)
         if f.id in draft.cited_fact_ids:
             spans.append(f"[{f.id}] cited")
         injected = f.text[hit.start() :]

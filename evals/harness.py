@@ -82,6 +82,7 @@ class Regression(BaseModel):
     metric: str
     baseline: float
     current: float
+    allowed: float
 
     @property
     def drop(self) -> float:
@@ -102,6 +103,7 @@ class Report(BaseModel):
     max_regression: float = 0.0
     regressions: list[Regression] = Field(default_factory=list)
     untracked_in_baseline: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -136,18 +138,21 @@ def score_batch(
             x = parent[x]
         return x
 
-    reviews = []
-    for a, item in enumerate(items):
-        peers = [
-            Peer(items[b].id, texts[b], None if cos is None else float(cos[a, b]))
-            for b in range(len(items))
-            if b != a
-        ]
-        for b, peer in zip((b for b in range(len(items)) if b != a), peers, strict=True):
-            if b > a and duplicate_of(texts[a], peer, playbook) is not None:
+    # Every pair once. A draft's verdict depends only on the peers it duplicates (the check
+    # reports the closest), so only those are handed to the check, as the pipeline hands it
+    # only the nearest few drafts from memory.
+    dups: list[list[Peer]] = [[] for _ in items]
+    for a in range(len(items)):
+        for b in range(a + 1, len(items)):
+            c = None if cos is None else float(cos[a, b])
+            if duplicate_of(texts[a], Peer(items[b].id, texts[b], c), playbook) is not None:
+                dups[a].append(Peer(items[b].id, texts[b], c))
+                dups[b].append(Peer(items[a].id, texts[a], c))
                 parent[find(a)] = find(b)
-        ctx = replace(item.ctx, peers=peers)
-        reviews.append(review_draft(item.draft, ctx))
+    reviews = [
+        review_draft(item.draft, replace(item.ctx, peers=peers))
+        for item, peers in zip(items, dups, strict=True)
+    ]
     groups: dict[int, list[str]] = defaultdict(list)
     for k, item in enumerate(items):
         groups[find(k)].append(item.id)
@@ -318,9 +323,9 @@ def compare(
     cfg = playbook.evals
     tracked = [k for k in metrics if any(fnmatch.fnmatchcase(k, p) for p in cfg.tracked)]
     regressions = [
-        Regression(metric=k, baseline=baseline[k], current=metrics[k])
+        Regression(metric=k, baseline=baseline[k], current=metrics[k], allowed=cfg.allowed_drop(k))
         for k in tracked
-        if k in baseline and baseline[k] - metrics[k] > cfg.max_regression + 1e-9
+        if k in baseline and baseline[k] - metrics[k] > cfg.allowed_drop(k) + 1e-9
     ]
     missing = [k for k in tracked if k not in baseline]
     return regressions, missing
@@ -348,12 +353,18 @@ def _markdown(r: Report) -> str:
         f"- prompts: {', '.join(r.prompt_versions.values()) or '–'}",
         f"- datasets: {', '.join(r.datasets)}",
         f"- baseline: {r.baseline or 'none'} (a tracked metric may fall {r.max_regression:.2f})",
+        *[f"- note: {n}" for n in r.notes],
         "",
     ]
     if r.regressions:
-        lines += ["## Regressions", "", "| metric | baseline | now | drop |", "|---|---|---|---|"]
         lines += [
-            f"| {g.metric} | {g.baseline:.2f} | {g.current:.2f} | {g.drop:.2f} |"
+            "## Regressions",
+            "",
+            "| metric | baseline | now | drop | allowed |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {g.metric} | {g.baseline:.2f} | {g.current:.2f} | {g.drop:.2f} | {g.allowed:.2f} |"
             for g in r.regressions
         ]
         lines.append("")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 __all__ = [
     "Claim",
@@ -38,8 +38,11 @@ STOPWORDS = frozenset(
 # Capitalised words that carry no claim: pronouns, sign-offs, generic acronyms, the channel.
 NEUTRAL_CAPS = frozenset(
     """i i'm i've i'd i'll ai ml llm llms rag api apis sdk saas b2b ok ps p.s thanks thank
-    cheers best regards linkedin hi hello hey dear""".split()
+    cheers best regards linkedin hi hello hey dear monday tuesday wednesday thursday friday
+    saturday sunday""".split()
 )
+# "20 minutes", "a 15-minute call": meeting logistics, not claims about the account.
+_LOGISTICS_UNIT = re.compile(r"^(?:min(?:ute)?s?|hours?|-minute|-min)\b", re.IGNORECASE)
 
 MONTHS = (
     "january february march april may june july august september october november december"
@@ -54,7 +57,10 @@ _NUMBER_WORDS = {
 
 _WORD = re.compile(r"[A-Za-z0-9$#][\w'’.\-$%#]*[\w%]|[A-Za-z0-9]")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\n—–]\s*|\s[-–—]\s+)$")
-_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"')]+|\b[\w.+-]+@[\w-]+\.[\w.-]+\b", re.IGNORECASE)
+_URL = re.compile(
+    r"\b(?:https?://|www\.)[^\s<>\"')]*[^\s<>\"').,;:!?]|\b[\w.+-]+@[\w-]+\.[\w.-]+\b",
+    re.IGNORECASE,
+)
 _NUMBER = re.compile(r"^[$€£#]?\d[\d,.]*(?:[kmb]|%|x|\+)?\b", re.IGNORECASE)
 _QUOTED = re.compile(r"[\"“]([^\"”]{12,})[\"”]")
 _GREETING = re.compile(
@@ -109,6 +115,8 @@ class Vocabulary:
     tokens: frozenset[str]
     numbers: frozenset[str]
     text: str
+    acronyms: frozenset[str] = frozenset()
+    """Initials of 2-4 consecutive research words: "product manager" supports "PM"."""
 
     @classmethod
     def of(cls, texts: Iterable[str]) -> Vocabulary:
@@ -126,11 +134,19 @@ class Vocabulary:
                 mult = _MULTIPLIER.get(nxt, "")
                 numbers.add(key + mult if key[-1].isdigit() else key)
                 numbers.add(key.rstrip("kmb"))
-        return cls(frozenset(tokens), frozenset(numbers), text.lower())
+        alpha = [w.lower() for w in toks if w[0].isalpha()]
+        acronyms = {
+            "".join(w[0] for w in alpha[i : i + n])
+            for n in (2, 3, 4)
+            for i in range(len(alpha) - n + 1)
+        }
+        return cls(frozenset(tokens), frozenset(numbers), text.lower(), frozenset(acronyms))
 
     def supports_word(self, token: str) -> bool:
         n = norm(token)
         if n in self.tokens or n in NEUTRAL_CAPS:
+            return True
+        if token.isupper() and 2 <= len(token) <= 4 and token.lower() in self.acronyms:
             return True
         parts = [p for p in re.split(r"[-/.]", token) if p]
         return len(parts) > 1 and all(norm(p) in self.tokens for p in parts)
@@ -185,7 +201,9 @@ def claims(text: str, role_patterns: Sequence[re.Pattern[str]], *, title_case: b
     for i, (tok, at) in enumerate(toks):
         if number_key(tok):
             flush()
-            found.append(Claim("number", tok))
+            unit = tok.lstrip("0123456789$,.") or (toks[i + 1][0] if i + 1 < len(toks) else "")
+            if not _LOGISTICS_UNIT.match(unit):
+                found.append(Claim("number", tok))
             continue
         if norm(tok) in MONTHS and (tok[0].isupper() or len(tok) > 3):
             flush()
@@ -221,6 +239,7 @@ def content_tokens(text: str) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=8192)
 def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
     """Word n-grams of the text with names and numbers masked, so a template shows its skeleton."""
     seq = skeleton(text)

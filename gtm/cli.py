@@ -516,6 +516,8 @@ def eval_(
     except (DatasetError, BaselineError, PromptError) as exc:
         raise _fail(str(exc)) from None
     _print_eval(report)
+    for note in report.notes:
+        err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     if update_baseline and baseline is not None:
         save_baseline(report, baseline)
         out.print(f"baseline written: {baseline}", highlight=False)

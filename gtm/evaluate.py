@@ -59,12 +59,13 @@ class EvalOptions:
     generate: bool = True
 
 
-def load_baseline(path: Path) -> dict[str, float]:
+def load_baseline(path: Path) -> tuple[dict[str, float], str]:
+    """The baseline's metrics and the model that produced its generation metrics."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         metrics = data["metrics"]
-        return {str(k): float(v) for k, v in metrics.items()}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return {str(k): float(v) for k, v in metrics.items()}, str(data.get("model", ""))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BaselineError(f"{path}: not a readable baseline ({exc})") from None
 
 
@@ -133,7 +134,17 @@ async def run_eval(
         max_regression=pb.evals.max_regression,
     )
     if baseline is not None:
-        report.baseline_metrics = baseline
-        report.regressions, report.untracked_in_baseline = compare(metrics, baseline, pb)
+        base, base_model = baseline
+        if generation and base_model != model:
+            # Drafts from another model are not the same experiment: only the checks'
+            # own metrics (labeled) are compared.
+            report.notes.append(
+                f"the baseline's drafts came from {base_model or 'an unknown model'}, these from "
+                f"{model}: generation metrics were not compared (refresh the baseline with "
+                "`make baseline` if the model change is intended)"
+            )
+            base = {k: v for k, v in base.items() if not k.startswith(("generation.", "judge."))}
+        report.baseline_metrics = base
+        report.regressions, report.untracked_in_baseline = compare(metrics, base, pb)
     write_reports(report, opts.out)
     return report

@@ -126,7 +126,15 @@ class Evals(_Strict):
     """What `gtm eval` tracks against its baseline, and how far a metric may fall."""
 
     max_regression: float = Field(ge=0, le=1)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    """Per-metric allowed drop (glob pattern → drop), overriding `max_regression`."""
     tracked: tuple[str, ...] = Field(min_length=1)
+
+    def allowed_drop(self, metric: str) -> float:
+        import fnmatch
+
+        hits = [v for p, v in self.thresholds.items() if fnmatch.fnmatchcase(metric, p)]
+        return max(hits) if hits else self.max_regression
 
 
 class Goals(_Strict):

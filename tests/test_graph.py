@@ -310,3 +310,50 @@ async def test_email_channel_sends_one_message_with_subject(env: dict[str, Any])
     assert sent["to"] == "dana@quillcode.dev" and sent["body"].startswith("Hello Dana")
     assert [e.step for e in env["outbox"].entries()] == ["email"]
     assert not env["linkedin"].actions()
+
+
+async def test_review_rewrites_a_draft_that_copies_another_accounts(env: dict[str, Any]) -> None:
+    """The batch check in the pipeline: a campaign's drafts are compared with each other."""
+    fork = ACME.model_copy(
+        update={
+            "account_id": "forkwise.ai",
+            "company": "Forkwise",
+            "domain": "forkwise.ai",
+            "contacts": (
+                Contact(
+                    name="Priya Natarajan",
+                    title="CTO",
+                    linkedin_url="https://www.linkedin.com/in/priya-natarajan",
+                ),
+            ),
+        }
+    )
+    first = good_note()
+    twin_body = good_note().tool_calls[0]["args"]["body"]
+    twin = tool_call(
+        "DraftOutput",
+        {
+            "body": twin_body.replace("Dana", "Priya").replace("Quillcode", "Forkwise"),
+            "cited_fact_ids": ["f3", "f4"],
+        },
+    )
+    own = tool_call(
+        "DraftOutput",
+        {
+            "body": "Priya, 3 sign-ups from Forkwise this month caught my eye, alongside the "
+            "4 ML infra roles you are hiring for. What is driving the hiring?",
+            "cited_fact_ids": ["f3", "f4"],
+        },
+    )
+    model = ScriptedChatModel.from_script([first, twin, own])
+    d = deps(env, model)
+    await env["graph"].ainvoke(inp(), cfg("a"), context=d)
+    await env["graph"].ainvoke(inp(fork), cfg("b"), context=d)
+    snap = await env["graph"].aget_state(cfg("b"))
+    assert snap.interrupts and not snap.values["flagged"]
+    assert snap.values["draft"].body.startswith("Priya, 3 sign-ups")
+    rewrite_prompt = str(model.calls[2][-1].content)
+    assert "near_duplicates: same skeleton as the draft for Dana Ruiz (quillcode.dev)" in (
+        rewrite_prompt
+    )
+    model.assert_complete()
