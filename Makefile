@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test eval baseline clean
+.PHONY: demo test eval baseline gate-demo clean
 
 EVAL := $(BIN)/gtm --data-dir .gtm/eval eval --out .gtm/eval/report --baseline evals/baseline.json
 
@@ -39,6 +39,14 @@ eval: $(STAMP)
 # Accept the current figures as the new baseline (commit evals/baseline.json with the change).
 baseline: $(STAMP)
 	$(EVAL) --update-baseline
+
+# Show that the gate bites with the real (embedded) model: drop the facts from a copy of the
+# prompts and expect `gtm eval` to fail against the baseline.
+gate-demo: $(STAMP)
+	rm -rf .gtm/gate-demo && mkdir -p .gtm/gate-demo/prompts && cp prompts/*.md .gtm/gate-demo/prompts/
+	sed -i -e '/^FACTS:$$/d' -e '/^{facts}$$/d' -e 's/ facts,//' .gtm/gate-demo/prompts/personalize_*.md
+	! $(EVAL) --prompts .gtm/gate-demo/prompts --out .gtm/gate-demo/report
+	@echo "gate-demo: the degraded prompts failed the gate, as they should"
 
 clean:
 	rm -rf .gtm .pytest_cache .mypy_cache .ruff_cache

@@ -158,6 +158,14 @@ def _load_file(path: Path) -> Datasets:
         raise DatasetError(f"{path}: {_where(exc, data, key)}") from None
 
 
+def _shown(p: Path) -> str:
+    """A path as a person would type it: relative to the working directory when inside it."""
+    try:
+        return str(p.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
 def _files(paths: Iterable[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
@@ -187,5 +195,5 @@ def load_datasets(paths: Iterable[Path] = (DEFAULT_DATASETS,)) -> Datasets:
         labeled += ds.labeled
         generation += ds.generation
     return Datasets(
-        labeled=tuple(labeled), generation=tuple(generation), files=tuple(map(str, files))
+        labeled=tuple(labeled), generation=tuple(generation), files=tuple(map(_shown, files))
     )

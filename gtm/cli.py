@@ -497,6 +497,11 @@ def eval_(
 
     if update_baseline and baseline is None:
         raise _fail("--update-baseline needs --baseline FILE")
+    if model and not _settings(ctx).model_base_url:
+        raise _fail(
+            "--model names a model at an endpoint; set GTM_MODEL_BASE_URL (the embedded model "
+            "is always SmolLM2)"
+        )
     opts = EvalOptions(
         datasets=tuple(dataset or (DEFAULT_DATASETS,)),
         prompt_version=prompt_version,
@@ -524,8 +529,11 @@ def eval_(
     out.print(f"report: {out_dir / 'report.md'} and report.json", highlight=False)
     if report.regressions:
         err.print(
-            f"[red]regression:[/red] {len(report.regressions)} tracked metric(s) fell more than "
-            f"{report.max_regression:.2f} below the baseline",
+            f"[red]regression:[/red] {len(report.regressions)} tracked metric(s) fell further "
+            "below the baseline than the playbook's `evals` thresholds allow: "
+            + ", ".join(
+                f"{r.metric} {r.baseline:.2f} → {r.current:.2f}" for r in report.regressions
+            ),
             highlight=False,
         )
         raise typer.Exit(1)
