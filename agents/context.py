@@ -15,6 +15,7 @@ from langchain_core.language_models import BaseChatModel
 
 from gtm.playbook import Playbook
 from memory.base import AccountMemory
+from tools.alerts import Alerts
 from tools.channels import EmailChannel, LinkedInChannel
 from tools.crm import CRM
 from tools.outbox import Outbox
@@ -43,5 +44,7 @@ class Deps:
     sender_company: str
     prompts_dir: Path | None = None
     """Alternative prompt directory (eval harness, prompt experiments); None = shipped prompts."""
+    alerts: Alerts | None = None
+    """Where escalations, red flags and errors go (Slack or the local alert log)."""
     prompt_version: str | None = None
     """Use this version of every prompt (an archived `<name>@<version>.md`); None = current."""

@@ -23,6 +23,7 @@ from gtm.ledger import ThreadRow
 from gtm.llm import EmbeddedModelUnavailable
 from gtm.models import Channel, Contact, Decision, Draft, Fact, Step
 from gtm.playbook import PlaybookError, load_playbook
+from gtm.providers import ProviderConfigError
 from gtm.runner import DecisionRefused, RunSummary, decide, pending_payload, run_campaign
 from gtm.runtime import Runtime, open_runtime
 from gtm.settings import Settings
@@ -72,6 +73,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     except PlaybookError as exc:
         raise _fail(str(exc)) from None
     except EmbeddedModelUnavailable as exc:
+        raise _fail(str(exc)) from None
+    except ProviderConfigError as exc:
         raise _fail(str(exc)) from None
 
 
@@ -142,6 +145,12 @@ def run(
                     channel=_channel(channel),
                     concurrency=concurrency,
                     on_progress=tick,
+                )
+            if summary.failures and rt.deps.alerts is not None:
+                await rt.deps.alerts.alert(
+                    "error",
+                    f"campaign {name}: {len(summary.failures)} account(s) failed: "
+                    + "; ".join(summary.failures[:5]),
                 )
             return summary, rt.model_description
 
@@ -573,6 +582,25 @@ def _print_eval(report: Any) -> None:
         )
         s.add_row(k, f"{m[k]:.2f}", "" if base is None else f"{base:.2f}", status)
     out.print(s)
+
+
+# ------------------------------------------------------------------------ doctor
+
+
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check the configuration and reach each configured provider, sending nothing."""
+    from gtm.doctor import diagnose
+
+    findings = _run(diagnose(_settings(ctx)))
+    t = Table(title="gtm doctor")
+    for col in ("component", "status", "detail", "fix"):
+        t.add_column(col, overflow="fold")
+    for f in findings:
+        t.add_row(f.component, "ok" if f.ok else "[red]FAIL[/red]", f.detail, f.fix)
+    out.print(t)
+    if not all(f.ok for f in findings):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -26,10 +26,9 @@ from agents.state import InputState, OutputState, State
 from gtm.ledger import Ledger
 from gtm.llm import open_chat_model
 from gtm.playbook import Playbook, load_playbook
+from gtm.providers import open_providers
 from gtm.settings import Settings
 from memory.chroma import ChromaMemory
-from tools.local_crm import LocalCRM
-from tools.local_outbox import LocalEmailOutbox, LocalLinkedInOutbox
 from tools.outbox import Outbox
 from tools.suppression import SuppressionList
 
@@ -94,15 +93,13 @@ async def open_runtime(
     """Open every store under `settings.data_dir`; start the model only if `with_model`."""
     pb = playbook or load_playbook(settings.playbook)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    crm = LocalCRM(settings.path("crm.sqlite"))
     outbox = Outbox(settings.path("outbox.sqlite"), clock=clock)
-    linkedin = LocalLinkedInOutbox(settings.path("linkedin.sqlite"), sender=settings.linkedin_seat)
-    email = LocalEmailOutbox(settings.path("email", "outbox"), sender=settings.email_from)
     suppressions = SuppressionList(settings.path("suppressions.sqlite"))
     ledger = Ledger(settings.path("ledger.sqlite"), clock=clock)
     memory = ChromaMemory(settings.path("memory", "chroma"))
-    with _closing_all(crm, outbox, linkedin, email, suppressions, ledger, memory):
+    with _closing_all(outbox, suppressions, ledger, memory):
         async with contextlib.AsyncExitStack() as stack:
+            providers = await stack.enter_async_context(open_providers(settings))
             model: BaseChatModel
             if with_model:
                 model, description = await stack.enter_async_context(
@@ -119,9 +116,9 @@ async def open_runtime(
             deps = Deps(
                 model=model,
                 model_name=description,
-                crm=crm,
-                linkedin=linkedin,
-                email=email,
+                crm=providers.crm,
+                linkedin=providers.linkedin,
+                email=providers.email,
                 memory=memory,
                 outbox=outbox,
                 suppressions=suppressions,
@@ -131,6 +128,7 @@ async def open_runtime(
                 sender_company=settings.sender_company,
                 prompts_dir=prompts_dir,
                 prompt_version=prompt_version,
+                alerts=providers.alerts,
             )
             yield Runtime(
                 settings=settings,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -59,6 +59,37 @@ class Settings(BaseSettings):
         default_factory=lambda: os.environ.get("USER") or "reviewer",
         description="Recorded with every decision.",
     )
+
+    # Providers. The local twins are the embedded default; each real one needs its credentials.
+    crm: Literal["local", "hubspot", "attio"] = Field(default="local")
+    hubspot_token: SecretStr | None = Field(default=None, description="Private-app token.")
+    hubspot_base_url: str = "https://api.hubapi.com"
+    attio_token: SecretStr | None = Field(default=None, description="Attio API key (Bearer).")
+    attio_base_url: str = "https://api.attio.com"
+    attio_list: str | None = Field(
+        default=None, description="Attio list (slug or id) every outreach company is added to."
+    )
+    linkedin: Literal["local", "duxsoup"] = Field(default="local")
+    duxsoup_user_id: str | None = None
+    duxsoup_key: SecretStr | None = Field(default=None, description="Remote-control API key.")
+    duxsoup_base_url: str = "https://app.dux-soup.com/xapi/remote/control"
+    email: Literal["local", "smtp"] = Field(default="local")
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_ca_file: Path | None = Field(
+        default=None, description="CA bundle for a private SMTP server's certificate."
+    )
+    email_unsubscribe: str | None = Field(
+        default=None,
+        description="List-Unsubscribe target (mailto: or https:); default mailto:<email_from>.",
+    )
+    slack_webhook_url: SecretStr | None = Field(
+        default=None, description="Incoming webhook for alerts; unset = alerts go to the log."
+    )
+    http_timeout_s: float = Field(default=20.0, gt=0)
 
     @classmethod
     def settings_customise_sources(

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from gtm.models import Account, Contact, Touch
 from memory.chroma import ChromaMemory
 from memory.in_memory import InMemoryMemory
+from tests.support.providers import FakeAttio, FakeDuxSoup, FakeHubSpot, SmtpInbox, free_port
+from tools.attio import AttioCRM
 from tools.crm import CRM, Activity, Task
+from tools.duxsoup import DuxSoupLinkedIn
 from tools.fakes import InMemoryCRM, InMemoryEmail, InMemoryLinkedIn
+from tools.hubspot import HubSpotCRM
 from tools.local_crm import LocalCRM
 from tools.local_outbox import LocalEmailOutbox, LocalLinkedInOutbox
 from tools.outbox import Outbox, iso_week_start
+from tools.smtp import SmtpEmail
 from tools.suppression import SuppressionList
 
 T0 = datetime(2026, 11, 18, 9, 0, tzinfo=UTC)
@@ -28,11 +35,28 @@ DANA = Contact(
 )
 
 
-@pytest.fixture(params=["local", "memory"])
-def crm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    c = LocalCRM(tmp_path / "crm.sqlite") if request.param == "local" else InMemoryCRM()
-    yield c
-    c.close()
+@pytest.fixture(params=["local", "memory", "hubspot", "attio"])
+async def crm(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """The embedded CRM, its twin, and the real clients against servers speaking their APIs.
+
+    `set_company` / `set_opted_out` seed what a CRM admin would have entered.
+    """
+    if request.param in ("local", "memory"):
+        c = LocalCRM(tmp_path / "crm.sqlite") if request.param == "local" else InMemoryCRM()
+        yield c
+        c.close()
+        return
+    fake: Any = FakeHubSpot() if request.param == "hubspot" else FakeAttio()
+    with fake:
+        client: Any = (
+            HubSpotCRM.connect(fake.base_url, fake.token)
+            if request.param == "hubspot"
+            else AttioCRM.connect(fake.base_url, fake.token, list_id="outreach")
+        )
+        client.set_company = fake.set_company
+        client.set_opted_out = fake.set_opted_out
+        yield client
+        await client.aclose()
 
 
 async def test_crm_find_or_create_is_idempotent(crm: Any) -> None:
@@ -70,8 +94,21 @@ async def test_crm_suppression_facts(crm: Any) -> None:
     assert person is not None and person.opted_out
 
 
-@pytest.fixture(params=["local", "memory"])
-def linkedin(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+@pytest.fixture(params=["local", "memory", "duxsoup"])
+async def linkedin(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    if request.param == "duxsoup":
+        with FakeDuxSoup() as fake:
+            dux: Any = DuxSoupLinkedIn.open(
+                fake.base_url, fake.user_id, fake.key, ledger=tmp_path / "dux.sqlite"
+            )
+            dux.actions = lambda: [
+                SimpleNamespace(kind=q["command"], text=q["params"].get("messagetext", ""))
+                for q in fake.queue
+            ]
+            yield dux
+            await dux.aclose()
+            dux.close()
+        return
     c = (
         LocalLinkedInOutbox(tmp_path / "li.sqlite", sender="seat")
         if request.param == "local"
@@ -90,8 +127,25 @@ async def test_linkedin_same_key_is_performed_once(linkedin: Any) -> None:
     assert [(a.kind, a.text) for a in linkedin.actions()] == [("connect", "note"), ("visit", "")]
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "smtp"])
 def email(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "smtp":
+        inbox = SmtpInbox()
+        controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+        controller.start()
+        mail = SmtpEmail(
+            sender="me@vectorly.example",
+            sender_name="Me",
+            host="127.0.0.1",
+            port=controller.port,
+            starttls=False,
+            ledger=tmp_path / "smtp.sqlite",
+        )
+        yield mail
+        mail.close()
+        controller.stop()
+        assert len(inbox.messages) == 2  # k and k2: the repeated key was not sent again
+        return
     c = (
         LocalEmailOutbox(tmp_path / "mail", sender="me@vectorly.example")
         if request.param == "local"

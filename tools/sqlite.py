@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-__all__ = ["connect", "where"]
+__all__ = ["connect", "where", "KeyLedger"]
 
 
 def connect(path: Path | str, schema: str = "") -> sqlite3.Connection:
@@ -27,3 +27,30 @@ def where(**filters: Any) -> tuple[str, list[Any]]:
     if not used:
         return "", []
     return " WHERE " + " AND ".join(f"{k} = ?" for k in used), list(used.values())
+
+
+class KeyLedger:
+    """Which idempotency keys a provider client has already acted on, and the provider's id.
+
+    For providers without idempotency keys (Dux-Soup, SMTP): a second guard behind the outbox,
+    so a client asked twice for one key acts once.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self._db = connect(
+            path,
+            "CREATE TABLE IF NOT EXISTS acted (key TEXT PRIMARY KEY, provider_id TEXT NOT NULL,"
+            " at TEXT NOT NULL DEFAULT (datetime('now')));",
+        )
+
+    def get(self, key: str) -> str | None:
+        row = self._db.execute("SELECT provider_id FROM acted WHERE key = ?", (key,)).fetchone()
+        return str(row["provider_id"]) if row else None
+
+    def put(self, key: str, provider_id: str) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO acted (key, provider_id) VALUES (?, ?)", (key, provider_id)
+        )
+
+    def close(self) -> None:
+        self._db.close()

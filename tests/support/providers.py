@@ -1,0 +1,660 @@
+"""Local servers that implement the providers' documented request and response shapes.
+
+Each runs on a loopback port in a thread and speaks real HTTP. They check what the docs
+require (auth, signatures, body shapes) and answer with the documented shapes and error codes.
+`fail_next` injects an error response (status, headers) for the next request.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+Answer = tuple[int, dict[str, str], Any]
+
+
+class FakeProvider:
+    """Routing, auth, error injection and a request log; subclasses implement `route`."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.fail_next: list[tuple[int, dict[str, str]]] = []
+        self.lock = threading.Lock()
+        self.base_url = ""
+        self._server: ThreadingHTTPServer | None = None
+
+    def route(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes
+    ) -> Answer:
+        raise NotImplementedError
+
+    def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Answer:
+        parts = urlsplit(target)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        with self.lock:
+            self.requests.append(
+                {
+                    "method": method,
+                    "path": parts.path,
+                    "query": query,
+                    "headers": headers,
+                    "body": raw,
+                }
+            )
+            if self.fail_next:
+                status, extra = self.fail_next.pop(0)
+                return status, extra, self.error_body(status)
+            return self.route(method, parts.path, query, headers, raw)
+
+    def error_body(self, status: int) -> Any:
+        return {"status": "error", "message": f"injected {status}"}
+
+    def __enter__(self) -> FakeProvider:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _do(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(n) if n else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status, extra, body = owner.handle(self.command, self.path, headers, raw)
+                data = (
+                    body
+                    if isinstance(body, bytes)
+                    else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
+                )
+                self.send_response(status)
+                ctype = "text/plain" if isinstance(body, str) else "application/json"
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _do
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw or b"null")
+    except ValueError:
+        return None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------------------------- HubSpot
+
+
+class FakeHubSpot(FakeProvider):
+    """CRM v3 objects (search, create, batch read), v4 associations, owners, token info."""
+
+    ASSOC_OK = {279, 1, 190, 202, 192, 204}
+
+    def __init__(self, token: str = "pat-test-token", scopes: list[str] | None = None) -> None:
+        super().__init__()
+        self.token = token
+        self.scopes = scopes or [
+            "crm.objects.companies.read",
+            "crm.objects.companies.write",
+            "crm.objects.contacts.read",
+            "crm.objects.contacts.write",
+            "crm.objects.deals.read",
+            "crm.objects.owners.read",
+        ]
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {
+            t: {} for t in ("companies", "contacts", "notes", "tasks", "deals")
+        }
+        self.assoc: set[tuple[str, str, str, str]] = set()  # (from_type, from_id, to_type, to_id)
+        self.owners = {"77": {"id": "77", "email": "owner@yourcompany.example"}}
+        self._ids = itertools.count(1001)
+
+    def error_body(self, status: int) -> Any:
+        category = {429: "RATE_LIMITS", 401: "INVALID_AUTHENTICATION"}.get(status, "ERROR")
+        return {"status": "error", "message": f"injected {status}", "category": category}
+
+    def _err(self, status: int, message: str, category: str) -> Answer:
+        return status, {}, {"status": "error", "message": message, "category": category}
+
+    def _headers(self) -> dict[str, str]:
+        return {"X-HubSpot-RateLimit-Max": "100", "X-HubSpot-RateLimit-Remaining": "97"}
+
+    def _view(self, obj: str, oid: str, props: list[str] | None) -> dict[str, Any]:
+        p = self.objects[obj][oid]
+        shown = {k: p.get(k) for k in props} if props else dict(p)
+        return {"id": oid, "properties": {**shown, "hs_object_id": oid}, "archived": False}
+
+    def _link(self, a: str, aid: str, b: str, bid: str) -> None:
+        self.assoc.add((a, aid, b, bid))
+        self.assoc.add((b, bid, a, aid))
+
+    # seeding, as a CRM admin would
+    def set_company(self, domain: str, **kw: Any) -> None:
+        cid = next(
+            (i for i, p in self.objects["companies"].items() if p.get("domain") == domain), None
+        )
+        if cid is None:
+            cid = str(next(self._ids))
+            self.objects["companies"][cid] = {"name": domain, "domain": domain}
+        if "lifecycle_stage" in kw:
+            self.objects["companies"][cid]["lifecyclestage"] = kw["lifecycle_stage"]
+        if "owner" in kw:
+            self.objects["companies"][cid]["hubspot_owner_id"] = "77"
+        for _ in range(kw.get("open_deals", 0)):
+            did = str(next(self._ids))
+            self.objects["deals"][did] = {"dealname": "x", "hs_is_closed": "false"}
+            self._link("companies", cid, "deals", did)
+
+    def set_opted_out(self, contact: Any) -> None:
+        email = (contact.email or "").lower()
+        found = [p for p in self.objects["contacts"].values() if p.get("email") == email]
+        if not found:
+            found = [{"email": email, "firstname": contact.name}]
+            self.objects["contacts"][str(next(self._ids))] = found[0]
+        for p in found:
+            p["hs_email_optout"] = "true"
+
+    def route(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes
+    ) -> Answer:
+        if headers.get("authorization") != f"Bearer {self.token}":
+            return self._err(401, "Authentication credentials not found.", "INVALID_AUTHENTICATION")
+        seg = path.strip("/").split("/")
+        body = _json(raw)
+        h = self._headers()
+        if path == "/oauth/v2/private-apps/get/access-token-info" and method == "POST":
+            return 200, h, {"userId": 1, "hubId": 42, "appId": 7, "scopes": self.scopes}
+        if seg[:3] == ["crm", "v3", "owners"] and method == "GET":
+            o = self.owners.get(seg[3])
+            return (200, h, o) if o else self._err(404, "owner not found", "OBJECT_NOT_FOUND")
+        if seg[:3] == ["crm", "v3", "objects"]:
+            obj = seg[3]
+            if obj not in self.objects:
+                return self._err(404, f"unknown object {obj}", "OBJECT_NOT_FOUND")
+            if len(seg) == 5 and seg[4] == "search" and method == "POST":
+                return self._search(obj, body, h)
+            if len(seg) == 6 and seg[4:] == ["batch", "read"] and method == "POST":
+                ids = [str(i.get("id")) for i in (body or {}).get("inputs", [])]
+                found = [
+                    self._view(obj, i, body.get("properties"))
+                    for i in ids
+                    if i in self.objects[obj]
+                ]
+                return 200, h, {"status": "COMPLETE", "results": found}
+            if len(seg) == 4 and method == "POST":
+                return self._create(obj, body, h)
+            if len(seg) == 4 and method == "GET":
+                ids = list(self.objects[obj])[: int(query.get("limit", 10))]
+                return 200, h, {"results": [self._view(obj, i, None) for i in ids]}
+        if seg[:3] == ["crm", "v4", "objects"]:
+            obj, oid = seg[3], seg[4]
+            if oid not in self.objects.get(obj, {}):
+                return self._err(404, f"{obj} {oid} not found", "OBJECT_NOT_FOUND")
+            if len(seg) == 7 and seg[5] == "associations" and method == "GET":
+                to = seg[6]
+                ids = sorted(
+                    b for (a, aid, t, b) in self.assoc if a == obj and aid == oid and t == to
+                )
+                return (
+                    200,
+                    h,
+                    {"results": [{"toObjectId": int(i), "associationTypes": []} for i in ids]},
+                )
+            if len(seg) == 9 and seg[5:7] == ["associations", "default"] and method == "PUT":
+                to, to_id = seg[7], seg[8]
+                if to_id not in self.objects.get(to, {}):
+                    return self._err(404, f"{to} {to_id} not found", "OBJECT_NOT_FOUND")
+                self._link(obj, oid, to, to_id)
+                if obj == "contacts" and to == "companies":
+                    self.objects["contacts"][oid]["associatedcompanyid"] = to_id
+                return (
+                    200,
+                    h,
+                    {"status": "COMPLETE", "results": [{"from": {"id": oid}, "to": {"id": to_id}}]},
+                )
+        return self._err(404, f"no route {method} {path}", "NOT_FOUND")
+
+    def _search(self, obj: str, body: Any, h: dict[str, str]) -> Answer:
+        required = {"filterGroups", "sorts", "properties", "limit", "after"}
+        if not isinstance(body, dict) or not required <= set(body):
+            missing = sorted(required - set(body or {}))
+            return self._err(400, f"Invalid search request: missing {missing}", "VALIDATION_ERROR")
+        if not isinstance(body["limit"], int) or not 0 < body["limit"] <= 200:
+            return self._err(400, "limit must be 1..200", "VALIDATION_ERROR")
+        hits = []
+        for oid, p in self.objects[obj].items():
+            for group in body["filterGroups"]:
+                ok = True
+                for f in group["filters"]:
+                    value = str(p.get(f["propertyName"]) or "")
+                    if f["operator"] == "EQ":
+                        ok &= value.lower() == str(f["value"]).lower()
+                    elif f["operator"] == "CONTAINS_TOKEN":
+                        ok &= str(f["value"]).lower() in value.lower().replace("·", " ").split()
+                    else:
+                        return self._err(400, f"operator {f['operator']}", "VALIDATION_ERROR")
+                if ok:
+                    hits.append(oid)
+                    break
+        start = int(body["after"] or 0)
+        page = hits[start : start + body["limit"]]
+        out: dict[str, Any] = {
+            "total": len(hits),
+            "results": [self._view(obj, i, body["properties"]) for i in page],
+        }
+        if start + body["limit"] < len(hits):
+            out["paging"] = {"next": {"after": str(start + body["limit"])}}
+        return 200, h, out
+
+    def _create(self, obj: str, body: Any, h: dict[str, str]) -> Answer:
+        if not isinstance(body, dict) or "properties" not in body or "associations" not in body:
+            return self._err(
+                400, "create body needs properties and associations", "VALIDATION_ERROR"
+            )
+        props = dict(body["properties"])
+        if obj == "contacts" and props.get("email"):
+            for oid, p in self.objects["contacts"].items():
+                if p.get("email") == props["email"]:
+                    return self._err(409, f"Contact already exists. Existing ID: {oid}", "CONFLICT")
+        if obj == "notes" and not props.get("hs_timestamp"):
+            return self._err(400, "hs_timestamp is required", "VALIDATION_ERROR")
+        for a in body["associations"]:
+            t = a["types"][0]
+            if (
+                t.get("associationCategory") != "HUBSPOT_DEFINED"
+                or t.get("associationTypeId") not in self.ASSOC_OK
+            ):
+                return self._err(400, f"invalid association type {t}", "VALIDATION_ERROR")
+            if not any(a["to"]["id"] in self.objects[k] for k in self.objects):
+                return self._err(
+                    404, f"association target {a['to']['id']} not found", "OBJECT_NOT_FOUND"
+                )
+        oid = str(next(self._ids))
+        self.objects[obj][oid] = props
+        for a in body["associations"]:
+            to_type = next(k for k in self.objects if a["to"]["id"] in self.objects[k])
+            self._link(obj, oid, to_type, a["to"]["id"])
+            if obj == "contacts" and to_type == "companies":
+                props["associatedcompanyid"] = a["to"]["id"]
+        return 201, h, {**self._view(obj, oid, None), "createdAt": _now(), "updatedAt": _now()}
+
+
+# ---------------------------------------------------------------------------------- Attio
+
+
+class FakeAttio(FakeProvider):
+    """REST v2: record query and assert, notes, tasks, list entries, /v2/self."""
+
+    def __init__(
+        self, token: str = "attio-test-token", lists: tuple[str, ...] = ("outreach",)
+    ) -> None:
+        super().__init__()
+        self.token = token
+        self.records: dict[str, dict[str, dict[str, Any]]] = {
+            "companies": {},
+            "people": {},
+            "deals": {},
+        }
+        self.notes: list[dict[str, Any]] = []
+        self.tasks: list[dict[str, Any]] = []
+        self.lists: dict[str, dict[str, Any]] = {name: {} for name in lists}
+        self.scopes = [
+            "record_permission:read-write",
+            "object_configuration:read",
+            "note:read-write",
+            "task:read-write",
+            "list_entry:read-write",
+        ]
+
+    def error_body(self, status: int) -> Any:
+        return {
+            "status_code": status,
+            "type": "injected",
+            "code": "injected",
+            "message": f"injected {status}",
+        }
+
+    def _err(self, status: int, kind: str, code: str, message: str) -> Answer:
+        return status, {}, {"status_code": status, "type": kind, "code": code, "message": message}
+
+    def _record(self, obj: str, rid: str) -> dict[str, Any]:
+        return {
+            "id": {"workspace_id": "ws1", "object_id": obj, "record_id": rid},
+            "created_at": _now(),
+            "values": self.records[obj][rid],
+        }
+
+    def set_company(self, domain: str, **kw: Any) -> None:
+        rid = next(
+            (
+                r
+                for r, v in self.records["companies"].items()
+                if v["domains"][0]["domain"] == domain
+            ),
+            None,
+        )
+        if rid is None:
+            rid = str(uuid.uuid4())
+            self.records["companies"][rid] = {
+                "domains": [{"domain": domain}],
+                "name": [{"value": domain}],
+            }
+        if "lifecycle_stage" in kw:
+            self.records["companies"][rid]["lifecycle_stage"] = [
+                {"option": {"title": kw["lifecycle_stage"]}}
+            ]
+        for _ in range(kw.get("open_deals", 0)):
+            self.records["deals"][str(uuid.uuid4())] = {
+                "associated_company": [{"target_object": "companies", "target_record_id": rid}],
+                "stage": [{"status": {"title": "In Progress"}}],
+            }
+
+    def set_opted_out(self, contact: Any) -> None:
+        email = (contact.email or "").lower()
+        if not any(
+            e["email_address"] == email
+            for v in self.records["people"].values()
+            for e in v.get("email_addresses", [])
+        ):
+            self.records["people"][str(uuid.uuid4())] = {
+                "email_addresses": [{"email_address": email}],
+                "name": [{"full_name": contact.name}],
+            }
+        for v in self.records["people"].values():
+            if any(
+                e["email_address"] == (contact.email or "").lower()
+                for e in v.get("email_addresses", [])
+            ):
+                v["opted_out"] = [{"value": True}]
+
+    @staticmethod
+    def _matches(values: dict[str, Any], flt: dict[str, Any]) -> bool:
+        for slug, cond in flt.items():
+            items = values.get(slug) or []
+            if isinstance(cond, dict) and "$eq" in cond:
+                want = str(cond["$eq"]).lower()
+                if not any(str(i.get("value", "")).lower() == want for i in items):
+                    return False
+            elif isinstance(cond, dict):
+                ((field, op),) = cond.items()
+                want = str(op["$eq"]).lower()
+                if not any(str(i.get(field, "")).lower() == want for i in items):
+                    return False
+            else:
+                return False
+        return True
+
+    def route(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes
+    ) -> Answer:
+        if headers.get("authorization") != f"Bearer {self.token}":
+            return self._err(401, "auth_error", "unauthorized", "Invalid or missing API key.")
+        body = _json(raw)
+        seg = path.strip("/").split("/")
+        if path == "/v2/self" and method == "GET":
+            return (
+                200,
+                {},
+                {
+                    "active": True,
+                    "scope": " ".join(self.scopes),
+                    "workspace_name": "Test workspace",
+                },
+            )
+        if seg[:2] == ["v2", "objects"] and len(seg) >= 4 and seg[3] == "records":
+            obj = seg[2]
+            if obj not in self.records:
+                return self._err(
+                    404, "invalid_request_error", "not_found", f"Object {obj} not found."
+                )
+            if len(seg) == 5 and seg[4] == "query" and method == "POST":
+                flt = (body or {}).get("filter") or {}
+                hits = [
+                    self._record(obj, r)
+                    for r, v in self.records[obj].items()
+                    if self._matches(v, flt)
+                ]
+                return 200, {}, {"data": hits[: (body or {}).get("limit", 500)]}
+            if len(seg) == 4 and method in ("PUT", "POST"):
+                values = ((body or {}).get("data") or {}).get("values")
+                if not isinstance(values, dict):
+                    return self._err(
+                        400, "invalid_request_error", "validation_type", "data.values is required"
+                    )
+                for slug, v in values.items():
+                    if not isinstance(v, list):
+                        return self._err(
+                            400,
+                            "invalid_request_error",
+                            "validation_type",
+                            f"Attribute {slug} must be an array of values.",
+                        )
+                if method == "POST":
+                    rid = str(uuid.uuid4())
+                    self.records[obj][rid] = values
+                    return 200, {}, {"data": self._record(obj, rid)}
+                attr = query.get("matching_attribute")
+                if attr not in ("domains", "email_addresses"):
+                    return self._err(
+                        400,
+                        "invalid_request_error",
+                        "validation_type",
+                        "matching_attribute must be a unique attribute",
+                    )
+                key = next(iter(values[attr][0].values()))
+                for rid, v in self.records[obj].items():
+                    if any(next(iter(i.values())) == key for i in v.get(attr, [])):
+                        v.update(values)
+                        return 200, {}, {"data": self._record(obj, rid)}
+                rid = str(uuid.uuid4())
+                self.records[obj][rid] = values
+                return 200, {}, {"data": self._record(obj, rid)}
+        if path == "/v2/notes" and method == "GET":
+            hits = [
+                n
+                for n in self.notes
+                if n["parent_object"] == query.get("parent_object")
+                and n["parent_record_id"] == query.get("parent_record_id")
+            ]
+            return 200, {}, {"data": hits[: int(query.get("limit", 10))]}
+        if path == "/v2/notes" and method == "POST":
+            d = (body or {}).get("data") or {}
+            if d.get("format") not in ("plaintext", "markdown") or not d.get("title"):
+                return self._err(
+                    400, "invalid_request_error", "validation_type", "format and title are required"
+                )
+            if d.get("parent_record_id") not in self.records.get(d.get("parent_object", ""), {}):
+                return self._err(
+                    404, "invalid_request_error", "not_found", "Parent record not found."
+                )
+            note = {
+                "id": {"workspace_id": "ws1", "note_id": str(uuid.uuid4())},
+                "parent_object": d["parent_object"],
+                "parent_record_id": d["parent_record_id"],
+                "title": d["title"],
+                "content_plaintext": d["content"],
+                "created_at": d.get("created_at") or _now(),
+            }
+            self.notes.append(note)
+            return 200, {}, {"data": note}
+        if path == "/v2/tasks" and method == "GET":
+            hits = [
+                t
+                for t in self.tasks
+                if any(
+                    r["target_record_id"] == query.get("linked_record_id")
+                    for r in t["linked_records"]
+                )
+            ]
+            return 200, {}, {"data": hits}
+        if path == "/v2/tasks" and method == "POST":
+            d = (body or {}).get("data") or {}
+            if (
+                d.get("format") != "plaintext"
+                or "deadline_at" not in d
+                or "linked_records" not in d
+            ):
+                return self._err(
+                    400,
+                    "invalid_request_error",
+                    "validation_type",
+                    "content, format, deadline_at, linked_records required",
+                )
+            task = {
+                "id": {"workspace_id": "ws1", "task_id": str(uuid.uuid4())},
+                "content_plaintext": d["content"],
+                "linked_records": d["linked_records"],
+            }
+            self.tasks.append(task)
+            return 200, {}, {"data": task}
+        if seg[:2] == ["v2", "lists"] and len(seg) == 3 and method == "GET":
+            if seg[2] not in self.lists:
+                return self._err(404, "invalid_request_error", "not_found", "List not found.")
+            return 200, {}, {"data": {"id": {"list_id": seg[2]}, "api_slug": seg[2]}}
+        if seg[:2] == ["v2", "lists"] and len(seg) == 4 and seg[3] == "entries" and method == "PUT":
+            lst = self.lists.get(seg[2])
+            if lst is None:
+                return self._err(
+                    404, "invalid_request_error", "not_found", f"List {seg[2]} not found."
+                )
+            d = (body or {}).get("data") or {}
+            entry = lst.setdefault(
+                d["parent_record_id"], {"id": {"entry_id": str(uuid.uuid4())}, **d}
+            )
+            return 200, {}, {"data": entry}
+        return self._err(404, "invalid_request_error", "not_found", f"no route {method} {path}")
+
+
+# ---------------------------------------------------------------------------------- Dux-Soup
+
+
+class FakeDuxSoup(FakeProvider):
+    """Remote control: signed queue commands and the queue size."""
+
+    def __init__(self, user_id: str = "1234", key: str = "dux-remote-key") -> None:
+        super().__init__()
+        self.user_id, self.key = user_id, key
+        self.queue: list[dict[str, Any]] = []
+
+    def _signed(self, message: bytes, headers: dict[str, str]) -> bool:
+        want = base64.b64encode(
+            hmac.new(self.key.encode(), message, hashlib.sha1).digest()
+        ).decode()
+        return hmac.compare_digest(headers.get("x-dux-signature", ""), want)
+
+    def route(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes
+    ) -> Answer:
+        if path == f"/{self.user_id}/queue/size" and method == "GET":
+            if not self._signed(f"{self.base_url}{path}".encode(), headers):
+                return 403, {}, {"error": "invalid signature"}
+            return 200, {}, {"size": len(self.queue)}
+        if path == f"/{self.user_id}/queue" and method == "POST":
+            if not self._signed(raw, headers):
+                return 403, {}, {"error": "invalid signature"}
+            body = _json(raw) or {}
+            problems = [
+                k
+                for k in ("command", "targeturl", "userid", "timestamp", "params")
+                if k not in body
+            ]
+            if (
+                problems
+                or body["targeturl"] != f"{self.base_url}{path}"
+                or body["userid"] != self.user_id
+            ):
+                return 400, {}, {"error": f"bad envelope {problems}"}
+            if (
+                body["command"] not in ("visit", "connect", "message")
+                or "profile" not in body["params"]
+            ):
+                return 400, {}, {"error": "unknown command or missing profile"}
+            if body["command"] == "message" and not body["params"].get("messagetext"):
+                return 400, {}, {"error": "messagetext required"}
+            mid = str(uuid.uuid4())
+            self.queue.append({**body, "messageid": mid})
+            return 200, {}, {"messageid": mid}
+        return 404, {}, {"error": "not found"}
+
+
+# ---------------------------------------------------------------------------------- Slack
+
+
+class FakeSlack(FakeProvider):
+    """An incoming webhook at /services/T000/B000/XXXX."""
+
+    PATH = "/services/T000/B000/secretXXXX"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posted: list[str] = []
+
+    @property
+    def webhook_url(self) -> str:
+        return self.base_url + self.PATH
+
+    def error_body(self, status: int) -> Any:
+        return "rate_limited" if status == 429 else "injected"
+
+    def route(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes
+    ) -> Answer:
+        if path != self.PATH:
+            return 404, {}, "no_service"
+        body = _json(raw)
+        if not isinstance(body, dict):
+            return 400, {}, "invalid_payload"
+        if not body.get("text"):
+            return 400, {}, "no_text"
+        self.posted.append(body["text"])
+        return 200, {}, "ok"
+
+
+# ---------------------------------------------------------------------------------- SMTP
+
+
+class SmtpInbox:
+    """An aiosmtpd handler that keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope.original_content)
+        return "250 OK"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

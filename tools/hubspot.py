@@ -1,0 +1,355 @@
+"""HubSpot CRM client (CRM v3 objects, v4 associations) behind the `CRM` Protocol.
+
+Auth: a private-app access token (`GTM_HUBSPOT_TOKEN`), sent as a Bearer token. Scopes used:
+`crm.objects.companies.read/write`, `crm.objects.contacts.read/write`,
+`crm.objects.deals.read`, `crm.objects.owners.read`, and notes/tasks through the contacts and
+companies scopes.
+
+- Find-or-create: search (`filterGroups`/`sorts`/`properties`/`limit`/`after`) by domain or
+  email, create only if nothing matches. Creates carry `associations`.
+- Touches are notes associated with the company and the contact; tasks likewise.
+- HubSpot has no idempotency keys, so each note and task carries a `gtm<hash>` token, and
+  writing searches for the token first. Search is eventually consistent (a few seconds); the
+  outbox is the first guard against a second write, this is the second.
+- Limits: 100 requests per 10 s per private app, and 5 search requests per second per account.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+
+from gtm.models import Account, Contact
+from tools.crm import Activity, ActivityKind, CompanyRecord, ContactRecord, Task
+from tools.http import AuthError, HttpClient
+from tools.local_crm import normalise_linkedin
+
+__all__ = ["HubSpotCRM", "ASSOC", "ScopeError"]
+
+
+class ScopeError(AuthError):
+    """The credentials work but lack a scope the client needs."""
+
+
+# HUBSPOT_DEFINED association type ids (v4 associations documentation).
+ASSOC = {
+    ("contacts", "companies"): 279,
+    ("notes", "companies"): 190,
+    ("notes", "contacts"): 202,
+    ("tasks", "companies"): 192,
+    ("tasks", "contacts"): 204,
+}
+COMPANY_PROPS = ["name", "domain", "lifecyclestage", "hubspot_owner_id"]
+CONTACT_PROPS = [
+    "email",
+    "firstname",
+    "lastname",
+    "jobtitle",
+    "hs_linkedin_url",
+    "hs_email_optout",
+    "associatedcompanyid",
+]
+_REF = re.compile(r"gtm ref (gtm[0-9a-f]{16}) · (\w+) · key (.+)$", re.M)
+
+
+def token_for(key: str) -> str:
+    """One search token per idempotency key (letters and digits only, so it stays one token)."""
+    return "gtm" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _assoc(to_id: str, type_id: int) -> dict[str, Any]:
+    return {
+        "to": {"id": to_id},
+        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}],
+    }
+
+
+def _ms(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class HubSpotCRM:
+    def __init__(self, client: HttpClient) -> None:
+        self._http = client
+        self._search = AsyncLimiter(4, 1.0)
+        self._owners: dict[str, str] = {}
+
+    @classmethod
+    def connect(cls, base_url: str, token: str, *, timeout: float = 20.0) -> HubSpotCRM:
+        return cls(
+            HttpClient(
+                "hubspot",
+                base_url,
+                headers={"Authorization": f"Bearer {token}"},
+                secrets=[token],
+                rate=(100, 10.0),
+                timeout=timeout,
+            )
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def close(self) -> None:  # the runtime closes stores synchronously; the client closes async
+        pass
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _search_one(
+        self, obj: str, prop: str, value: str, props: list[str], operator: str = "EQ"
+    ) -> dict[str, Any] | None:
+        body = {
+            "filterGroups": [
+                {"filters": [{"propertyName": prop, "operator": operator, "value": value}]}
+            ],
+            "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+            "properties": props,
+            "limit": 1,
+            "after": "0",
+        }
+        async with self._search:
+            resp = await self._http.request(
+                "POST", f"/crm/v3/objects/{obj}/search", json=body, idempotent=True
+            )
+        results = resp.json().get("results") or []
+        return results[0] if results else None
+
+    async def _create(self, obj: str, props: dict[str, Any], assoc: list[dict[str, Any]]) -> str:
+        resp = await self._http.request(
+            "POST",
+            f"/crm/v3/objects/{obj}",
+            json={"properties": props, "associations": assoc},
+            idempotent=False,
+        )
+        return str(resp.json()["id"])
+
+    async def _associated(self, obj: str, obj_id: str, to: str) -> list[str]:
+        ids: list[str] = []
+        after: str | None = None
+        while True:
+            params = {"limit": 500, **({"after": after} if after else {})}
+            resp = await self._http.request(
+                "GET",
+                f"/crm/v4/objects/{obj}/{obj_id}/associations/{to}",
+                params=params,
+                idempotent=True,
+            )
+            data = resp.json()
+            ids += [str(r["toObjectId"]) for r in data.get("results", [])]
+            after = ((data.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return ids
+
+    async def _batch_read(self, obj: str, ids: list[str], props: list[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(ids), 100):
+            resp = await self._http.request(
+                "POST",
+                f"/crm/v3/objects/{obj}/batch/read",
+                json={"properties": props, "inputs": [{"id": x} for x in ids[i : i + 100]]},
+                idempotent=True,
+            )
+            out += resp.json().get("results", [])
+        return out
+
+    async def _owner(self, owner_id: str | None) -> str | None:
+        if not owner_id:
+            return None
+        if owner_id not in self._owners:
+            resp = await self._http.request("GET", f"/crm/v3/owners/{owner_id}", idempotent=True)
+            self._owners[owner_id] = str(resp.json().get("email") or owner_id)
+        return self._owners[owner_id]
+
+    async def _company(self, raw: dict[str, Any]) -> CompanyRecord:
+        p = raw.get("properties") or {}
+        deal_ids = await self._associated("companies", str(raw["id"]), "deals")
+        deals = await self._batch_read("deals", deal_ids, ["hs_is_closed", "dealstage"])
+        open_deals = sum(
+            (d.get("properties") or {}).get("hs_is_closed") not in ("true", True) for d in deals
+        )
+        return CompanyRecord(
+            id=str(raw["id"]),
+            domain=(p.get("domain") or "").lower(),
+            name=p.get("name") or "",
+            lifecycle_stage=p.get("lifecyclestage") or None,
+            owner=await self._owner(p.get("hubspot_owner_id")),
+            open_deals=open_deals,
+        )
+
+    @staticmethod
+    def _contact(raw: dict[str, Any]) -> ContactRecord:
+        p = raw.get("properties") or {}
+        name = " ".join(x for x in (p.get("firstname"), p.get("lastname")) if x)
+        company = p.get("associatedcompanyid")
+        return ContactRecord(
+            id=str(raw["id"]),
+            company_id=str(company) if company else None,
+            name=name or (p.get("email") or ""),
+            title=p.get("jobtitle") or "",
+            email=(p.get("email") or None),
+            linkedin_url=p.get("hs_linkedin_url") or None,
+            opted_out=str(p.get("hs_email_optout") or "").lower() == "true",
+        )
+
+    REQUIRED_SCOPES = (
+        "crm.objects.companies.read",
+        "crm.objects.companies.write",
+        "crm.objects.contacts.read",
+        "crm.objects.contacts.write",
+        "crm.objects.deals.read",
+    )
+
+    async def check(self, token: str) -> str:
+        """Auth, scopes and rate-limit headroom, reading only."""
+        await self._http.request(
+            "GET", "/crm/v3/objects/companies", params={"limit": 1}, idempotent=True
+        )
+        h = self._http.last_headers
+        headroom = (
+            f"{h.get('X-HubSpot-RateLimit-Remaining')}/{h.get('X-HubSpot-RateLimit-Max')} "
+            "requests left in the window"
+            if "X-HubSpot-RateLimit-Max" in h
+            else "no rate-limit headers"
+        )
+        resp = await self._http.request(
+            "POST",
+            "/oauth/v2/private-apps/get/access-token-info",
+            json={"tokenKey": token},
+            idempotent=True,
+        )
+        scopes = set(resp.json().get("scopes") or [])
+        missing = [sc for sc in self.REQUIRED_SCOPES if sc not in scopes]
+        if missing:
+            raise ScopeError("hubspot", f"the private app lacks scopes: {', '.join(missing)}")
+        return f"token valid, scopes ok, {headroom}"
+
+    # ------------------------------------------------------------------ CRM Protocol
+
+    async def find_company(self, domain: str) -> CompanyRecord | None:
+        raw = await self._search_one("companies", "domain", domain.strip().lower(), COMPANY_PROPS)
+        return await self._company(raw) if raw else None
+
+    async def upsert_company(self, account: Account) -> CompanyRecord:
+        found = await self.find_company(account.domain)
+        if found:
+            return found
+        cid = await self._create(
+            "companies", {"name": account.company, "domain": account.domain.lower()}, []
+        )
+        return CompanyRecord(id=cid, domain=account.domain.lower(), name=account.company)
+
+    async def find_contact(self, contact: Contact) -> ContactRecord | None:
+        raw = None
+        if contact.email:
+            raw = await self._search_one(
+                "contacts", "email", contact.email.strip().lower(), CONTACT_PROPS
+            )
+        url = normalise_linkedin(contact.linkedin_url)
+        if raw is None and url:
+            raw = await self._search_one("contacts", "hs_linkedin_url", url, CONTACT_PROPS)
+        return self._contact(raw) if raw else None
+
+    async def upsert_contact(self, contact: Contact, company_id: str) -> ContactRecord:
+        found = await self.find_contact(contact)
+        if found is None:
+            first, _, last = contact.name.partition(" ")
+            props = {
+                "firstname": first,
+                "lastname": last,
+                "jobtitle": contact.title,
+                **({"email": contact.email.strip().lower()} if contact.email else {}),
+                **(
+                    {"hs_linkedin_url": normalise_linkedin(contact.linkedin_url)}
+                    if contact.linkedin_url
+                    else {}
+                ),
+            }
+            cid = await self._create(
+                "contacts", props, [_assoc(company_id, ASSOC[("contacts", "companies")])]
+            )
+            found = ContactRecord(
+                id=cid,
+                company_id=company_id,
+                name=contact.name,
+                title=contact.title,
+                email=props.get("email"),
+                linkedin_url=props.get("hs_linkedin_url"),
+            )
+        # v4 default association: idempotent, so an existing contact is linked too.
+        await self._http.request(
+            "PUT",
+            f"/crm/v4/objects/contacts/{found.id}/associations/default/companies/{company_id}",
+            idempotent=True,
+        )
+        return found.model_copy(update={"company_id": company_id})
+
+    async def _keyed(self, obj: str, body_prop: str, key: str) -> str | None:
+        hit = await self._search_one(
+            obj, body_prop, token_for(key), ["hs_object_id"], "CONTAINS_TOKEN"
+        )
+        return str(hit["id"]) if hit else None
+
+    async def log_activity(self, activity: Activity) -> str:
+        existing = await self._keyed("notes", "hs_note_body", activity.key)
+        if existing:
+            return existing
+        head = f"Subject: {activity.subject}\n\n" if activity.subject else ""
+        body = (
+            f"{head}{activity.body}\n\n"
+            f"gtm ref {token_for(activity.key)} · {activity.kind} · key {activity.key}"
+        )
+        assoc = [_assoc(activity.company_id, ASSOC[("notes", "companies")])]
+        if activity.contact_id:
+            assoc.append(_assoc(activity.contact_id, ASSOC[("notes", "contacts")]))
+        return await self._create(
+            "notes", {"hs_timestamp": _ms(activity.at), "hs_note_body": body}, assoc
+        )
+
+    async def create_task(self, task: Task) -> str:
+        existing = await self._keyed("tasks", "hs_task_body", task.key)
+        if existing:
+            return existing
+        props: dict[str, Any] = {
+            "hs_timestamp": _ms(task.due_at),
+            "hs_task_subject": task.title,
+            "hs_task_body": f"{task.title}\n\ngtm ref {token_for(task.key)} · task · key "
+            + task.key,
+            "hs_task_status": "NOT_STARTED",
+            "hs_task_priority": "HIGH",
+        }
+        assoc = [_assoc(task.company_id, ASSOC[("tasks", "companies")])]
+        if task.contact_id:
+            assoc.append(_assoc(task.contact_id, ASSOC[("tasks", "contacts")]))
+        return await self._create("tasks", props, assoc)
+
+    async def activities(self, company_id: str) -> list[Activity]:
+        ids = await self._associated("companies", company_id, "notes")
+        notes = await self._batch_read("notes", ids, ["hs_note_body", "hs_timestamp"])
+        out = []
+        for n in notes:
+            p = n.get("properties") or {}
+            body = p.get("hs_note_body") or ""
+            m = _REF.search(body)
+            if not m:
+                continue  # a note a person wrote, not one of ours
+            text = body[: m.start()].rstrip()
+            kind: ActivityKind = m.group(2)  # type: ignore[assignment]
+            subject = None
+            if text.startswith("Subject: ") and "\n\n" in text:
+                head, text = text.split("\n\n", 1)
+                subject = head.removeprefix("Subject: ")
+            out.append(
+                Activity(
+                    key=m.group(3).strip(),
+                    company_id=company_id,
+                    kind=kind,
+                    subject=subject,
+                    body=text,
+                    at=datetime.fromisoformat(str(p.get("hs_timestamp")).replace("Z", "+00:00")),
+                )
+            )
+        return sorted(out, key=lambda a: a.at)

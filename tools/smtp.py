@@ -1,0 +1,148 @@
+"""Email over SMTP: STARTTLS, login, a `List-Unsubscribe` header, the Message-ID as receipt.
+
+The Message-ID is derived from the outbox key, so the same key always yields the same id and a
+second send of one key can be recognised downstream. smtplib is synchronous; a send runs in a
+worker thread. A refusal before the message was accepted (auth, recipient, connection) raises
+`ChannelError`; retryable only when the server may simply be busy (4xx, connection refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from pathlib import Path
+
+from gtm.models import Receipt
+from tools.channels import ChannelError
+from tools.sqlite import KeyLedger
+
+__all__ = ["SmtpEmail", "build_message"]
+
+
+def build_message(
+    *,
+    sender: str,
+    sender_name: str,
+    to: str,
+    to_name: str,
+    subject: str,
+    body: str,
+    key: str,
+    unsubscribe: str,
+) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = formataddr((sender_name, sender))
+    msg["To"] = formataddr((to_name, to))
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(usegmt=True)
+    domain = sender.rsplit("@", 1)[-1]
+    msg["Message-ID"] = f"<gtm.{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+    msg["List-Unsubscribe"] = f"<{unsubscribe}>"
+    if unsubscribe.startswith("https:"):
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg["X-GTM-Idempotency-Key"] = key
+    msg.set_content(body)
+    return msg
+
+
+class SmtpEmail:
+    def __init__(
+        self,
+        *,
+        sender: str,
+        sender_name: str,
+        host: str,
+        port: int = 587,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = True,
+        ca_file: Path | None = None,
+        unsubscribe: str | None = None,
+        timeout: float = 20.0,
+        ledger: Path | None = None,
+    ) -> None:
+        self.sender = sender
+        self._name = sender_name
+        self._host, self._port = host, port
+        self._user, self._password = username, password
+        self._starttls = starttls
+        self._ca_file = ca_file
+        self._unsubscribe = unsubscribe or f"mailto:{sender}?subject=unsubscribe"
+        self._timeout = timeout
+        self._done = KeyLedger(ledger) if ledger else None
+
+    def close(self) -> None:
+        if self._done:
+            self._done.close()
+
+    def _tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self._ca_file) if self._ca_file else None)
+
+    def _session(self) -> smtplib.SMTP:
+        smtp = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
+        try:
+            smtp.ehlo()
+            if self._starttls:
+                smtp.starttls(context=self._tls())
+                smtp.ehlo()
+            if self._user:
+                if "PLAIN" in smtp.esmtp_features.get("auth", "").upper().split():
+                    # One mechanism, over TLS: a refusal is a refusal, not a cue to try others.
+                    smtp.user, smtp.password = self._user, self._password or ""
+                    smtp.auth("PLAIN", smtp.auth_plain)
+                else:
+                    smtp.login(self._user, self._password or "")
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def check(self) -> str:
+        """Connect, STARTTLS, log in and say NOOP: everything but sending."""
+        try:
+            with self._session() as smtp:
+                code, _ = smtp.noop()
+                return f"{self._host}:{self._port} answered NOOP with {code}"
+        except (smtplib.SMTPException, OSError) as exc:
+            raise ChannelError(f"smtp {self._host}:{self._port}: {exc}", retryable=True) from None
+
+    def _send(self, msg: EmailMessage) -> None:
+        try:
+            with self._session() as smtp:
+                smtp.send_message(msg)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise ChannelError(f"smtp login refused ({exc.smtp_code})") from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise ChannelError(f"smtp refused the recipient: {list(exc.recipients)}") from None
+        except smtplib.SMTPResponseException as exc:
+            raise ChannelError(
+                f"smtp {exc.smtp_code}: {exc.smtp_error!r}", retryable=400 <= exc.smtp_code < 500
+            ) from None
+        except (smtplib.SMTPConnectError, ConnectionRefusedError) as exc:
+            raise ChannelError(f"smtp {self._host}:{self._port}: {exc}", retryable=True) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            # Disconnected or timed out mid-session: the message may or may not have been taken.
+            raise ChannelError(f"smtp {self._host}:{self._port}: {exc}") from None
+
+    async def send(self, *, to: str, to_name: str, subject: str, body: str, key: str) -> Receipt:
+        done = self._done.get(key) if self._done else None
+        if done:
+            return Receipt(provider_id=done, detail="already sent")
+        msg = build_message(
+            sender=self.sender,
+            sender_name=self._name,
+            to=to,
+            to_name=to_name,
+            subject=subject,
+            body=body,
+            key=key,
+            unsubscribe=self._unsubscribe,
+        )
+        await asyncio.to_thread(self._send, msg)
+        if self._done:
+            self._done.put(key, str(msg["Message-ID"]))
+        return Receipt(provider_id=str(msg["Message-ID"]), detail=f"accepted by {self._host}")
