@@ -402,3 +402,56 @@ def test_doctor_reaches_every_provider_and_says_what_to_fix(tmp_path: Path) -> N
     assert "GTM_SMTP_HOST is not set" in bad.stdout
     assert "403" in bad.stdout and "remote-control key" in bad.stdout
     assert hub.token not in bad.stdout + bad.stderr and dux.key not in bad.stdout
+
+
+# ------------------------------------------------------------------ the pipeline on real clients
+
+
+def test_a_campaign_runs_on_hubspot_and_duxsoup_chosen_by_settings(tmp_path: Path) -> None:
+    """`gtm run` then `gtm approve`, with HubSpot and Dux-Soup configured through the
+    environment: the connect is queued (signed) and both actions are logged as HubSpot notes."""
+    from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
+
+    with (
+        ScriptedOpenAIServer(responder=write_from_facts) as model,
+        FakeHubSpot() as hub,
+        FakeDuxSoup() as dux,
+    ):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
+        env.update(
+            GTM_DATA_DIR=str(tmp_path),
+            GTM_MODEL_BASE_URL=model.base_url,
+            GTM_MODEL="scripted",
+            GTM_CRM="hubspot",
+            GTM_HUBSPOT_BASE_URL=hub.base_url,
+            GTM_HUBSPOT_TOKEN=hub.token,
+            GTM_LINKEDIN="duxsoup",
+            GTM_DUXSOUP_BASE_URL=dux.base_url,
+            GTM_DUXSOUP_USER_ID=dux.user_id,
+            GTM_DUXSOUP_KEY=dux.key,
+            ANONYMIZED_TELEMETRY="False",
+        )
+
+        def gtm(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "gtm", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=180,
+                cwd=ROOT,
+            )
+
+        run = gtm("run", str(ROOT / "examples" / "accounts.csv"), "--campaign", "c", "--limit", "1")
+        assert run.returncode == 0, run.stdout + run.stderr
+        ok = gtm("approve", "1")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        again = gtm("approve", "1")
+        assert again.returncode == 1 and "already decided" in again.stderr
+    assert [q["command"] for q in dux.queue] == ["visit", "connect"]
+    assert dux.queue[1]["params"]["messagetext"]
+    notes = [p["hs_note_body"] for p in hub.objects["notes"].values()]
+    assert len(notes) == 2 and all("gtm ref gtm" in n for n in notes)
+    (company,) = hub.objects["companies"].values()
+    assert company["domain"] == "quillcode.dev"
+    assert hub.token not in run.stdout + run.stderr + ok.stdout + ok.stderr
