@@ -354,9 +354,10 @@ async def test_slack_alerts_and_a_check_that_posts_nothing() -> None:
         assert fake.posted == [":rotating_light: *escalation*: VP replied at Acme"]
         assert "nothing posted" in await slack.check() and len(fake.posted) == 1
         await slack.aclose()
-        bad = SlackAlerts.open(fake.base_url + "/services/T000/B000/wrong")
-        with pytest.raises(NotFoundError):
+        bad = SlackAlerts.open(fake.base_url + "/services/T000/B000/wrong-secret")
+        with pytest.raises(NotFoundError) as info:
             await bad.check()
+        assert "wrong-secret" not in str(info.value)  # the webhook path is the secret
         await bad.aclose()
 
 

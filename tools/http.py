@@ -204,7 +204,7 @@ class HttpClient:
             except httpx.TimeoutException as exc:
                 err = UnavailableError(
                     self.provider,
-                    f"{method} {url} timed out ({type(exc).__name__})",
+                    f"{method} {self._scrub(url)} timed out ({type(exc).__name__})",
                     status=None,
                     maybe_applied=not isinstance(exc, httpx.ConnectTimeout),
                 )
@@ -216,7 +216,7 @@ class HttpClient:
                 connect = isinstance(exc, httpx.ConnectError)
                 err = UnavailableError(
                     self.provider,
-                    f"{method} {url} failed: {type(exc).__name__}",
+                    f"{method} {self._scrub(url)} failed: {type(exc).__name__}",
                     status=None,
                     maybe_applied=not connect,
                 )
@@ -224,11 +224,11 @@ class HttpClient:
                     raise _Retryable(err, None) from None
                 raise err from None
         self.last_headers = resp.headers
-        log.debug("%s %s %s -> %s", self.provider, method, url, resp.status_code)
+        log.debug("%s %s %s -> %s", self.provider, method, self._scrub(url), resp.status_code)
         if resp.is_success:
             return resp
         detail = self._scrub(resp.text[:300].strip())
-        what = f"{method} {url} -> {resp.status_code}: {detail}"
+        what = f"{method} {self._scrub(url)} -> {resp.status_code}: {detail}"
         status = resp.status_code
         if status == 429:
             wait = retry_after_seconds(resp.headers.get("Retry-After"))
