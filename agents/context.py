@@ -6,8 +6,10 @@ passes it as the graph's runtime context.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -48,3 +50,7 @@ class Deps:
     """Where escalations, red flags and errors go (Slack or the local alert log)."""
     prompt_version: str | None = None
     """Use this version of every prompt (an archived `<name>@<version>.md`); None = current."""
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """Waits between paced actions. Injected so tests move a fake clock instead of waiting."""
+    rng: random.Random = field(default_factory=random.Random)
+    """Draws the random gap between two paced actions."""

@@ -7,7 +7,9 @@ it becomes `unknown` and is never retried automatically.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -16,10 +18,17 @@ from agents.context import Deps
 from agents.intake import suppression_reason
 from agents.state import State
 from gtm.models import Receipt, Step, idempotency_key
+from gtm.playbook import WEEKDAYS, Pacing, Playbook
 from tools.channels import ChannelError
-from tools.outbox import iso_week_start
+from tools.outbox import Limit, iso_week_start
 
-__all__ = ["send", "steps_for", "cap_for"]
+__all__ = ["send", "steps_for", "limits_for", "paced", "next_opening"]
+
+_WEEKLY: dict[Step, str] = {
+    "linkedin_visit": "linkedin_profile_visits_per_week",
+    "linkedin_connect": "linkedin_connection_requests_per_week",
+    "linkedin_message": "linkedin_messages_per_week",
+}
 
 
 def steps_for(draft_step: Step) -> tuple[Step, ...]:
@@ -29,18 +38,53 @@ def steps_for(draft_step: Step) -> tuple[Step, ...]:
     return (draft_step,)
 
 
-def cap_for(deps: Deps, step: Step, now: datetime) -> tuple[int, datetime]:
-    """(limit, window start) for a step, from the playbook."""
-    caps = deps.playbook.caps
+def paced(playbook: Playbook, live: bool) -> bool:
+    """Whether working hours, daily shares and gaps apply to a channel."""
+    mode = playbook.pacing.applies_to
+    return mode == "all" or (mode == "live" and live)
+
+
+def _local_day(pacing: Pacing, now: datetime) -> tuple[datetime, datetime]:
+    local = now.astimezone(pacing.zone)
+    start = datetime.combine(local.date(), time(0), tzinfo=pacing.zone)
+    return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
+
+
+def limits_for(playbook: Playbook, step: Step, now: datetime, *, is_paced: bool) -> list[Limit]:
+    """The cap windows an action must fit: the playbook's weekly (or daily email) cap, and, when
+    paced, the working day's share of a weekly cap."""
+    caps = playbook.caps
+    if step == "email":
+        day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        out = [Limit(caps.emails_per_day, day, day + timedelta(days=1), "emails per day")]
+        if is_paced:
+            since, until = _local_day(playbook.pacing, now)
+            out = [Limit(caps.emails_per_day, since, until, "emails per day")]
+        return out
+    weekly = int(getattr(caps, _WEEKLY[step]))
     week = iso_week_start(now)
-    if step == "linkedin_visit":
-        return caps.linkedin_profile_visits_per_week, week
-    if step == "linkedin_connect":
-        return caps.linkedin_connection_requests_per_week, week
-    if step == "linkedin_message":
-        return caps.linkedin_messages_per_week, week
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return caps.emails_per_day, day
+    out = [Limit(weekly, week, week + timedelta(days=7), _WEEKLY[step].replace("_", " "))]
+    if is_paced and playbook.pacing.spread_weekly_caps:
+        share = math.ceil(weekly / len(playbook.pacing.working_days))
+        since, until = _local_day(playbook.pacing, now)
+        out.append(Limit(share, max(since, week), until, f"{step} share of today"))
+    return out
+
+
+def next_opening(pacing: Pacing, now: datetime) -> datetime | None:
+    """None inside working hours; otherwise when they next open (UTC)."""
+    local = now.astimezone(pacing.zone)
+    for ahead in range(8):
+        day = local.date() + timedelta(days=ahead)
+        if WEEKDAYS[day.weekday()] not in pacing.working_days:
+            continue
+        opens = datetime.combine(day, pacing.start, tzinfo=pacing.zone)
+        closes = datetime.combine(day, pacing.end, tzinfo=pacing.zone)
+        if ahead == 0 and opens <= local < closes:
+            return None
+        if local < opens:
+            return opens.astimezone(UTC)
+    raise AssertionError("working_days is never empty")  # pragma: no cover
 
 
 async def _perform(deps: Deps, state: State, step: Step, key: str) -> Receipt:
@@ -76,70 +120,116 @@ async def send(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
             "events": [f"send: blocked at send time ({reason}): {detail}"],
         }
 
-    sender = deps.linkedin.sender if draft.channel == "linkedin" else deps.email.sender
+    channel = deps.linkedin if draft.channel == "linkedin" else deps.email
+    sender, is_paced = channel.sender, paced(deps.playbook, channel.live)
     sent: list[str] = list(state.sent_keys)
     events: list[str] = []
+
+    def stop(status: str, detail: str, event: str) -> dict[str, Any]:
+        return {
+            "status": status,
+            "sent_keys": sent,
+            "skip_detail": detail,
+            "events": [*events, f"send: {event}"],
+        }
+
     for step in steps_for(draft.step):
         key = idempotency_key(state.campaign, state.account.account_id, contact.key, step)
         existing = deps.outbox.get(key)
+        if existing is not None and existing.state == "sent":
+            if key not in sent:
+                sent.append(key)
+            events.append(f"send: {step} already sent ({existing.provider_id})")
+            continue
         if existing is not None:
-            if existing.state == "sent":
-                if key not in sent:
-                    sent.append(key)
-                events.append(f"send: {step} already sent ({existing.provider_id})")
-                continue
-            found = existing.state
-            if found == "pending":
-                found = "unknown"
-                deps.outbox.mark_unknown(
-                    key, "found pending on resume: the provider call may or may not have happened"
-                )
-            return {
-                "status": "failed",
-                "sent_keys": sent,
-                "skip_detail": f"{step} is '{found}' in the outbox; check the provider by hand, "
-                "it will not be retried",
-                "events": [*events, f"send: {step} needs a human (outbox state unknown/failed)"],
-            }
-        now = deps.clock()
-        limit, since = cap_for(deps, step, now)
-        used = deps.outbox.count(sender, step, since)
-        if used >= limit:
-            nxt = since + (timedelta(days=7) if step != "email" else timedelta(days=1))
-            return {
-                "status": "deferred",
-                "sent_keys": sent,
-                "skip_detail": f"{step} cap reached for {sender}: {used}/{limit} since "
-                f"{since.date().isoformat()}; waits until {nxt.date().isoformat()}",
-                "events": [*events, f"send: deferred, {step} cap {used}/{limit}"],
-            }
-        entry, created = deps.outbox.reserve(
-            key=key,
-            campaign=state.campaign,
-            account_id=state.account.account_id,
-            contact_key=contact.key,
-            step=step,
-            channel=draft.channel,
-            sender=sender,
+            return _needs_human(deps, existing.key, existing.state, step, stop)
+        pacing = deps.playbook.pacing
+        gap = (  # drawn once per action, so waiting for it ends the wait
+            timedelta(seconds=deps.rng.uniform(pacing.min_gap_seconds, pacing.max_gap_seconds))
+            if is_paced
+            else None
         )
-        if not created:  # another process reserved it between our get() and reserve()
-            return {
-                "status": "failed",
-                "sent_keys": sent,
-                "skip_detail": f"{step} was reserved concurrently (state {entry.state})",
-                "events": [*events, f"send: {step} reserved concurrently, not sending"],
-            }
+        while True:
+            now = deps.clock()
+            if is_paced and (opens := next_opening(pacing, now)) is not None:
+                return stop(
+                    "deferred",
+                    f"outside {sender}'s working hours; waits until {opens:%Y-%m-%d %H:%M} UTC",
+                    f"deferred, outside working hours (until {opens:%Y-%m-%d %H:%M} UTC)",
+                )
+            got = deps.outbox.reserve(
+                key=key,
+                campaign=state.campaign,
+                account_id=state.account.account_id,
+                contact_key=contact.key,
+                step=step,
+                channel=draft.channel,
+                sender=sender,
+                limits=limits_for(deps.playbook, step, now, is_paced=is_paced),
+                min_gap=gap,
+            )
+            if got.not_before is None:
+                break
+            wait = (got.not_before - now).total_seconds()
+            if wait > pacing.max_inline_wait_seconds:
+                return stop(
+                    "deferred",
+                    f"{sender} is pacing; next action after {got.not_before:%H:%M:%S} UTC",
+                    "deferred, pacing gap",
+                )
+            events.append(f"send: pacing, waited {wait:.0f}s before {step}")
+            await deps.sleep(wait)
+        if got.full is not None:
+            lim = got.full
+            return stop(
+                "deferred",
+                f"{step} cap reached for {sender}: {got.used}/{lim.limit} {lim.label} since "
+                f"{lim.since:%Y-%m-%d %H:%M} UTC; waits until {lim.until:%Y-%m-%d %H:%M} UTC",
+                f"deferred, {lim.label} {got.used}/{lim.limit}",
+            )
+        assert got.entry is not None
+        if not got.created:  # another process reserved it between our get() and reserve()
+            if got.entry.state == "sent":
+                sent.append(key)
+                continue
+            return stop(
+                "failed",
+                f"{step} was reserved concurrently (state {got.entry.state})",
+                f"{step} reserved concurrently, not sending",
+            )
         try:
             receipt = await _perform(deps, state, step, key)
         except ChannelError as exc:
+            if exc.maybe_sent:
+                deps.outbox.mark_unknown(key, f"the call broke off and may have acted: {exc}")
+                return _needs_human(deps, key, "unknown", step, stop)
+            if exc.retryable:
+                deps.outbox.release(key)
+                return stop(
+                    "deferred",
+                    f"{step}: provider busy, not sent; the next run retries ({exc})",
+                    f"deferred, {step} provider busy: {exc}",
+                )
             deps.outbox.mark_failed(key, str(exc))
-            return {
-                "status": "failed",
-                "sent_keys": sent,
-                "skip_detail": f"{step} failed: {exc}",
-                "events": [*events, f"send: {step} failed: {exc}"],
-            }
+            return stop("failed", f"{step} failed: {exc}", f"{step} failed: {exc}")
         deps.outbox.mark_sent(key, receipt.provider_id)
         sent.append(key)
         events.append(f"send: {step} sent ({receipt.provider_id})")
     return {"status": "sent", "sent_keys": sent, "events": events}
+
+
+def _needs_human(
+    deps: Deps, key: str, found: str, step: Step, stop: Callable[[str, str, str], dict[str, Any]]
+) -> dict[str, Any]:
+    """An action found `pending` (its process died mid-call) or `unknown`/`failed`: a person
+    checks the provider. It is never retried automatically."""
+    if found == "pending":
+        found = "unknown"
+        deps.outbox.mark_unknown(
+            key, "found pending on resume: the provider call may or may not have happened"
+        )
+    return stop(
+        "failed",
+        f"{step} is '{found}' in the outbox; check the provider by hand, it will not be retried",
+        f"{step} needs a human (outbox state {found})",
+    )

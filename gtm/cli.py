@@ -445,25 +445,38 @@ def status(
 
 
 def _print_headroom(rt: Runtime) -> None:
-    from agents.send import cap_for
+    from agents.send import limits_for, next_opening, paced
 
     now = rt.deps.clock()
     t = Table(title="cap headroom")
-    t.add_column("sender")
-    t.add_column("action")
-    t.add_column("used", justify="right")
-    t.add_column("cap", justify="right")
-    t.add_column("window from")
-    lanes: tuple[tuple[str, tuple[Step, ...]], ...] = (
-        (rt.deps.linkedin.sender, ("linkedin_visit", "linkedin_connect")),
-        (rt.deps.email.sender, ("email",)),
+    for col in ("sender", "action", "window", "used", "cap", "left", "resets"):
+        t.add_column(col, justify="right" if col in ("used", "cap", "left") else "left")
+    lanes: tuple[tuple[str, bool, tuple[Step, ...]], ...] = (
+        (rt.deps.linkedin.sender, rt.deps.linkedin.live, ("linkedin_visit", "linkedin_connect")),
+        (rt.deps.email.sender, rt.deps.email.live, ("email",)),
     )
-    for sender, steps in lanes:
+    notes: list[str] = []
+    for sender, live, steps in lanes:
+        is_paced = paced(rt.playbook, live)
         for step in steps:
-            limit, since = cap_for(rt.deps, step, now)
-            used = rt.deps.outbox.count(sender, step, since)
-            t.add_row(sender, step, str(used), str(limit), since.date().isoformat())
+            for lim in limits_for(rt.playbook, step, now, is_paced=is_paced):
+                used = rt.deps.outbox.count(sender, step, lim.since)
+                t.add_row(
+                    sender,
+                    step,
+                    lim.label,
+                    str(used),
+                    str(lim.limit),
+                    str(max(0, lim.limit - used)),
+                    f"{lim.until:%Y-%m-%d %H:%M} UTC",
+                )
+        if is_paced and (opens := next_opening(rt.playbook.pacing, now)) is not None:
+            notes.append(
+                f"{sender}: outside working hours; sends resume {opens:%Y-%m-%d %H:%M} UTC"
+            )
     out.print(t)
+    for n in notes:
+        out.print(n, highlight=False)
 
 
 # -------------------------------------------------------------------------- eval

@@ -7,13 +7,22 @@ The product reads every playbook number from here. The default ships as
 from __future__ import annotations
 
 import re
+from datetime import time
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gtm.models import Account
 
@@ -65,6 +74,53 @@ class Caps(_Strict):
     linkedin_connection_requests_per_week: int = Field(ge=0)
     linkedin_messages_per_week: int = Field(ge=0)
     emails_per_day: int = Field(ge=0)
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Pacing(_Strict):
+    """How live providers spread actions out: working hours, daily share, random gaps."""
+
+    applies_to: Literal["live", "all", "none"] = Field(
+        default="live", description="live: Dux-Soup and SMTP only; all: local twins too."
+    )
+    timezone: str = Field(default="UTC", description="The sender's IANA time zone.")
+    working_days: tuple[Weekday, ...] = Field(
+        default=("mon", "tue", "wed", "thu", "fri"), min_length=1
+    )
+    start: time = time(9, 0)
+    end: time = time(17, 30)
+    min_gap_seconds: float = Field(default=60, ge=0)
+    max_gap_seconds: float = Field(default=240, ge=0)
+    spread_weekly_caps: bool = Field(
+        default=True, description="Cap each working day at the weekly cap / working days."
+    )
+    max_inline_wait_seconds: float = Field(
+        default=600, ge=0, description="Wait this long for a gap inside a run; longer defers."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{v!r} is not an IANA time zone (e.g. Europe/Berlin)") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Pacing:
+        if self.max_gap_seconds < self.min_gap_seconds:
+            raise ValueError("max_gap_seconds must be at least min_gap_seconds")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 class ChannelLimits(_Strict):
@@ -199,6 +255,7 @@ class Playbook(_Strict):
     skip_out_of_tier: bool
     competitors: tuple[Competitor, ...]
     caps: Caps
+    pacing: Pacing = Pacing()
     channels: ChannelLimits
     cooldown: Cooldown
     guardrails: Guardrails

@@ -24,7 +24,7 @@ from tools.fakes import InMemoryCRM, InMemoryEmail, InMemoryLinkedIn
 from tools.hubspot import HubSpotCRM
 from tools.local_crm import LocalCRM
 from tools.local_outbox import LocalEmailOutbox, LocalLinkedInOutbox
-from tools.outbox import Outbox, iso_week_start
+from tools.outbox import Limit, Outbox, iso_week_start
 from tools.smtp import SmtpEmail
 from tools.suppression import SuppressionList
 
@@ -235,17 +235,22 @@ def test_outbox_states_and_weekly_counts(tmp_path: Path) -> None:
         "channel": "linkedin",
         "sender": "seat",
     }
-    e, created = box.reserve(key="k1", step="linkedin_connect", **kw)
-    assert created and e.state == "pending"
-    e2, created2 = box.reserve(key="k1", step="linkedin_connect", **kw)
-    assert not created2 and e2.key == "k1"
+    got = box.reserve(key="k1", step="linkedin_connect", **kw)
+    assert got.created and got.entry is not None and got.entry.state == "pending"
+    again = box.reserve(key="k1", step="linkedin_connect", **kw)
+    assert not again.created and again.entry is not None and again.entry.key == "k1"
     box.mark_sent("k1", "li_1")
     box.reserve(key="k2", step="linkedin_connect", **kw)
     box.mark_failed("k2", "refused")
     assert box.count("seat", "linkedin_connect", iso_week_start(T0)) == 1  # failed does not count
     now[0] = T0 + timedelta(days=7)
     assert box.count("seat", "linkedin_connect", iso_week_start(now[0])) == 0
-    box.reserve(key="k3", step="linkedin_connect", **kw)
+    week = iso_week_start(now[0])
+    cap = [Limit(1, week, week + timedelta(days=7), "connects per week")]
+    assert box.reserve(key="k3", step="linkedin_connect", limits=cap, **kw).created
+    full = box.reserve(key="k4", step="linkedin_connect", limits=cap, **kw)
+    assert full.entry is None and full.full == cap[0] and full.used == 1
+    assert box.get("k4") is None
     stale = box.recover_stale_pending(older_than=now[0] + timedelta(seconds=1))
     assert [(s.key, s.state) for s in stale] == [("k3", "unknown")]
     assert iso_week_start(datetime(2026, 11, 22, 23, tzinfo=UTC)) == datetime(
@@ -256,7 +261,7 @@ def test_outbox_states_and_weekly_counts(tmp_path: Path) -> None:
 
 def _reserve_in_child(path: str, queue: Any) -> None:
     box = Outbox(Path(path))
-    _, created = box.reserve(
+    created = box.reserve(
         key="same",
         campaign="c",
         account_id="a",
@@ -264,8 +269,49 @@ def _reserve_in_child(path: str, queue: Any) -> None:
         step="email",
         channel="email",
         sender="s",
-    )
+    ).created
     queue.put(created)
+    box.close()
+
+
+def _take_slots_in_child(path: str, worker: int, queue: Any) -> None:
+    box = Outbox(Path(path))
+    since = datetime(2026, 11, 16, tzinfo=UTC)
+    cap = [Limit(25, since, since + timedelta(days=7), "connects per week")]
+    won = 0
+    for i in range(40):
+        got = box.reserve(
+            key=f"w{worker}-{i}",
+            campaign="c",
+            account_id=f"a{worker}-{i}",
+            contact_key=f"p{worker}-{i}",
+            step="linkedin_connect",
+            channel="linkedin",
+            sender="seat",
+            limits=cap,
+        )
+        won += got.created
+    queue.put(won)
+    box.close()
+
+
+def test_a_cap_holds_across_processes_racing_for_the_last_slots(tmp_path: Path) -> None:
+    """Four processes each try 40 connects as one seat under a cap of 25: exactly 25 win."""
+    path = str(tmp_path / "o.sqlite")
+    Outbox(Path(path)).close()
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_take_slots_in_child, args=(path, w, queue)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    won = [queue.get(timeout=5) for _ in procs]
+    queue.close()
+    queue.join_thread()
+    assert sum(won) == 25, won
+    box = Outbox(Path(path))
+    assert box.count("seat", "linkedin_connect", datetime(2026, 11, 16, tzinfo=UTC)) == 25
     box.close()
 
 

@@ -98,11 +98,10 @@ def deps(env: dict[str, Any], model: ScriptedChatModel, **over: Any) -> Deps:
     values = {
         k: env[k] for k in ("crm", "linkedin", "email", "memory", "outbox", "suppressions", "clock")
     }
-    values.update(over)
+    values.update({"playbook": load_playbook(), **over})
     return Deps(
         model=model,
         model_name="scripted",
-        playbook=load_playbook(),
         sender_name="Alex",
         sender_company="Vectorly",
         **values,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -419,7 +420,16 @@ def test_a_campaign_runs_on_hubspot_and_duxsoup_chosen_by_settings(tmp_path: Pat
         FakeDuxSoup() as dux,
     ):
         env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
+        # Pacing (working hours, gaps) is tested on its own; here the clock is the real one.
+        playbook = yaml.safe_load(
+            (Path(__file__).parents[1] / "gtm" / "playbook.default.yaml").read_text(
+                encoding="utf-8"
+            )
+        )
+        playbook["pacing"]["applies_to"] = "none"
+        (tmp_path / "playbook.yaml").write_text(yaml.safe_dump(playbook), encoding="utf-8")
         env.update(
+            GTM_PLAYBOOK=str(tmp_path / "playbook.yaml"),
             GTM_DATA_DIR=str(tmp_path),
             GTM_MODEL_BASE_URL=model.base_url,
             GTM_MODEL="scripted",

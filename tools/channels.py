@@ -15,17 +15,25 @@ __all__ = ["LinkedInChannel", "EmailChannel", "ChannelError"]
 
 
 class ChannelError(RuntimeError):
-    """A provider refused or failed an action. `retryable` says whether trying later may work."""
+    """A provider refused or failed an action.
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    `retryable`: the action certainly did not happen and trying later may work (busy, refused
+    connection). `maybe_sent`: the call broke off after the provider may have acted (timeout,
+    5xx on a send); such an action must never be repeated automatically.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False, maybe_sent: bool = False) -> None:
         super().__init__(message)
-        self.retryable = retryable
+        self.retryable = retryable and not maybe_sent
+        self.maybe_sent = maybe_sent
 
 
 @runtime_checkable
 class LinkedInChannel(Protocol):
     sender: str
     """The sender seat (LinkedIn account) actions are performed as."""
+    live: bool
+    """True when actions reach real people (pacing applies); False for the local twins."""
 
     async def visit(self, profile_url: str, *, key: str) -> Receipt: ...
 
@@ -38,6 +46,7 @@ class LinkedInChannel(Protocol):
 class EmailChannel(Protocol):
     sender: str
     """The From address."""
+    live: bool
 
     async def send(
         self, *, to: str, to_name: str, subject: str, body: str, key: str

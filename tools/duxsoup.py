@@ -23,7 +23,7 @@ from typing import Any
 
 from gtm.models import Receipt
 from tools.channels import ChannelError
-from tools.http import HttpClient, ProviderError
+from tools.http import HttpClient, ProviderError, UnavailableError
 from tools.sqlite import KeyLedger
 
 __all__ = ["DuxSoupLinkedIn", "sign"]
@@ -34,6 +34,8 @@ def sign(key: str, message: bytes) -> str:
 
 
 class DuxSoupLinkedIn:
+    live = True
+
     def __init__(
         self,
         client: HttpClient,
@@ -93,8 +95,12 @@ class DuxSoupLinkedIn:
                 idempotent=False,
             )
         except ProviderError as exc:
-            retryable = getattr(exc, "maybe_applied", True) is False or exc.status == 429
-            raise ChannelError(str(exc), retryable=retryable) from exc
+            maybe = bool(getattr(exc, "maybe_applied", False))
+            raise ChannelError(
+                str(exc),
+                retryable=exc.status == 429 or isinstance(exc, UnavailableError),
+                maybe_sent=maybe,
+            ) from exc
         message_id = str(resp.json().get("messageid") or "")
         if not message_id:
             raise ChannelError(f"duxsoup: queue answered without a messageid: {resp.text[:200]}")

@@ -26,6 +26,8 @@ class InMemoryLinkedIn(LocalLinkedInOutbox):
 class InMemoryEmail:
     """Keeps sent messages in a list; the same key twice returns the first receipt."""
 
+    live = False
+
     def __init__(self, *, sender: str = "test@example.com") -> None:
         self.sender = sender
         self.sent: dict[str, tuple[Receipt, dict[str, str]]] = {}

@@ -36,6 +36,8 @@ class LinkedInAction(BaseModel):
 class LocalLinkedInOutbox:
     """Records every LinkedIn action instead of performing it."""
 
+    live = False
+
     def __init__(self, path: Path | str, *, sender: str) -> None:
         self.sender = sender
         self._db = connect(
@@ -87,6 +89,8 @@ class LocalLinkedInOutbox:
 
 class LocalEmailOutbox:
     """Writes one RFC 5322 `.eml` file per message into a directory."""
+
+    live = False
 
     def __init__(self, directory: Path, *, sender: str, sender_name: str = "") -> None:
         self.sender = sender

@@ -7,14 +7,16 @@ died between the provider call and the record. `unknown` is never retried automa
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gtm.models import Channel, OutboxEntry, OutboxState, Step
 from tools.sqlite import connect, where
 
-__all__ = ["Outbox", "iso_week_start"]
+__all__ = ["Outbox", "Limit", "Reservation", "iso_week_start"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -43,6 +45,29 @@ def iso_week_start(t: datetime) -> datetime:
     return day - timedelta(days=day.weekday())
 
 
+@dataclass(frozen=True)
+class Limit:
+    """At most `limit` actions of one step by one sender from `since` (a cap window) on."""
+
+    limit: int
+    since: datetime
+    until: datetime
+    label: str
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What `Outbox.reserve` did. `entry` is None when a cap or the pacing gap stopped it."""
+
+    entry: OutboxEntry | None
+    created: bool
+    full: Limit | None = None
+    """The cap that is full, if one is."""
+    used: int = 0
+    not_before: datetime | None = None
+    """Pacing: the earliest time this sender may act again."""
+
+
 class Outbox:
     def __init__(self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self._clock = clock
@@ -55,6 +80,17 @@ class Outbox:
     def _entry(r: sqlite3.Row) -> OutboxEntry:
         return OutboxEntry.model_validate(dict(r))
 
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """One writer at a time across processes: counting and inserting happen under one lock."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def reserve(
         self,
         *,
@@ -65,17 +101,47 @@ class Outbox:
         step: Step,
         channel: Channel,
         sender: str,
-    ) -> tuple[OutboxEntry, bool]:
-        """Record a `pending` action under `key` unless one exists. True if this call made it."""
-        now = self._clock().isoformat()
-        cur = self._db.execute(
-            "INSERT OR IGNORE INTO outbox (key, campaign, account_id, contact_key, step, channel,"
-            " sender, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-            (key, campaign, account_id, contact_key, step, channel, sender, now, now),
-        )
+        limits: Sequence[Limit] = (),
+        min_gap: timedelta | None = None,
+    ) -> Reservation:
+        """Record a `pending` action under `key`, if no entry has it and the caps allow it.
+
+        Counting and inserting happen in one transaction that holds SQLite's write lock, so two
+        processes sending as one seat cannot both take the last slot under a cap. `min_gap` is
+        the least time since this sender's previous action (pacing for live providers).
+        """
+        now = self._clock()
+        with self._write_lock():
+            existing = self.get(key)
+            if existing is not None:
+                return Reservation(existing, created=False)
+            for lim in limits:
+                used = self.count(sender, step, lim.since)
+                if used >= lim.limit:
+                    return Reservation(None, created=False, full=lim, used=used)
+            if min_gap is not None and min_gap > timedelta(0):
+                row = self._db.execute(
+                    "SELECT MAX(created_at) FROM outbox WHERE sender = ? AND state != 'failed'",
+                    (sender,),
+                ).fetchone()
+                if row[0]:
+                    ready = datetime.fromisoformat(row[0]) + min_gap
+                    if ready > now:
+                        return Reservation(None, created=False, not_before=ready)
+            stamp = now.isoformat()
+            self._db.execute(
+                "INSERT INTO outbox (key, campaign, account_id, contact_key, step, channel,"
+                " sender, state, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (key, campaign, account_id, contact_key, step, channel, sender, stamp, stamp),
+            )
         entry = self.get(key)
         assert entry is not None
-        return entry, cur.rowcount == 1
+        return Reservation(entry, created=True)
+
+    def release(self, key: str) -> None:
+        """Drop a `pending` reservation whose call certainly did not happen (so it may retry)."""
+        self._db.execute("DELETE FROM outbox WHERE key = ? AND state = 'pending'", (key,))
 
     def _mark(
         self, key: str, state: OutboxState, provider_id: str | None, error: str | None

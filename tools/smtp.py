@@ -50,6 +50,8 @@ def build_message(
 
 
 class SmtpEmail:
+    live = True
+
     def __init__(
         self,
         *,
@@ -126,7 +128,7 @@ class SmtpEmail:
             raise ChannelError(f"smtp {self._host}:{self._port}: {exc}", retryable=True) from None
         except (smtplib.SMTPException, OSError) as exc:
             # Disconnected or timed out mid-session: the message may or may not have been taken.
-            raise ChannelError(f"smtp {self._host}:{self._port}: {exc}") from None
+            raise ChannelError(f"smtp {self._host}:{self._port}: {exc}", maybe_sent=True) from None
 
     async def send(self, *, to: str, to_name: str, subject: str, body: str, key: str) -> Receipt:
         done = self._done.get(key) if self._done else None
