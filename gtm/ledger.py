@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from gtm.models import Account, AccountStatus, Channel
+from gtm.models import Account, AccountStatus, Channel, Decision
 from tools.sqlite import connect, where
 
 __all__ = ["Ledger", "ThreadRow", "thread_id_for"]
@@ -38,11 +38,18 @@ CREATE TABLE IF NOT EXISTS threads (
     decided_at TEXT,
     decision TEXT,
     waiting_since TEXT,
+    pending_decision TEXT,
+    pending_interrupt TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS threads_campaign ON threads(campaign, status);
 """
+
+_MIGRATIONS = (
+    "ALTER TABLE threads ADD COLUMN pending_decision TEXT",
+    "ALTER TABLE threads ADD COLUMN pending_interrupt TEXT",
+)
 
 CLAIM_TIMEOUT = timedelta(minutes=5)
 """A claim older than this is taken to belong to a process that died mid-decision."""
@@ -77,6 +84,10 @@ class Ledger:
     def __init__(self, path: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self._clock = clock
         self._db = connect(path, _SCHEMA)
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(threads)")}
+        for sql in _MIGRATIONS:
+            if sql.split()[5] not in have:
+                self._db.execute(sql)
 
     def close(self) -> None:
         self._db.close()
@@ -91,6 +102,7 @@ class Ledger:
             d[k] = datetime.fromisoformat(d[k]) if d[k] else None
         d["flagged"] = bool(d["flagged"])
         d.pop("claimed_at"), d.pop("claimed_by"), d.pop("created_at")
+        d.pop("pending_decision"), d.pop("pending_interrupt")
         return ThreadRow.model_validate(d)
 
     def ensure(self, campaign: str, account: Account, channel: Channel) -> ThreadRow:
@@ -120,6 +132,7 @@ class Ledger:
         self._db.execute(
             "UPDATE threads SET status = ?, tier = COALESCE(?, tier), skip_reason = ?, detail = ?,"
             " flagged = ?, updated_at = ?, claimed_at = NULL, claimed_by = NULL,"
+            " pending_decision = NULL, pending_interrupt = NULL,"
             " waiting_since = CASE WHEN ? = 'waiting_for_approval'"
             "   THEN COALESCE(waiting_since, ?) ELSE NULL END"
             " WHERE thread_id = ?",
@@ -142,11 +155,34 @@ class Ledger:
             "UPDATE threads SET claimed_at = NULL, claimed_by = NULL WHERE id = ?", (row_id,)
         )
 
-    def record_decision(self, row_id: int, *, action: str, who: str, at: datetime) -> None:
+    def record_decision(self, row_id: int, *, decision: Decision, interrupt_id: str) -> None:
+        """Write the decision down before it is applied, with the pause it answers.
+
+        A process that dies after this line leaves the decision here; the next run applies it
+        (`pending`), so a reviewer never has to approve the same draft twice.
+        """
         self._db.execute(
-            "UPDATE threads SET decision = ?, decided_by = ?, decided_at = ? WHERE id = ?",
-            (action, who, at.isoformat(), row_id),
+            "UPDATE threads SET decision = ?, decided_by = ?, decided_at = ?,"
+            " pending_decision = ?, pending_interrupt = ? WHERE id = ?",
+            (
+                decision.action,
+                decision.reviewer,
+                decision.at.isoformat(),
+                decision.model_dump_json(),
+                interrupt_id,
+                row_id,
+            ),
         )
+
+    def pending(self, thread_id: str) -> tuple[Decision, str] | None:
+        """A decision recorded but not yet applied, and the interrupt it answers."""
+        r = self._db.execute(
+            "SELECT pending_decision, pending_interrupt FROM threads WHERE thread_id = ?",
+            (thread_id,),
+        ).fetchone()
+        if not r or not r["pending_decision"]:
+            return None
+        return Decision.model_validate_json(r["pending_decision"]), str(r["pending_interrupt"])
 
     def get(self, ref: int | str) -> ThreadRow | None:
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):

@@ -10,6 +10,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -27,6 +28,10 @@ __all__ = [
     "decide",
     "DecisionRefused",
 ]
+
+
+STALE_PENDING = timedelta(minutes=15)
+"""No provider call takes this long (timeouts and retries included): older `pending` is dead."""
 
 
 def _config(thread_id: str) -> RunnableConfig:
@@ -91,6 +96,8 @@ class RunSummary:
     already_done: int = 0
     resumed: int = 0
     failures: list[str] = field(default_factory=list)
+    needs_human: int = 0
+    """Outbox actions found pending from a dead process at the start, now `unknown`."""
 
 
 async def _next_payload(rt: Runtime, thread_id: str, inp: dict[str, Any]) -> tuple[Any, str]:
@@ -104,6 +111,10 @@ async def _next_payload(rt: Runtime, thread_id: str, inp: dict[str, Any]) -> tup
     if not snapshot.values:
         return inp, "new"
     if snapshot.interrupts:
+        recorded = rt.ledger.pending(thread_id)
+        if recorded is not None and recorded[1] == snapshot.interrupts[0].id:
+            # A reviewer decided, and the process died before the graph took the decision.
+            return Command(resume=recorded[0].model_dump(mode="json")), "decided"
         rt.ledger.update(thread_id, **_derive(snapshot))
         return None, "waiting"
     if _unfinished(snapshot):
@@ -127,6 +138,9 @@ async def run_campaign(
 ) -> RunSummary:
     """Run every account's thread, at most `concurrency` at a time. Safe to call again."""
     summary = RunSummary(campaign=campaign, total=len(accounts))
+    # A `pending` action this old belongs to a process that died mid-call: a human checks it.
+    stale = rt.deps.outbox.recover_stale_pending(rt.deps.clock() - STALE_PENDING)
+    summary.needs_human = len(stale)
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def one(account: Account) -> None:
@@ -139,7 +153,7 @@ async def run_campaign(
                 summary.already_done += 1
                 row = rt.ledger.get(tid) or row
             else:
-                if kind == "resume":
+                if kind in ("resume", "decided"):
                     summary.resumed += 1
                 rt.ledger.update(tid, status="running")
                 row = await advance(rt, tid, payload)
@@ -185,11 +199,10 @@ async def decide(rt: Runtime, ref: int | str, decision: Decision) -> ThreadRow:
             f"draft {row.id} ({row.company}) is being decided by someone else right now"
         )
     try:
-        if await pending_payload(rt, row) is None:
+        snapshot = await rt.graph.aget_state(_config(row.thread_id))
+        if not snapshot.interrupts:
             raise DecisionRefused(f"draft {row.id} ({row.company}) is already decided")
-        rt.ledger.record_decision(
-            row.id, action=decision.action, who=decision.reviewer, at=decision.at
-        )
+        rt.ledger.record_decision(row.id, decision=decision, interrupt_id=snapshot.interrupts[0].id)
         return await advance(rt, row.thread_id, Command(resume=decision.model_dump(mode="json")))
     finally:
         rt.ledger.release(row.id)

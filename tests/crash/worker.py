@@ -1,0 +1,180 @@
+"""One process of the crash harness: run the campaign, then approve what waits, until done.
+
+It runs the real runtime (SQLite checkpointer, ledger, outbox, Chroma memory, local channels)
+against a scripted OpenAI-compatible model on loopback. The harness kills it with SIGKILL, either
+from outside at a random time or from inside at a chosen point (`--kill kind:n`):
+
+- `provider_before:n` / `provider_after:n`: the n-th LinkedIn call, before it reaches the channel
+  or after the channel acted but before the outbox records it;
+- `decision:n`: right after the n-th decision is written to the ledger, before the graph takes it;
+- `checkpoint:n`: right after the n-th checkpoint write.
+
+Every provider call and every decision is appended to a journal (fsync'd) *before* it happens,
+so the harness can count attempts the process itself can no longer report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from gtm.accounts import load_accounts
+from gtm.models import Decision, Draft, Receipt
+from gtm.runner import decide, pending_payload, run_campaign
+from gtm.runtime import open_runtime
+from gtm.settings import Settings
+from tools.channels import LinkedInChannel
+
+CAMPAIGN = "crash"
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, **event: Any) -> None:
+        os.write(self._fd, (json.dumps(event) + "\n").encode())
+        os.fsync(self._fd)
+
+
+class Killer:
+    """Kills this process with SIGKILL at the n-th event of one kind."""
+
+    def __init__(self, spec: str | None) -> None:
+        kind, _, n = (spec or "none:0").partition(":")
+        self.kind, self.n = kind, int(n or 0)
+        self.seen: dict[str, int] = {}
+
+    def tick(self, kind: str) -> None:
+        self.seen[kind] = self.seen.get(kind, 0) + 1
+        if kind == self.kind and self.seen[kind] == self.n:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclasses.dataclass
+class JournalingLinkedIn:
+    """The local LinkedIn outbox, with every attempt journaled first and kill points around it."""
+
+    inner: LinkedInChannel
+    journal: Journal
+    killer: Killer
+
+    @property
+    def sender(self) -> str:
+        return self.inner.sender
+
+    @property
+    def live(self) -> bool:
+        return self.inner.live
+
+    async def _call(self, kind: str, url: str, key: str, call: Any) -> Receipt:
+        self.journal.write(ev="attempt", kind=kind, url=url, key=key)
+        self.killer.tick("provider_before")
+        receipt: Receipt = await call
+        self.killer.tick("provider_after")
+        return receipt
+
+    async def visit(self, profile_url: str, *, key: str) -> Receipt:
+        return await self._call("visit", profile_url, key, self.inner.visit(profile_url, key=key))
+
+    async def connect(self, profile_url: str, note: str, *, key: str) -> Receipt:
+        call = self.inner.connect(profile_url, note, key=key)
+        return await self._call("connect", profile_url, key, call)
+
+    async def message(self, profile_url: str, text: str, *, key: str) -> Receipt:
+        call = self.inner.message(profile_url, text, key=key)
+        return await self._call("message", profile_url, key, call)
+
+
+def choice(account_id: str) -> str:
+    """A fixed reviewer habit per account: mostly approve, some edits and rejections."""
+    h = int(hashlib.sha256(account_id.encode()).hexdigest(), 16) % 10
+    return "reject" if h == 0 else "edit" if h == 1 else "approve"
+
+
+def acked(journal_path: Path) -> set[str]:
+    if not journal_path.exists():
+        return set()
+    out = set()
+    for line in journal_path.read_text().splitlines():
+        try:
+            ev = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by the kill
+            continue
+        if ev.get("ev") == "acked":
+            out.add(ev["thread"])
+    return out
+
+
+async def main(args: argparse.Namespace) -> int:
+    settings = Settings(
+        data_dir=args.data_dir,
+        model_base_url=args.model_url,
+        model="scripted",
+        model_temperature=0,
+    )
+    listing = load_accounts(args.accounts)
+    journal, killer = Journal(args.journal), Killer(args.kill)
+    async with open_runtime(settings, with_model=True) as rt:
+        rt.deps = dataclasses.replace(
+            rt.deps, linkedin=JournalingLinkedIn(rt.deps.linkedin, journal, killer)
+        )
+        record = rt.ledger.record_decision
+
+        def record_then_maybe_die(row_id: int, **kw: Any) -> None:
+            record(row_id, **kw)
+            killer.tick("decision")
+
+        rt.ledger.record_decision = record_then_maybe_die  # type: ignore[method-assign]
+        saver = rt.graph.checkpointer
+        assert saver is not None and not isinstance(saver, bool)
+        for name in ("aput", "aput_writes"):
+            original = getattr(saver, name)
+
+            async def put_then_maybe_die(*a: Any, _o: Any = original, **kw: Any) -> Any:
+                result = await _o(*a, **kw)
+                killer.tick("checkpoint")
+                return result
+
+            setattr(saver, name, put_then_maybe_die)
+
+        await run_campaign(rt, listing.accounts, campaign=CAMPAIGN, channel="linkedin")
+        done = acked(args.journal)
+        for row in rt.ledger.rows(campaign=CAMPAIGN, status="waiting_for_approval"):
+            payload = await pending_payload(rt, row)
+            if payload is None:
+                continue
+            if row.thread_id in done:
+                journal.write(ev="lost", thread=row.thread_id)  # approved before, asked again
+            action = choice(row.account_id)
+            draft = Draft.model_validate(payload["draft"])
+            decision = Decision(
+                action="edit" if action == "edit" else action,  # type: ignore[arg-type]
+                text=draft.body.replace("Would you", "Would you perhaps")
+                if action == "edit"
+                else None,
+                reason="not a fit this quarter" if action == "reject" else None,
+                reviewer="harness",
+                at=rt.deps.clock(),
+            )
+            journal.write(ev="deciding", thread=row.thread_id, action=action)
+            await decide(rt, row.id, decision)
+            journal.write(ev="acked", thread=row.thread_id, action=action)
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--accounts", type=Path, required=True)
+    p.add_argument("--journal", type=Path, required=True)
+    p.add_argument("--model-url", required=True)
+    p.add_argument("--kill", default=None)
+    raise SystemExit(asyncio.run(main(p.parse_args())))
