@@ -32,7 +32,7 @@ def _skip(reason: SkipReason, detail: str) -> dict[str, Any]:
 
 
 async def suppression_reason(
-    deps: Deps, account: Account, contact: Contact
+    deps: Deps, account: Account, contact: Contact, campaign: str
 ) -> tuple[SkipReason, str] | None:
     """Why this person at this account must not be contacted now, or None.
 
@@ -50,10 +50,36 @@ async def suppression_reason(
     if listed:
         return "suppressed", listed
     record = await deps.crm.find_contact(contact)
-    if record is not None and record.opted_out:
-        return "suppressed", f"{contact.name} opted out (CRM)"
+    if record is not None:
+        if record.opted_out:
+            return "suppressed", f"{contact.name} opted out (CRM)"
+        # The CRM may know this person under an identifier the list row lacks: an opt-out
+        # recorded against their email also covers the LinkedIn-only row, and the reverse.
+        listed = deps.suppressions.check_identifiers(
+            email=record.email, linkedin_url=record.linkedin_url
+        )
+        if listed:
+            return "suppressed", listed
     now = deps.clock()
     cooldown = deps.playbook.cooldown
+    for entry in deps.outbox.sent_since(
+        now - timedelta(days=max(cooldown.person_days, cooldown.account_days)),
+        contact_key=contact.key,
+        account_id=account.account_id,
+    ):
+        if entry.campaign == campaign:
+            continue  # this campaign's own earlier step (the visit before a connect)
+        age = now - entry.created_at
+        if entry.contact_key == contact.key and age < timedelta(days=cooldown.person_days):
+            return "cooldown", (
+                f"{contact.name} was contacted {age.days} day(s) ago in campaign "
+                f"{entry.campaign} (cooldown {cooldown.person_days} days)"
+            )
+        if entry.account_id == account.account_id and age < timedelta(days=cooldown.account_days):
+            return "cooldown", (
+                f"{account.company} was contacted {age.days} day(s) ago in campaign "
+                f"{entry.campaign} (account cooldown {cooldown.account_days} days)"
+            )
     for touch in await deps.memory.history(account.account_id, limit=200):
         if touch.kind != "send":
             continue
@@ -91,7 +117,7 @@ async def intake(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
 
     skipped: list[tuple[SkipReason, str]] = []
     for contact in candidates:
-        blocked = await suppression_reason(deps, account, contact)
+        blocked = await suppression_reason(deps, account, contact, state.campaign)
         if blocked is None:
             blocked = _already_in_campaign(deps, state.campaign, account, contact)
         if blocked is None:

@@ -110,7 +110,7 @@ async def send(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     draft, contact = state.draft, state.contact
     assert draft is not None and contact is not None
 
-    blocked = await suppression_reason(deps, state.account, contact)
+    blocked = await suppression_reason(deps, state.account, contact, state.campaign)
     if blocked is not None:
         reason, detail = blocked
         return {

@@ -479,6 +479,96 @@ def _print_headroom(rt: Runtime) -> None:
         out.print(n, highlight=False)
 
 
+# ---------------------------------------------------------------- suppress, forget
+
+
+@app.command()
+def suppress(
+    ctx: typer.Context,
+    email: Annotated[list[str] | None, typer.Option(help="Email address; repeatable.")] = None,
+    domain: Annotated[list[str] | None, typer.Option(help="Whole domain; repeatable.")] = None,
+    linkedin: Annotated[
+        list[str] | None, typer.Option(help="LinkedIn profile URL; repeatable.")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(help="CSV with columns email, domain, linkedin_url (any), reason."),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why; kept with the entry.")] = "do not contact",
+    show: Annotated[bool, typer.Option("--list", help="List the entries instead.")] = False,
+) -> None:
+    """Add people or domains to the do-not-contact list, forever, on every channel."""
+
+    async def go() -> int:
+        async with open_runtime(_settings(ctx), with_model=False) as rt:
+            sup = rt.deps.suppressions
+            if show:
+                t = Table(title="do-not-contact list")
+                for col in ("kind", "value", "reason"):
+                    t.add_column(col)
+                for kind, value, why in sup.entries():
+                    t.add_row(kind, value if kind != "erased" else value[:16] + "…", why)
+                out.print(t)
+                return 0
+            added = 0
+            for d in domain or []:
+                sup.add("domain", d, reason)
+                added += 1
+            people = [Contact(name="", email=e) for e in email or []]
+            people += [Contact(name="", linkedin_url=u) for u in linkedin or []]
+            for probe in people:
+                # One channel suppresses all: add every identifier the CRM knows for them.
+                record = await rt.deps.crm.find_contact(probe)
+                added += sup.add_person(
+                    email=probe.email or (record.email if record else None),
+                    linkedin_url=probe.linkedin_url or (record.linkedin_url if record else None),
+                    person_key=probe.key,
+                    reason=reason,
+                )
+            failed = 0
+            if file is not None:
+                report = sup.import_csv(file, default_reason=reason)
+                added += report.added
+                failed = len(report.errors)
+                for e in report.errors:
+                    err.print(f"[red]rejected[/red] {e}", highlight=False, soft_wrap=True)
+            out.print(f"{added} do-not-contact entr{'y' if added == 1 else 'ies'} added.")
+            return failed
+
+    if not (show or email or domain or linkedin or file):
+        raise _fail("nothing to add: give --email, --domain, --linkedin or --file (or --list)")
+    if _run(go()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def forget(
+    ctx: typer.Context,
+    person: Annotated[str, typer.Argument(help="The person's email or LinkedIn profile URL.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase a person from memory and the local stores (a GDPR erasure request)."""
+    from gtm.privacy import ForgetError
+    from gtm.privacy import forget as erase
+
+    if not yes and not typer.confirm(f"Erase everything about {person}? This cannot be undone"):
+        raise typer.Exit(1)
+
+    async def go() -> Any:
+        async with open_runtime(_settings(ctx), with_model=False) as rt:
+            return await erase(rt, person, requested_by=_settings(ctx).reviewer)
+
+    try:
+        result = _run(go())
+    except ForgetError as exc:
+        raise _fail(str(exc)) from None
+    done = ", ".join(f"{k} {v}" for k, v in result.erased.items())
+    out.print(f"erased ({done}); erasure {result.fingerprint[:16]} recorded.", highlight=False)
+    out.print("They stay on the do-not-contact list, as a one-way hash.")
+    for note in result.notes:
+        err.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
+
+
 # -------------------------------------------------------------------------- eval
 
 

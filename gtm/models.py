@@ -29,6 +29,7 @@ SkipReason = Literal[
     "duplicate",
     "no_reachable_contact",
     "rejected",
+    "erased",
 ]
 """Why an account ends without a send. Every skip records one of these plus a detail line."""
 

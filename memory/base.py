@@ -6,7 +6,13 @@ from typing import Protocol, runtime_checkable
 
 from gtm.models import Touch
 
-__all__ = ["AccountMemory"]
+__all__ = ["AccountMemory", "names_person"]
+
+
+def names_person(touch: Touch, needles: list[str]) -> bool:
+    """Whether a record is about a person: its contact or its text names one of `needles`."""
+    hay = f"{touch.contact or ''}\n{touch.text}".lower()
+    return any(n and n.lower() in hay for n in needles)
 
 
 @runtime_checkable
@@ -36,4 +42,10 @@ class AccountMemory(Protocol):
 
     async def forget_account(self, account_id: str) -> int:
         """Erase everything about an account; returns how many records went."""
+        ...
+
+    async def forget_person(self, needles: list[str], account_ids: list[str] | None = None) -> int:
+        """Erase every record naming a person: its contact is, or its text contains, one of
+        `needles` (name, email, profile URL; case-insensitive), in `account_ids` if given.
+        Returns how many went."""
         ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from chromadb.api.types import Documents, EmbeddingFunction
 from chromadb.config import Settings
 
 from gtm.models import Touch
+from memory.base import names_person
 from memory.embedding import MiniLMEmbedding
 
 __all__ = ["ChromaMemory"]
@@ -26,6 +28,7 @@ class ChromaMemory:
         self, path: Path, *, embedding: EmbeddingFunction[Documents] | None = None
     ) -> None:
         path.mkdir(parents=True, exist_ok=True)
+        self._path = path
         self._client = chromadb.PersistentClient(
             path=str(path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
         )
@@ -126,6 +129,42 @@ class ChromaMemory:
             (self._touch(d, dict(m)), 1.0 - float(dist))
             for d, m, dist in zip(docs, metas, dists, strict=True)
         ]
+
+    async def forget_person(self, needles: list[str], account_ids: list[str] | None = None) -> int:
+        if account_ids is not None and not account_ids:
+            return 0
+        where: Any = {"account_id": {"$in": account_ids}} if account_ids else None
+        got = await asyncio.to_thread(
+            self._collection.get, where=where, include=["documents", "metadatas"]
+        )
+        docs, metas = got["documents"] or [], got["metadatas"] or []
+        ids = [
+            i
+            for i, d, m in zip(got["ids"], docs, metas, strict=True)
+            if names_person(self._touch(d, dict(m)), needles)
+        ]
+        if ids:
+            await asyncio.to_thread(self._collection.delete, ids=ids)
+            await asyncio.to_thread(self._scrub_log, ids)
+        return len(ids)
+
+    def _scrub_log(self, ids: list[str]) -> None:
+        """Chroma keeps every write in its own log table (`embeddings_queue`) until the vector
+        index next persists, so a deleted document would still be on disk. Drop the erased ids'
+        entries (their add and their delete: a replay then never sees them) and rewrite the file
+        without free pages."""
+        db = sqlite3.connect(self._path / "chroma.sqlite3", timeout=30)
+        try:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                db.execute(
+                    f"DELETE FROM embeddings_queue WHERE id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+            db.commit()
+            db.execute("VACUUM")
+        finally:
+            db.close()
 
     async def forget_account(self, account_id: str) -> int:
         got = await asyncio.to_thread(self._collection.get, where={"account_id": account_id})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from gtm.models import Touch
+from memory.base import names_person
 
 __all__ = ["InMemoryMemory"]
 
@@ -43,6 +44,16 @@ class InMemoryMemory:
         ]
         peers.sort(key=lambda t: len(q & _words(t.text)), reverse=True)
         return [(t, None) for t in peers[:k]]
+
+    async def forget_person(self, needles: list[str], account_ids: list[str] | None = None) -> int:
+        keys = [
+            k
+            for k, t in self._items.items()
+            if names_person(t, needles) and (account_ids is None or t.account_id in account_ids)
+        ]
+        for k in keys:
+            del self._items[k]
+        return len(keys)
 
     async def forget_account(self, account_id: str) -> int:
         keys = [k for k, t in self._items.items() if t.account_id == account_id]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gtm.models import Account, Contact
 from tools.crm import Activity, CompanyRecord, ContactRecord, Task
-from tools.sqlite import connect
+from tools.sqlite import compact, connect
 
 __all__ = ["LocalCRM", "normalise_linkedin"]
 
@@ -190,6 +190,20 @@ class LocalCRM:
             " owner = COALESCE(?, owner), open_deals = COALESCE(?, open_deals) WHERE domain = ?",
             (lifecycle_stage, owner, open_deals, d),
         )
+
+    def erase_contact(self, contact: Contact) -> int:
+        """Delete a person, and the touches and tasks logged against them (an erasure request).
+        Returns how many rows went."""
+        row = self._find_contact_row(contact)
+        if row is None:
+            return 0
+        cid = f"ct_{row['n']}"
+        n = 1
+        for table in ("activities", "tasks"):
+            n += self._db.execute(f"DELETE FROM {table} WHERE contact_id = ?", (cid,)).rowcount
+        self._db.execute("DELETE FROM contacts WHERE n = ?", (row["n"],))
+        compact(self._db)
+        return n
 
     def set_opted_out(self, contact: Contact, opted_out: bool = True) -> None:
         if self._find_contact_row(contact) is None:

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from gtm.models import Receipt
-from tools.sqlite import connect
+from tools.sqlite import compact, connect
 
 __all__ = ["LocalLinkedInOutbox", "LocalEmailOutbox", "LinkedInAction"]
 
@@ -71,6 +71,16 @@ class LocalLinkedInOutbox:
 
     async def message(self, profile_url: str, text: str, *, key: str) -> Receipt:
         return self._do("message", profile_url, text, key)
+
+    def erase(self, profile_url: str) -> int:
+        """Delete every action on one profile (an erasure request)."""
+        want = profile_url.strip().lower().split("?", 1)[0].rstrip("/")
+        n = 0
+        for r in self._db.execute("SELECT n, profile_url FROM actions").fetchall():
+            if r["profile_url"].strip().lower().split("?", 1)[0].rstrip("/") == want:
+                n += self._db.execute("DELETE FROM actions WHERE n = ?", (r["n"],)).rowcount
+        compact(self._db)
+        return n
 
     def actions(self) -> list[LinkedInAction]:
         return [
@@ -127,6 +137,19 @@ class LocalEmailOutbox:
         from email import message_from_bytes
 
         return str(message_from_bytes(path.read_bytes())["Message-ID"])
+
+    def erase(self, address: str) -> int:
+        """Delete every message to one address (an erasure request)."""
+        from email import message_from_bytes
+        from email.utils import parseaddr
+
+        n = 0
+        for path in self.messages():
+            to = parseaddr(str(message_from_bytes(path.read_bytes())["To"]))[1]
+            if to.lower() == address.strip().lower():
+                path.unlink()
+                n += 1
+        return n
 
     def messages(self) -> list[Path]:
         return sorted(self.directory.glob("*.eml"))

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gtm.models import Channel, OutboxEntry, OutboxState, Step
-from tools.sqlite import connect, where
+from tools.sqlite import compact, connect, where
 
 __all__ = ["Outbox", "Limit", "Reservation", "iso_week_start"]
 
@@ -180,6 +180,26 @@ class Outbox:
             (sender, step, since.astimezone(UTC).isoformat()),
         ).fetchone()
         return int(row[0])
+
+    def sent_since(
+        self, since: datetime, *, contact_key: str, account_id: str
+    ) -> list[OutboxEntry]:
+        """Actions that reached (or may have reached) this person or account since a time."""
+        rows = self._db.execute(
+            "SELECT * FROM outbox WHERE created_at >= ? AND state IN ('sent', 'unknown', 'pending')"
+            " AND (contact_key = ? OR account_id = ?) ORDER BY created_at DESC",
+            (since.astimezone(UTC).isoformat(), contact_key, account_id),
+        ).fetchall()
+        return [self._entry(r) for r in rows]
+
+    def erase_contact(self, contact_key: str, replacement: str) -> int:
+        """Replace a person's key by a one-way stand-in. The rows stay: they still count against
+        caps and still stop a resend; they no longer say who it was."""
+        n = self._db.execute(
+            "UPDATE outbox SET contact_key = ? WHERE contact_key = ?", (replacement, contact_key)
+        ).rowcount
+        compact(self._db)
+        return int(n)
 
     def recover_stale_pending(self, older_than: datetime) -> list[OutboxEntry]:
         """`pending` rows older than a time belong to a dead process: they become `unknown`."""

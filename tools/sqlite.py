@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-__all__ = ["connect", "where", "KeyLedger"]
+__all__ = ["connect", "where", "compact", "KeyLedger"]
 
 
 def connect(path: Path | str, schema: str = "") -> sqlite3.Connection:
@@ -19,6 +19,13 @@ def connect(path: Path | str, schema: str = "") -> sqlite3.Connection:
     if schema:
         db.executescript(schema)
     return db
+
+
+def compact(db: sqlite3.Connection) -> None:
+    """Rewrite the file without free pages and empty the WAL: deleted rows leave no bytes behind
+    (an erasure request must not survive in free space)."""
+    db.execute("VACUUM")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def where(**filters: Any) -> tuple[str, list[Any]]:
