@@ -56,7 +56,9 @@ async def record(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
         )
 
     events: list[str] = []
-    if state.status == "sent" and draft is not None and contact is not None:
+    if state.sent_keys and draft is not None and contact is not None:
+        # Every action that happened is logged, also when a later step failed or waits (a visit
+        # sent before the connect hit the cap is still a touch the CRM must show).
         company = await deps.crm.upsert_company(account)
         person = await deps.crm.upsert_contact(contact, company.id)
         for key in state.sent_keys:
@@ -74,12 +76,15 @@ async def record(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
                     at=entry.updated_at,
                 )
             )
-        touches.append(
-            (
-                f"{thread}:send",
-                Touch(kind="send", text=draft.body, contact=who, channel=draft.channel, **common),
+        if state.status == "sent":
+            touches.append(
+                (
+                    f"{thread}:send",
+                    Touch(
+                        kind="send", text=draft.body, contact=who, channel=draft.channel, **common
+                    ),
+                )
             )
-        )
         events.append(f"record: {len(state.sent_keys)} activity(ies) logged on {company.id}")
     elif state.status in ("skipped", "rejected"):
         touches.append(

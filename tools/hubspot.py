@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ from aiolimiter import AsyncLimiter
 
 from gtm.models import Account, Contact
 from tools.crm import Activity, ActivityKind, CompanyRecord, ContactRecord, Task
-from tools.http import AuthError, HttpClient
+from tools.http import AuthError, HttpClient, UnavailableError
 from tools.local_crm import normalise_linkedin
 
 __all__ = ["HubSpotCRM", "ASSOC", "ScopeError"]
@@ -126,6 +127,21 @@ class HubSpotCRM:
             idempotent=False,
         )
         return str(resp.json()["id"])
+
+    async def _find_or_create(
+        self, find: Callable[[], Awaitable[str | None]], create: Callable[[], Awaitable[str]]
+    ) -> str:
+        """Create a record unless `find` sees it. A create that broke off after HubSpot may have
+        acted (5xx, timeout) is never blindly repeated: look again first, then create."""
+        for attempt in range(4):
+            if attempt and (found := await find()) is not None:
+                return found
+            try:
+                return await create()
+            except UnavailableError as exc:
+                if not exc.maybe_applied or attempt == 3:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _associated(self, obj: str, obj_id: str, to: str) -> list[str]:
         ids: list[str] = []
@@ -237,8 +253,16 @@ class HubSpotCRM:
         found = await self.find_company(account.domain)
         if found:
             return found
-        cid = await self._create(
-            "companies", {"name": account.company, "domain": account.domain.lower()}, []
+
+        async def again() -> str | None:
+            hit = await self.find_company(account.domain)
+            return hit.id if hit else None
+
+        cid = await self._find_or_create(
+            again,
+            lambda: self._create(
+                "companies", {"name": account.company, "domain": account.domain.lower()}, []
+            ),
         )
         return CompanyRecord(id=cid, domain=account.domain.lower(), name=account.company)
 
@@ -268,8 +292,16 @@ class HubSpotCRM:
                     else {}
                 ),
             }
-            cid = await self._create(
-                "contacts", props, [_assoc(company_id, ASSOC[("contacts", "companies")])]
+
+            async def again() -> str | None:
+                hit = await self.find_contact(contact)
+                return hit.id if hit else None
+
+            cid = await self._find_or_create(
+                again,
+                lambda: self._create(
+                    "contacts", props, [_assoc(company_id, ASSOC[("contacts", "companies")])]
+                ),
             )
             found = ContactRecord(
                 id=cid,
@@ -305,8 +337,11 @@ class HubSpotCRM:
         assoc = [_assoc(activity.company_id, ASSOC[("notes", "companies")])]
         if activity.contact_id:
             assoc.append(_assoc(activity.contact_id, ASSOC[("notes", "contacts")]))
-        return await self._create(
-            "notes", {"hs_timestamp": _ms(activity.at), "hs_note_body": body}, assoc
+        return await self._find_or_create(
+            lambda: self._keyed("notes", "hs_note_body", activity.key),
+            lambda: self._create(
+                "notes", {"hs_timestamp": _ms(activity.at), "hs_note_body": body}, assoc
+            ),
         )
 
     async def create_task(self, task: Task) -> str:
@@ -324,7 +359,10 @@ class HubSpotCRM:
         assoc = [_assoc(task.company_id, ASSOC[("tasks", "companies")])]
         if task.contact_id:
             assoc.append(_assoc(task.contact_id, ASSOC[("tasks", "contacts")]))
-        return await self._create("tasks", props, assoc)
+        return await self._find_or_create(
+            lambda: self._keyed("tasks", "hs_task_body", task.key),
+            lambda: self._create("tasks", props, assoc),
+        )
 
     async def activities(self, company_id: str) -> list[Activity]:
         ids = await self._associated("companies", company_id, "notes")

@@ -2,7 +2,9 @@
 
 Each runs on a loopback port in a thread and speaks real HTTP. They check what the docs
 require (auth, signatures, body shapes) and answer with the documented shapes and error codes.
-`fail_next` injects an error response (status, headers) for the next request.
+`fail_next` injects an error response (status, headers) for the next request. `chaos(rate)` makes
+a share of all requests fail at random: a 429, a 5xx before or after the request took effect, or
+a response held back past the client's timeout (again before or after taking effect).
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import hashlib
 import hmac
 import itertools
 import json
+import random
 import threading
+import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -32,6 +37,28 @@ class FakeProvider:
         self.lock = threading.Lock()
         self.base_url = ""
         self._server: ThreadingHTTPServer | None = None
+        self._chaos: tuple[float, random.Random, float] | None = None
+        self.faults: Counter[str] = Counter()
+
+    FAULTS = ("429", "500_before", "500_after", "timeout_before", "timeout_after")
+
+    def chaos(self, rate: float, *, seed: int = 0, hold_s: float = 1.5) -> None:
+        """Fail `rate` of requests at random from now on (see the module docstring)."""
+        self._chaos = (rate, random.Random(seed), hold_s)
+
+    def draw_fault(self) -> str | None:
+        with self.lock:
+            if self._chaos is None:
+                return None
+            rate, rng, _ = self._chaos
+            if rng.random() >= rate:
+                return None
+            fault = rng.choice(self.FAULTS)
+            self.faults[fault] += 1
+            return fault
+
+    def hold(self) -> None:
+        time.sleep(self._chaos[2] if self._chaos else 0)
 
     def route(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes
@@ -67,20 +94,36 @@ class FakeProvider:
                 n = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(n) if n else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                status, extra, body = owner.handle(self.command, self.path, headers, raw)
+                fault = owner.draw_fault()
+                if fault in ("timeout_before", "timeout_after"):
+                    if fault == "timeout_after":
+                        owner.handle(self.command, self.path, headers, raw)
+                    owner.hold()  # the client gave up meanwhile
+                    status, extra, body = 504, {}, owner.error_body(504)
+                elif fault == "429":
+                    status, extra, body = 429, {"Retry-After": "0"}, owner.error_body(429)
+                elif fault == "500_before":
+                    status, extra, body = 500, {}, owner.error_body(500)
+                else:
+                    status, extra, body = owner.handle(self.command, self.path, headers, raw)
+                    if fault == "500_after":
+                        status, extra, body = 500, {}, owner.error_body(500)
                 data = (
                     body
                     if isinstance(body, bytes)
                     else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
                 )
-                self.send_response(status)
-                ctype = "text/plain" if isinstance(body, str) else "application/json"
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in extra.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    ctype = "text/plain" if isinstance(body, str) else "application/json"
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in extra.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _do
 
