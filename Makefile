@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 + the package registries):
 #   make demo   runs a campaign on the bundled example with the embedded model
-#   make test   runs lint, types, the test suite, then the eval gate against evals/baseline.json
+#   make test   runs lint, types, the test suite, the crash harness, then the eval gate
 # Both create or update .venv themselves.
 
 PYTHON ?= python3.11
@@ -8,9 +8,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test eval baseline gate-demo clean
+.PHONY: demo test crash eval baseline gate-demo clean
 
 EVAL := $(BIN)/gtm --data-dir .gtm/eval eval --out .gtm/eval/report --baseline evals/baseline.json
+
+CRASH := $(BIN)/python -m tests.crash.harness --accounts 200 --trials 50 --seed 7
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +32,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+	$(CRASH)
 	$(EVAL)
+
+# 50 seeded SIGKILLs over a 200-account campaign: no duplicate send, no lost approval (~5 min).
+crash: $(STAMP)
+	$(CRASH)
 
 # The eval gate alone: checks vs labels, prompts vs the generation set, compared with the baseline.
 eval: $(STAMP)
