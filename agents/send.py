@@ -56,18 +56,18 @@ def limits_for(playbook: Playbook, step: Step, now: datetime, *, is_paced: bool)
     caps = playbook.caps
     if step == "email":
         day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        out = [Limit(caps.emails_per_day, day, day + timedelta(days=1), "emails per day")]
+        out = [Limit(caps.emails_per_day, day, day + timedelta(days=1), "per day")]
         if is_paced:
             since, until = _local_day(playbook.pacing, now)
-            out = [Limit(caps.emails_per_day, since, until, "emails per day")]
+            out = [Limit(caps.emails_per_day, since, until, "per day")]
         return out
     weekly = int(getattr(caps, _WEEKLY[step]))
     week = iso_week_start(now)
-    out = [Limit(weekly, week, week + timedelta(days=7), _WEEKLY[step].replace("_", " "))]
+    out = [Limit(weekly, week, week + timedelta(days=7), "per week")]
     if is_paced and playbook.pacing.spread_weekly_caps:
         share = math.ceil(weekly / len(playbook.pacing.working_days))
         since, until = _local_day(playbook.pacing, now)
-        out.append(Limit(share, max(since, week), until, f"{step} share of today"))
+        out.append(Limit(share, max(since, week), until, "today's share"))
     return out
 
 
@@ -185,7 +185,7 @@ async def send(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
                 "deferred",
                 f"{step} cap reached for {sender}: {got.used}/{lim.limit} {lim.label} since "
                 f"{lim.since:%Y-%m-%d %H:%M} UTC; waits until {lim.until:%Y-%m-%d %H:%M} UTC",
-                f"deferred, {lim.label} {got.used}/{lim.limit}",
+                f"deferred, {step} cap {lim.label} {got.used}/{lim.limit}",
             )
         assert got.entry is not None
         if not got.created:  # another process reserved it between our get() and reserve()

@@ -448,33 +448,31 @@ def _print_headroom(rt: Runtime) -> None:
     from agents.send import limits_for, next_opening, paced
 
     now = rt.deps.clock()
-    t = Table(title="cap headroom")
-    for col in ("sender", "action", "window", "used", "cap", "left", "resets"):
-        t.add_column(col, justify="right" if col in ("used", "cap", "left") else "left")
     lanes: tuple[tuple[str, bool, tuple[Step, ...]], ...] = (
         (rt.deps.linkedin.sender, rt.deps.linkedin.live, ("linkedin_visit", "linkedin_connect")),
         (rt.deps.email.sender, rt.deps.email.live, ("email",)),
     )
     notes: list[str] = []
     for sender, live, steps in lanes:
+        t = Table(title=f"cap headroom: {sender}")
+        for col in ("action", "cap", "used", "left", "resets (UTC)"):
+            t.add_column(col, justify="right" if col in ("used", "left") else "left", no_wrap=True)
         is_paced = paced(rt.playbook, live)
         for step in steps:
             for lim in limits_for(rt.playbook, step, now, is_paced=is_paced):
                 used = rt.deps.outbox.count(sender, step, lim.since)
                 t.add_row(
-                    sender,
                     step,
-                    lim.label,
+                    f"{lim.limit} {lim.label}",
                     str(used),
-                    str(lim.limit),
                     str(max(0, lim.limit - used)),
-                    f"{lim.until:%Y-%m-%d %H:%M} UTC",
+                    f"{lim.until:%m-%d %H:%M}",
                 )
+        out.print(t)
         if is_paced and (opens := next_opening(rt.playbook.pacing, now)) is not None:
             notes.append(
                 f"{sender}: outside working hours; sends resume {opens:%Y-%m-%d %H:%M} UTC"
             )
-    out.print(t)
     for n in notes:
         out.print(n, highlight=False)
 

@@ -52,7 +52,9 @@ async def test_a_campaign_completes_under_20_percent_faults_and_writes_once(
         dux.chaos(0.2, seed=12, hold_s=0.8)
         async with open_runtime(settings, with_model=True, playbook=pb) as rt:
             for _ in range(4):  # a run, the approvals, then runs that pick up deferred work
-                await run_campaign(rt, accounts, campaign="chaos", channel="linkedin", concurrency=2)
+                await run_campaign(
+                    rt, accounts, campaign="chaos", channel="linkedin", concurrency=2
+                )
                 for row in rt.ledger.rows(campaign="chaos", status="waiting_for_approval"):
                     await decide(
                         rt, row.id, Decision(action="approve", reviewer="t", at=datetime.now(UTC))

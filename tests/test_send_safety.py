@@ -72,10 +72,7 @@ def test_a_paced_seat_gets_the_working_days_share_of_a_weekly_cap() -> None:
     labels = {
         lim.label: lim.limit for lim in limits_for(pb, "linkedin_connect", wed, is_paced=True)
     }
-    assert labels == {
-        "linkedin connection requests per week": 100,
-        "linkedin_connect share of today": 20,
-    }
+    assert labels == {"per week": 100, "today's share": 20}
     assert [lim.limit for lim in limits_for(pb, "linkedin_visit", wed, is_paced=False)] == [400]
 
 
@@ -126,7 +123,7 @@ async def test_the_days_share_defers_the_rest_to_tomorrow(env: dict[str, Any]) -
     statuses = [(await approve(env, d, f"s{n}", account(n)))["status"] for n in range(3)]
     assert statuses == ["sent", "sent", "deferred"]
     snap = await env["graph"].aget_state(cfg("s2"))
-    assert any("share of today 2/2" in e for e in snap.values["events"])
+    assert any("today's share 2/2" in e for e in snap.values["events"])
     assert [a.kind for a in env["linkedin"].actions()].count("connect") == 2
 
 
