@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,19 @@ class _Bad(Exception):
         self.field, self.reason = field, reason
 
 
+def _split(url: str) -> tuple[str, str | None]:
+    """(scheme, host) of a URL; no host when it has none or cannot be parsed ('http://[::1')."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme, parts.hostname
+    except ValueError:
+        return "", None
+
+
 def _domain(value: str) -> str:
     v = value.strip().lower()
     if "://" in v:
-        v = urlsplit(v).hostname or ""
+        v = _split(v)[1] or ""
     v = v.split("/", 1)[0].removeprefix("www.")
     if not _HOST.match(v):
         raise _Bad("domain", f"{value!r} is not a domain like 'example.com'")
@@ -107,8 +117,8 @@ def _linkedin(value: str) -> str | None:
 def _website(value: str) -> str | None:
     if not value:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    scheme, host = _split(value)
+    if scheme not in ("http", "https") or not host:
         raise _Bad("website", f"{value!r} is not an http(s) URL")
     return value
 
@@ -161,6 +171,13 @@ def load_accounts(path: Path) -> AccountList:
             f"{path}:1: missing required column(s) {', '.join(missing)} "
             f"(found: {', '.join(c for c in cols if c) or 'none'})"
         )
+    repeated = [c for c, n in Counter(cols).items() if n > 1 and c in COLUMNS]
+    if repeated:
+        listed = "; ".join(
+            f"{c!r} in columns {', '.join(str(i + 1) for i, col in enumerate(cols) if col == c)}"
+            for c in repeated
+        )
+        raise AccountListError(f"{path}:1: repeated column(s) {listed}; keep one of each")
     if "linkedin_url" not in cols and "email" not in cols:
         raise AccountListError(f"{path}:1: needs a linkedin_url or an email column")
     result = AccountList()
@@ -195,7 +212,12 @@ def load_accounts(path: Path) -> AccountList:
                 )
             )
             continue
-        row = {c: v.strip() for c, v in zip(cols, cells, strict=True) if c}
+        # A quoted cell keeps the file's line breaks; Windows ones are not control characters.
+        row = {
+            c: v.replace("\r\n", "\n").replace("\r", "\n").strip()
+            for c, v in zip(cols, cells, strict=True)
+            if c
+        }
         key = tuple(row.get(c, "") for c in cols if c)
         if key in seen_rows:
             result.errors.append(
@@ -240,7 +262,8 @@ def _validate(row: dict[str, str]) -> tuple[Contact, dict[str, Any]]:
     email = _email(row.get("email", ""))
     linkedin = _linkedin(row.get("linkedin_url", ""))
     if not email and not linkedin:
-        raise _Bad("linkedin_url", "the contact has neither a LinkedIn URL nor an email")
+        fld = "linkedin_url" if "linkedin_url" in row else "email"
+        raise _Bad(fld, "the contact has neither a LinkedIn URL nor an email")
     contact = Contact(
         name=row["contact_name"],
         title=row.get("contact_title", ""),

@@ -26,7 +26,7 @@ from gtm.playbook import PlaybookError, load_playbook
 from gtm.providers import ProviderConfigError
 from gtm.runner import DecisionRefused, RunSummary, decide, pending_payload, run_campaign
 from gtm.runtime import Runtime, open_runtime
-from gtm.settings import Settings
+from gtm.settings import Settings, SettingsError, load_settings
 
 __all__ = ["app", "main"]
 
@@ -59,7 +59,10 @@ def _root(
         typer.Option(help="Playbook file (default: the shipped playbook).", envvar="GTM_PLAYBOOK"),
     ] = None,
 ) -> None:
-    ctx.obj = Settings().with_overrides(data_dir=data_dir, playbook=playbook)
+    try:
+        ctx.obj = load_settings().with_overrides(data_dir=data_dir, playbook=playbook)
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

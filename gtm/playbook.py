@@ -44,8 +44,10 @@ def _compile(patterns: tuple[str, ...], field: str) -> tuple[re.Pattern[str], ..
     for p in patterns:
         try:
             compiled.append(re.compile(rf"(?<!\w){p}(?!\w)", re.IGNORECASE))
-        except re.error as exc:
+        except (re.error, OverflowError) as exc:
             raise ValueError(f"{field}: {p!r} is not a valid pattern ({exc})") from exc
+        except RecursionError:
+            raise ValueError(f"{field}: {p!r} is nested too deeply to compile") from None
     return tuple(compiled)
 
 
@@ -106,8 +108,22 @@ class Pacing(_Strict):
     def _zone(cls, v: str) -> str:
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: 'America', long
             raise ValueError(f"{v!r} is not an IANA time zone (e.g. Europe/Berlin)") from exc
+        return v
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock(cls, v: object) -> object:
+        if isinstance(v, int | float):  # YAML reads an unquoted 17:30 as the number 1050
+            raise ValueError(f"{v!r} is not a time of day; write it in quotes, like '17:30'")
+        return v
+
+    @field_validator("start", "end")
+    @classmethod
+    def _local(cls, v: time) -> time:
+        if v.tzinfo is not None:
+            raise ValueError("give the time without a zone offset; `timezone` sets the zone")
         return v
 
     @model_validator(mode="after")
@@ -150,6 +166,12 @@ class Guardrails(_Strict):
     near_duplicate_shingle: float = Field(gt=0, le=1)
     near_duplicate_cosine: float = Field(gt=0, le=1)
     batch_max_duplicate_share: float = Field(gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _asks(self) -> Guardrails:
+        if self.min_asks > self.max_asks:
+            raise ValueError(f"min_asks ({self.min_asks}) is above max_asks ({self.max_asks})")
+        return self
 
     @field_validator("banned_phrases", "pitch_phrases", "urgency_phrases", "injection_phrases")
     @classmethod
@@ -298,12 +320,33 @@ class Playbook(_Strict):
         return None
 
 
+_PLAIN_KEY = re.compile(r"[^\s:'\"]+")
+
+
+def _key(part: str | int) -> str:
+    """A path segment as the message shows it: names bare, odd keys ('', 'a b') quoted."""
+    text = str(part)
+    if isinstance(part, int) or (_PLAIN_KEY.fullmatch(text) and text.isprintable()):
+        return text
+    return repr(text)
+
+
 def _format_errors(path: str, exc: ValidationError) -> str:
     lines = [f"{path}: the playbook does not validate:"]
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  {path}: {where}: {err['msg']}")
+        where = ".".join(_key(p) for p in err["loc"]) or "(top level)"
+        msg = " ".join(str(err["msg"]).split())
+        lines.append(f"  {path}: {where}: {msg}")
     return "\n".join(lines)
+
+
+def _yaml_problem(where: str, exc: yaml.YAMLError) -> str:
+    """One line: file, line and column, and what the parser found."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        what = " ".join(f"{exc.context or ''} {exc.problem or ''}".split()) or "syntax error"
+        return f"{where}: not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}"
+    return f"{where}: not valid YAML ({' '.join(str(exc).split())})"
 
 
 def load_playbook(path: str | Path | None = None) -> Playbook:
@@ -322,7 +365,9 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise PlaybookError(f"{where}: not valid YAML ({exc})") from exc
+        raise PlaybookError(_yaml_problem(where, exc)) from exc
+    except RecursionError:
+        raise PlaybookError(f"{where}: not valid YAML (nested too deeply)") from None
     if not isinstance(data, dict):
         raise PlaybookError(f"{where}: expected a mapping at the top level")
     data["source"] = where

@@ -3,33 +3,114 @@
 Values come, in order of precedence, from what the caller passes (CLI options), the environment
 (`GTM_*`), then a TOML config file outside the repository (`GTM_CONFIG`, default
 `~/.config/gtm/config.toml`). Secrets belong in the environment or that file, never in the repo.
+
+`load_settings()` is the checked way in: any bad value, unreadable or malformed config file
+raises one `SettingsError` whose message names the file (or the environment variable) and the
+field, and never echoes a secret.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import Field, SecretStr
+import pydantic_settings
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings.sources.types import Traversable
 
 from gtm.llm import ModelSettings
 
-__all__ = ["Settings", "default_config_path"]
+__all__ = [
+    "Settings",
+    "SettingsError",
+    "SettingsProblem",
+    "default_config_path",
+    "load_settings",
+]
 
 
 def default_config_path() -> Path:
     explicit = os.environ.get("GTM_CONFIG")
     if explicit:
-        return Path(explicit).expanduser()
+        try:
+            return Path(explicit).expanduser()
+        except RuntimeError:  # "~user/..." for an unknown user: report the path as given
+            return Path(explicit)
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "gtm" / "config.toml"
+
+
+@dataclass(frozen=True)
+class SettingsProblem:
+    """One bad setting: where it came from, which field, and what is wrong."""
+
+    source: str
+    """The config file path, or `environment variable GTM_X`."""
+    field: str
+    """The settings field; empty when the whole file is the problem (unreadable, not TOML)."""
+    reason: str
+
+    def __str__(self) -> str:
+        if not self.field:
+            return f"{self.source}: {self.reason}"
+        return f"{self.source}: {self.field}: {self.reason}"
+
+
+class SettingsError(ValueError):
+    """Settings cannot be loaded. The message names the file or variable, and the field."""
+
+    def __init__(self, problems: Sequence[SettingsProblem]) -> None:
+        self.problems = tuple(problems)
+        if len(self.problems) == 1:
+            message = str(self.problems[0])
+        else:
+            message = "invalid settings:\n" + "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(message)
+
+
+def _read_toml(path: Path | Traversable) -> dict[str, Any]:
+    """The config file's table; every way of failing to read it is a `SettingsError`."""
+    where = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        reason = f"cannot read the config file ({exc.strerror or exc})"
+        raise SettingsError([SettingsProblem(where, "", reason)]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        reason = (
+            f"line {line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
+        )
+        raise SettingsError([SettingsProblem(where, "", reason)]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError([SettingsProblem(where, "", f"not valid TOML ({exc})")]) from None
+    except RecursionError:
+        reason = "not valid TOML (nested too deeply)"
+        raise SettingsError([SettingsProblem(where, "", reason)]) from None
+
+
+class _TomlFile(TomlConfigSettingsSource):
+    """The config file, read with `_read_toml`."""
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        return _read_toml(file_path)
 
 
 class Settings(BaseSettings):
@@ -47,7 +128,7 @@ class Settings(BaseSettings):
     model: str | None = Field(default=None, description="Model name at that endpoint.")
     model_api_key: SecretStr | None = Field(default=None, description="Key for that endpoint.")
     model_max_tokens: int = Field(default=400, gt=0)
-    model_temperature: float = Field(default=0.7, ge=0, le=2)
+    model_temperature: float = Field(default=0.7, ge=0, le=2, allow_inf_nan=False)
     model_seed: int | None = Field(
         default=None, description="Sampling seed, if the server takes one."
     )
@@ -75,7 +156,7 @@ class Settings(BaseSettings):
     duxsoup_base_url: str = "https://app.dux-soup.com/xapi/remote/control"
     email: Literal["local", "smtp"] = Field(default="local")
     smtp_host: str | None = None
-    smtp_port: int = 587
+    smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = True
@@ -89,7 +170,14 @@ class Settings(BaseSettings):
     slack_webhook_url: SecretStr | None = Field(
         default=None, description="Incoming webhook for alerts; unset = alerts go to the log."
     )
-    http_timeout_s: float = Field(default=20.0, gt=0)
+    http_timeout_s: float = Field(default=20.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("data_dir", "playbook", "smtp_ca_file")
+    @classmethod
+    def _no_nul(cls, v: Path | None) -> Path | None:
+        if v is not None and "\x00" in str(v):
+            raise ValueError("a path cannot contain a NUL character")
+        return v
 
     @classmethod
     def settings_customise_sources(
@@ -100,7 +188,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_config_path())
+        toml = _TomlFile(settings_cls, toml_file=default_config_path())
         return init_settings, env_settings, toml
 
     def model_settings(self) -> ModelSettings:
@@ -125,3 +213,82 @@ class Settings(BaseSettings):
         """A copy with the non-None values replaced (CLI options win over env and file)."""
         update = {k: v for k, v in values.items() if v is not None}
         return self.model_copy(update=update)
+
+
+_SECRETS = frozenset(
+    name
+    for name, info in Settings.model_fields.items()
+    if info.annotation is SecretStr or SecretStr in get_args(info.annotation)
+)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _problems(exc: ValidationError, config: Path) -> list[SettingsProblem]:
+    env = {k.lower(): k for k in os.environ}  # pydantic-settings matches GTM_* in any case
+    out = []
+    for err in exc.errors(include_url=False):
+        field = str(err["loc"][0]) if err["loc"] else "(settings)"
+        var = env.get(f"gtm_{field}".lower())
+        source = f"environment variable {var}" if var else str(config)
+        reason = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
+        if field not in _SECRETS and "input" in err:
+            reason += f" (got {_shown(err['input'])})"
+        out.append(SettingsProblem(source, field, reason))
+    return out
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _unknown_keys(data: dict[str, Any], config: Path) -> list[SettingsProblem]:
+    """Keys that set nothing (a typo in `email_from` would send from the default address)."""
+    out = []
+    seen: dict[str, str] = {}
+    fields = list(Settings.model_fields)
+    for key in data:
+        name = key.lower()  # settings match keys in any case, as pydantic-settings does
+        shown = key if _BARE_KEY.fullmatch(key) else repr(key)  # '' and 'a b' quoted
+        if name in seen:
+            reason = f"set twice (as {seen[name]!r} and {key!r})"
+            out.append(SettingsProblem(str(config), shown, reason))
+        elif name in Settings.model_fields:
+            seen[name] = key
+        else:
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            out.append(SettingsProblem(str(config), shown, f"unknown setting {key!r}{hint}"))
+    return out
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and the config file, checked.
+
+    Raises `SettingsError` naming the config file (or `environment variable GTM_X`) and the
+    field for a bad value or an unknown key, and the file for one that is missing (when
+    `GTM_CONFIG` names it), unreadable, not UTF-8 or not TOML. Secret values are never shown.
+    """
+    path = default_config_path()
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except OSError as exc:
+        reason = f"cannot read the config file ({exc.strerror or exc})"
+        raise SettingsError([SettingsProblem(str(path), "", reason)]) from None
+    if not exists and os.environ.get("GTM_CONFIG"):
+        reason = "no such config file (named by GTM_CONFIG)"
+        raise SettingsError([SettingsProblem(str(path), "", reason)])
+    if exists and not is_file:
+        raise SettingsError([SettingsProblem(str(path), "", "not a file")])
+    unknown = _unknown_keys(_read_toml(path), path) if exists else []
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise SettingsError(unknown + _problems(exc, path)) from None
+    except pydantic_settings.SettingsError as exc:  # an environment value it cannot decode
+        raise SettingsError([*unknown, SettingsProblem("environment", "", str(exc))]) from None
+    if unknown:
+        raise SettingsError(unknown)
+    return settings
