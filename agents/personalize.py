@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agents.context import Deps
 from agents.state import State
+from evals.text import find_injection
 from gtm.models import Channel, Draft, Fact, Step
 from prompts import load_prompt
 
@@ -68,12 +69,14 @@ async def personalize(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     step = first_step(state.channel)
     prompt = load_prompt(PROMPT_FOR_STEP[step], deps.prompts_dir, version=deps.prompt_version)
     history = [f.text for f in state.facts if f.kind == "history"]
+    patterns = deps.playbook.guardrails.injection_patterns
+    title = contact.title if not find_injection(contact.title, patterns) else ""
     system, user = prompt.render_from(
         dict(
             company=state.account.company,
             contact_name=contact.name,
             contact_first_name=contact.first_name,
-            contact_title=contact.title or "unknown",
+            contact_title=title or "unknown",
             segment=state.tier.segment if state.tier else (state.account.segment or "unknown"),
             facts=render_facts(state.facts),
             history="\n".join(history) or "none",

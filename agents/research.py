@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 
 from agents.context import Deps
 from agents.state import State
+from evals.text import find_injection
 from gtm.models import Account, Contact, Fact, FactKind, Touch
 
 _Found = list[tuple[FactKind, str, str]]
@@ -102,9 +103,24 @@ async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
 
     seen: set[str] = set()
     facts: list[Fact] = []
+    quarantined: list[Fact] = []
+    events: list[str] = []
+    patterns = deps.playbook.guardrails.injection_patterns
     for kind, text, source in found:
         if text in seen:
             continue
         seen.add(text)
+        hit = find_injection(text, patterns)
+        if hit is not None:
+            # Sources are data, never orders: text aimed at the writer does not reach it.
+            quarantined.append(
+                Fact(id=f"q{len(quarantined) + 1}", text=text, source=source, kind=kind)
+            )
+            events.append(f"research: quarantined a fact from {source}: it contains {hit[1]}")
+            continue
         facts.append(Fact(id=f"f{len(facts) + 1}", text=text, source=source, kind=kind))
-    return {"facts": facts, "events": [f"research: {len(facts)} fact(s)"]}
+    return {
+        "facts": facts,
+        "quarantined": quarantined,
+        "events": [f"research: {len(facts)} fact(s)", *events],
+    }

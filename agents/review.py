@@ -37,6 +37,7 @@ async def review(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
         sender_name=deps.sender_name,
         sender_company=deps.sender_company,
         peers=[Peer(f"{t.contact} ({t.account_id})", t.text, c) for t, c in peers],
+        quarantined=state.quarantined,
     )
     verdict = review_draft(draft, ctx)
     await deps.memory.remember(

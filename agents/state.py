@@ -66,6 +66,8 @@ class State(InputState, OutputState):
     """The person this thread writes to (the first reachable, unsuppressed contact)."""
     facts: list[Fact] = field(default_factory=list)
     """Research facts; a draft may cite only these."""
+    quarantined: list[Fact] = field(default_factory=list)
+    """Research text that tries to instruct the writer: never shown to it, checked by review."""
     review: Review | None = None
     """Guardrail verdicts on the current draft."""
     revisions: int = 0

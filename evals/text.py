@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 __all__ = [
+    "find_injection",
     "Claim",
     "Vocabulary",
     "claims",
@@ -262,3 +263,41 @@ def longest_common_run(a: str, b: str) -> str:
     start = ta[m.a][1]
     last_tok, last_at = ta[m.a + m.size - 1]
     return a[start : last_at + len(last_tok)]
+
+
+# Text a page hides from its human reader is written for a machine: zero-width characters,
+# Unicode tag characters ("ASCII smuggling"), bidi overrides, and markup that hides text.
+_HIDDEN_CHARS = re.compile(
+    "[\u200b-\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069\U000e0000-\U000e007f]"
+)
+_HIDDEN_MARKUP = re.compile(
+    r"<!--|display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|"
+    r"color\s*:\s*(?:#fff(?:fff)?\b|white\b)|<\s*(?:script|style|iframe)\b",
+    re.IGNORECASE,
+)
+# Chat-template tokens and role headers: a fact never legitimately speaks as a role.
+_ROLE_MARKERS = re.compile(
+    r"<\|[a-z_]+\|>|\[/?INST\]|<<\s*SYS\s*>>|</?\s*(?:system|assistant|instructions?)\s*>|"
+    r"(?:^|[\n.;:!?]\s*)(?:system|assistant|developer)\s*(?:message|prompt)?\s*:|"
+    r"#{2,}\s*(?:system|instructions?|assistant)\b",
+    re.IGNORECASE,
+)
+
+
+def find_injection(text: str, patterns: Sequence[re.Pattern[str]]) -> tuple[int, str] | None:
+    """Where `text` starts trying to instruct a writer, and why, or None.
+
+    Hidden characters or markup, chat-role markers, and the playbook's `injection_phrases`
+    (`patterns`). Research quarantines such a fact; review flags a draft that repeats it."""
+    hits: list[tuple[int, str]] = []
+    if m := _HIDDEN_CHARS.search(text):
+        hits.append((m.start(), "hidden characters"))
+    if m := _HIDDEN_MARKUP.search(text):
+        hits.append((m.start(), f"hidden markup {m.group(0)!r}"))
+    if m := _ROLE_MARKERS.search(text):
+        hits.append((m.start(), f"a fake role message {m.group(0).strip()!r}"))
+    for p in patterns:
+        if m := p.search(text):
+            hits.append((m.start(), f"an instruction {m.group(0)!r}"))
+            break
+    return min(hits) if hits else None
