@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import ssl
 import subprocess
 import sys
 import time
@@ -17,7 +16,6 @@ from typing import Any
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from gtm.models import Account, Contact
 from tests.support.providers import (
@@ -26,8 +24,8 @@ from tests.support.providers import (
     FakeHubSpot,
     FakeSlack,
     SmtpInbox,
-    free_port,
 )
+from tests.support.providers import smtp_server as start_smtp
 from tools.alerts import SlackAlerts
 from tools.attio import AttioCRM
 from tools.channels import ChannelError
@@ -287,26 +285,8 @@ def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture
 def smtp_server(tls_cert: tuple[Path, Path]) -> Iterator[tuple[Controller, SmtpInbox]]:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(*tls_cert)
-
-    def auth(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"alex", b"s3cret")
-        return AuthResult(success=ok, handled=False)
-
-    inbox = SmtpInbox()
-    controller = Controller(
-        inbox,
-        hostname="127.0.0.1",
-        port=free_port(),
-        tls_context=ctx,
-        require_starttls=True,
-        authenticator=auth,
-        auth_require_tls=True,
-    )
-    controller.start()
-    yield controller, inbox
-    controller.stop()
+    with start_smtp(*tls_cert) as server:
+        yield server
 
 
 def _smtp(controller: Controller, cert: Path, password: str = "s3cret") -> SmtpEmail:

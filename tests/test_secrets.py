@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import base64
 import os
-import ssl
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
-
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
-from tests.support.providers import FakeDuxSoup, FakeHubSpot, FakeSlack, SmtpInbox, free_port
+from tests.support.providers import FakeDuxSoup, FakeHubSpot, FakeSlack, smtp_server
 from tests.test_providers import tls_cert  # noqa: F401 (module fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,24 +32,6 @@ def test_no_credential_is_left_in_any_file_or_output(
     tmp_path: Path,
     tls_cert: tuple[Path, Path],  # noqa: F811
 ) -> None:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(*tls_cert)
-
-    def auth(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and data.password == SMTP.encode()
-        return AuthResult(success=ok, handled=False)
-
-    inbox = SmtpInbox()
-    smtp = Controller(
-        inbox,
-        hostname="127.0.0.1",
-        port=free_port(),
-        tls_context=ctx,
-        require_starttls=True,
-        authenticator=auth,
-        auth_require_tls=True,
-    )
-    smtp.start()
     li_csv, mail_csv = tmp_path / "li.csv", tmp_path / "mail.csv"
     li_csv.write_text(
         f"{HEADER}\nQuillcode,quillcode.dev,AI coding assistant,Builds an AI coding assistant.,"
@@ -68,69 +46,67 @@ def test_no_credential_is_left_in_any_file_or_output(
         encoding="utf-8",
     )
     outputs: list[str] = []
-    try:
-        with (
-            ScriptedOpenAIServer(responder=write_from_facts) as model,
-            FakeHubSpot(token=HUBSPOT) as hub,
-            FakeDuxSoup(key=DUX) as dux,
-            FakeSlack() as slack,
-        ):
-            playbook = tmp_path / "playbook.yaml"
-            text = (ROOT / "gtm" / "playbook.default.yaml").read_text(encoding="utf-8")
-            playbook.write_text(text.replace("applies_to: live", "applies_to: none"))
-            env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
-            env.update(
-                GTM_DATA_DIR=str(tmp_path / "data"),
-                GTM_PLAYBOOK=str(playbook),
-                GTM_MODEL_BASE_URL=model.base_url,
-                GTM_MODEL="scripted",
-                GTM_MODEL_API_KEY=MODEL,
-                GTM_CRM="hubspot",
-                GTM_HUBSPOT_BASE_URL=hub.base_url,
-                GTM_HUBSPOT_TOKEN=HUBSPOT,
-                GTM_LINKEDIN="duxsoup",
-                GTM_DUXSOUP_BASE_URL=dux.base_url,
-                GTM_DUXSOUP_USER_ID=dux.user_id,
-                GTM_DUXSOUP_KEY=DUX,
-                GTM_EMAIL="smtp",
-                GTM_SMTP_HOST="127.0.0.1",
-                GTM_SMTP_PORT=str(smtp.port),
-                GTM_SMTP_USERNAME="alex",
-                GTM_SMTP_PASSWORD=SMTP,
-                GTM_SMTP_CA_FILE=str(tls_cert[0]),
-                GTM_SLACK_WEBHOOK_URL=slack.webhook_url,
-                ANONYMIZED_TELEMETRY="False",
+    with (
+        smtp_server(*tls_cert, password=SMTP) as (smtp, inbox),
+        ScriptedOpenAIServer(responder=write_from_facts) as model,
+        FakeHubSpot(token=HUBSPOT) as hub,
+        FakeDuxSoup(key=DUX) as dux,
+        FakeSlack() as slack,
+    ):
+        playbook = tmp_path / "playbook.yaml"
+        text = (ROOT / "gtm" / "playbook.default.yaml").read_text(encoding="utf-8")
+        playbook.write_text(text.replace("applies_to: live", "applies_to: none"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
+        env.update(
+            GTM_DATA_DIR=str(tmp_path / "data"),
+            GTM_PLAYBOOK=str(playbook),
+            GTM_MODEL_BASE_URL=model.base_url,
+            GTM_MODEL="scripted",
+            GTM_MODEL_API_KEY=MODEL,
+            GTM_CRM="hubspot",
+            GTM_HUBSPOT_BASE_URL=hub.base_url,
+            GTM_HUBSPOT_TOKEN=HUBSPOT,
+            GTM_LINKEDIN="duxsoup",
+            GTM_DUXSOUP_BASE_URL=dux.base_url,
+            GTM_DUXSOUP_USER_ID=dux.user_id,
+            GTM_DUXSOUP_KEY=DUX,
+            GTM_EMAIL="smtp",
+            GTM_SMTP_HOST="127.0.0.1",
+            GTM_SMTP_PORT=str(smtp.port),
+            GTM_SMTP_USERNAME="alex",
+            GTM_SMTP_PASSWORD=SMTP,
+            GTM_SMTP_CA_FILE=str(tls_cert[0]),
+            GTM_SLACK_WEBHOOK_URL=slack.webhook_url,
+            ANONYMIZED_TELEMETRY="False",
+        )
+
+        def gtm(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+            done = subprocess.run(
+                [sys.executable, "-m", "gtm", *args],
+                env={**env, **extra},
+                capture_output=True,
+                text=True,
+                timeout=180,
+                cwd=ROOT,
             )
+            outputs.append(done.stdout + done.stderr)
+            return done
 
-            def gtm(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-                done = subprocess.run(
-                    [sys.executable, "-m", "gtm", *args],
-                    env={**env, **extra},
-                    capture_output=True,
-                    text=True,
-                    timeout=180,
-                    cwd=ROOT,
-                )
-                outputs.append(done.stdout + done.stderr)
-                return done
-
-            assert gtm("run", str(li_csv), "--campaign", "li").returncode == 0, outputs[-1]
-            assert gtm("approve", "1").returncode == 0, outputs[-1]
-            run = gtm("run", str(mail_csv), "--campaign", "mail", "--channel", "email")
-            assert run.returncode == 0, outputs[-1]
-            assert gtm("approve", "2").returncode == 0, outputs[-1]
-            assert gtm("status").returncode == 0
-            assert gtm("doctor").returncode == 0, outputs[-1]
-            # Failures print provider errors: they must not carry the credential either.
-            hub.fail_next.append((500, {}))
-            gtm("doctor", GTM_DUXSOUP_KEY=DUX + "-wrong")
-            hub.fail_next.clear()
-            # The credentials were really used (so the scan below means something).
-            assert any(HUBSPOT in h.get("authorization", "") for h in _headers(hub.requests))
-            assert dux.queue and len(inbox.messages) == 1 and slack.requests
-            assert any(MODEL in h.get("authorization", "") for h in model.headers)
-    finally:
-        smtp.stop()
+        assert gtm("run", str(li_csv), "--campaign", "li").returncode == 0, outputs[-1]
+        assert gtm("approve", "1").returncode == 0, outputs[-1]
+        run = gtm("run", str(mail_csv), "--campaign", "mail", "--channel", "email")
+        assert run.returncode == 0, outputs[-1]
+        assert gtm("approve", "2").returncode == 0, outputs[-1]
+        assert gtm("status").returncode == 0
+        assert gtm("doctor").returncode == 0, outputs[-1]
+        # Failures print provider errors: they must not carry the credential either.
+        hub.fail_next.append((500, {}))
+        gtm("doctor", GTM_DUXSOUP_KEY=DUX + "-wrong")
+        hub.fail_next.clear()
+        # The credentials were really used (so the scan below means something).
+        assert any(HUBSPOT in h.get("authorization", "") for h in _headers(hub.requests))
+        assert dux.queue and len(inbox.messages) == 1 and slack.requests
+        assert any(MODEL in h.get("authorization", "") for h in model.headers)
 
     found = []
     for path in (tmp_path / "data").rglob("*"):

@@ -156,7 +156,7 @@ async def main(args: argparse.Namespace) -> int:
             action = choice(row.account_id)
             draft = Draft.model_validate(payload["draft"])
             decision = Decision(
-                action="edit" if action == "edit" else action,  # type: ignore[arg-type]
+                action=action,  # type: ignore[arg-type]
                 text=draft.body.replace("Would you", "Would you perhaps")
                 if action == "edit"
                 else None,

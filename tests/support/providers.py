@@ -10,17 +10,21 @@ a response held back past the client's timeout (again before or after taking eff
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import itertools
 import json
 import random
+import ssl
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -693,6 +697,41 @@ class SmtpInbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(envelope.original_content)
         return "250 OK"
+
+
+@contextlib.contextmanager
+def smtp_server(
+    cert: Path, key: Path, *, user: str = "alex", password: str = "s3cret"
+) -> Iterator[tuple[Any, SmtpInbox]]:
+    """An aiosmtpd server on loopback that requires STARTTLS and AUTH with `user`/`password`."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+
+    def auth(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            user.encode(),
+            password.encode(),
+        )
+        return AuthResult(success=ok, handled=False)
+
+    inbox = SmtpInbox()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=free_port(),
+        tls_context=ctx,
+        require_starttls=True,
+        authenticator=auth,
+        auth_require_tls=True,
+    )
+    controller.start()
+    try:
+        yield controller, inbox
+    finally:
+        controller.stop()
 
 
 def free_port() -> int:
