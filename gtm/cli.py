@@ -21,10 +21,18 @@ from rich.table import Table
 from gtm.accounts import AccountListError, load_accounts
 from gtm.ledger import ThreadRow
 from gtm.llm import EmbeddedModelUnavailable
-from gtm.models import Channel, Contact, Decision, Draft, Fact, Step
+from gtm.models import Channel, Contact, Decision, Draft, Fact, Review, Step
 from gtm.playbook import PlaybookError, load_playbook
 from gtm.providers import ProviderConfigError
-from gtm.runner import DecisionRefused, RunSummary, decide, pending_payload, run_campaign
+from gtm.runner import (
+    EDIT_BLOCKERS,
+    DecisionRefused,
+    RunSummary,
+    decide,
+    pending_payload,
+    review_edit,
+    run_campaign,
+)
 from gtm.runtime import Runtime, open_runtime
 from gtm.settings import Settings, SettingsError, load_settings
 
@@ -339,27 +347,17 @@ def _edit_in_editor(ctx: typer.Context, draft_id: str) -> str:
 
 def _check_edit(ctx: typer.Context, draft_id: str, text: str, subject: str | None) -> None:
     """Refuse an edit the channel cannot carry; warn about other guardrail findings."""
-    from evals.checks import CheckContext
-    from evals.guardrails import review_draft
 
-    payload = _current(ctx, draft_id)
-    old = Draft.model_validate(payload["draft"])
-    new = old.model_copy(
-        update={"body": text.strip(), "subject": subject or old.subject, "model": "human"}
-    )
-    facts = [Fact.model_validate(f) for f in payload["facts"]]
-    settings = _settings(ctx)
-    check_ctx = CheckContext(
-        facts=facts,
-        playbook=load_playbook(settings.playbook),
-        contact=Contact.model_validate(payload["contact"]),
-        sender_name=settings.sender_name,
-        sender_company=settings.sender_company,
-    )
-    verdict = review_draft(new, check_ctx)
-    hard = {"length", "placeholders"}
-    for r in verdict.failures:
-        if r.check in hard:
+    async def go() -> Review:
+        async with open_runtime(_settings(ctx), with_model=False) as rt:
+            row = rt.ledger.get(draft_id)
+            payload = await pending_payload(rt, row) if row else None
+            if payload is None:
+                raise _fail(f"draft {draft_id} is not waiting for a decision", code=1)
+            return review_edit(rt, payload, text, subject)
+
+    for r in _run(go()).failures:
+        if r.check in EDIT_BLOCKERS:
             raise _fail(f"edit refused ({r.check}): {r.finding}")
         err.print(f"[yellow]note[/yellow] {r.check}: {r.finding}", highlight=False)
 

@@ -123,7 +123,16 @@ async def forget(rt: Runtime, identifier: str, *, requested_by: str) -> Erasure:
     for tid, _ in threads:
         if saver is not None and not isinstance(saver, bool):
             await saver.adelete_thread(tid)
-        rt.ledger.update(tid, status="skipped", skip_reason="erased", detail="erased on request")
+        rt.ledger.update(
+            tid,
+            status="skipped",
+            skip_reason="erased",
+            detail="erased on request",
+            contact="",
+            preview="",
+        )
+    if threads:
+        rt.ledger.compact()  # the old contact name and draft preview must not linger on disk
     result.erased["threads"] = len(threads)
     conn = getattr(saver, "conn", None)
     if conn is not None and threads:

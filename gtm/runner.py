@@ -17,7 +17,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, StateSnapshot
 
 from gtm.ledger import ThreadRow, thread_id_for
-from gtm.models import Account, AccountStatus, Channel, Decision
+from gtm.models import Account, AccountStatus, Channel, Contact, Decision, Draft, Fact, Review
 from gtm.runtime import Runtime
 
 __all__ = [
@@ -26,9 +26,16 @@ __all__ = [
     "advance",
     "pending_payload",
     "decide",
+    "take_decision",
+    "apply_decision",
+    "review_edit",
+    "EDIT_BLOCKERS",
     "DecisionRefused",
 ]
 
+
+PREVIEW_CHARS = 140
+"""How much of a draft the ledger keeps for lists (the inbox queue reads no checkpoint)."""
 
 STALE_PENDING = timedelta(minutes=15)
 """No provider call takes this long (timeouts and retries included): older `pending` is dead."""
@@ -54,6 +61,11 @@ def _derive(snapshot: StateSnapshot) -> dict[str, Any]:
         "detail": values.get("skip_detail", ""),
         "flagged": bool(values.get("flagged")),
     }
+    contact, draft = values.get("contact"), values.get("draft")
+    if contact is not None:
+        out["contact"] = f"{contact.name}, {contact.title}" if contact.title else contact.name
+    if draft is not None:
+        out["preview"] = " ".join(draft.body.split())[:PREVIEW_CHARS]
     if snapshot.interrupts:
         out["status"] = "waiting_for_approval"
         out["skip_reason"] = None
@@ -100,12 +112,16 @@ class RunSummary:
     """Outbox actions found pending from a dead process at the start, now `unknown`."""
 
 
-async def _next_payload(rt: Runtime, thread_id: str, inp: dict[str, Any]) -> tuple[Any, str]:
-    """What to send a thread on this run: fresh input, resume, nothing (done or waiting).
+async def _next_payload(
+    rt: Runtime, thread_id: str, inp: dict[str, Any], *, claimed: bool = False
+) -> tuple[Any, str]:
+    """What to send a thread on this run: fresh input, resume, nothing (done, waiting, busy).
 
     A thread found done or waiting is re-indexed from its checkpoint: a process killed between
     the checkpoint write and the ledger update leaves the ledger one step behind.
     """
+    if not claimed and rt.ledger.busy(thread_id):
+        return None, "busy"  # a reviewer's decision is being applied by another process
     config = _config(thread_id)
     snapshot = await rt.graph.aget_state(config)
     if not snapshot.values:
@@ -113,8 +129,12 @@ async def _next_payload(rt: Runtime, thread_id: str, inp: dict[str, Any]) -> tup
     if snapshot.interrupts:
         recorded = rt.ledger.pending(thread_id)
         if recorded is not None and recorded[1] == snapshot.interrupts[0].id:
-            # A reviewer decided, and the process died before the graph took the decision.
-            return Command(resume=recorded[0].model_dump(mode="json")), "decided"
+            # A reviewer decided and the graph has not taken it yet. If the reviewer's process
+            # still holds the claim it is applying it now; otherwise it died, and we apply it.
+            row = rt.ledger.get(thread_id)
+            if claimed or (row is not None and rt.ledger.claim(row.id, "replay")):
+                return Command(resume=recorded[0].model_dump(mode="json")), "decided"
+            return None, "waiting"
         rt.ledger.update(thread_id, **_derive(snapshot))
         return None, "waiting"
     if _unfinished(snapshot):
@@ -149,7 +169,7 @@ async def run_campaign(
             tid = thread_id_for(campaign, account.account_id)
             inp = {"campaign": campaign, "channel": row.channel, "account": account}
             payload, kind = await _next_payload(rt, tid, inp)
-            if kind in ("waiting", "done"):
+            if kind in ("waiting", "done", "busy"):
                 summary.already_done += 1
                 row = rt.ledger.get(tid) or row
             else:
@@ -184,28 +204,79 @@ class DecisionRefused(RuntimeError):
     """The draft cannot take this decision now (unknown id, already decided, in progress)."""
 
 
-async def decide(rt: Runtime, ref: int | str, decision: Decision) -> ThreadRow:
-    """Resume a waiting thread with a reviewer's decision, exactly once."""
+async def take_decision(rt: Runtime, ref: int | str, decision: Decision) -> ThreadRow:
+    """Claim a waiting draft and write the decision down, exactly once; `apply_decision` then
+    resumes the graph with it. Raises `DecisionRefused` for a second decision, whoever makes it.
+
+    Once this returns, the decision survives a crash: the next run (or web inbox) applies it.
+    """
     row = rt.ledger.get(ref)
     if row is None:
         raise DecisionRefused(f"no draft with id {ref}")
-    if row.status != "waiting_for_approval":
-        by = f" by {row.decided_by} at {row.decided_at:%Y-%m-%d %H:%M}" if row.decided_at else ""
-        raise DecisionRefused(
-            f"draft {row.id} ({row.company}) is already decided{by}: {row.status}"
+    if row.status != "waiting_for_approval" or row.deciding:
+        by = (
+            f" by {row.decided_by} at {row.decided_at:%Y-%m-%d %H:%M} UTC" if row.decided_at else ""
         )
+        state = "being applied" if row.deciding else row.status
+        raise DecisionRefused(f"draft {row.id} ({row.company}) is already decided{by}: {state}")
     if not rt.ledger.claim(row.id, decision.reviewer):
         raise DecisionRefused(
-            f"draft {row.id} ({row.company}) is being decided by someone else right now"
+            f"draft {row.id} ({row.company}) is already decided: someone else is deciding it "
+            "right now"
         )
     try:
         snapshot = await rt.graph.aget_state(_config(row.thread_id))
         if not snapshot.interrupts:
             raise DecisionRefused(f"draft {row.id} ({row.company}) is already decided")
         rt.ledger.record_decision(row.id, decision=decision, interrupt_id=snapshot.interrupts[0].id)
-        return await advance(rt, row.thread_id, Command(resume=decision.model_dump(mode="json")))
+    except BaseException:
+        rt.ledger.release(row.id)
+        raise
+    taken = rt.ledger.get(row.id)
+    assert taken is not None
+    return taken
+
+
+async def apply_decision(rt: Runtime, row: ThreadRow) -> ThreadRow:
+    """Resume the graph with the decision `take_decision` recorded for this draft."""
+    try:
+        recorded = rt.ledger.pending(row.thread_id)
+        if recorded is None:  # applied already (by a run that replayed it)
+            return rt.ledger.get(row.id) or row
+        payload, kind = await _next_payload(rt, row.thread_id, {}, claimed=True)
+        if kind != "decided":  # the pause it answered is gone: nothing to resume
+            return rt.ledger.get(row.id) or row
+        return await advance(rt, row.thread_id, payload)
     finally:
         rt.ledger.release(row.id)
+
+
+async def decide(rt: Runtime, ref: int | str, decision: Decision) -> ThreadRow:
+    """Resume a waiting thread with a reviewer's decision, exactly once."""
+    return await apply_decision(rt, await take_decision(rt, ref, decision))
+
+
+def review_edit(rt: Runtime, payload: dict[str, Any], text: str, subject: str | None) -> Review:
+    """Guardrails on a reviewer's edit. Failures of `EDIT_BLOCKERS` mean the channel cannot
+    carry the text; the others are notes for the reviewer."""
+    from evals.checks import CheckContext
+    from evals.guardrails import review_draft
+
+    old = Draft.model_validate(payload["draft"])
+    new = old.model_copy(
+        update={"body": text.strip(), "subject": subject or old.subject, "model": "human"}
+    )
+    ctx = CheckContext(
+        facts=[Fact.model_validate(f) for f in payload["facts"]],
+        playbook=rt.playbook,
+        contact=Contact.model_validate(payload["contact"]),
+        sender_name=rt.settings.sender_name,
+        sender_company=rt.settings.sender_company,
+    )
+    return review_draft(new, ctx)
+
+
+EDIT_BLOCKERS = frozenset({"length", "placeholders"})
 
 
 def status_counts(rows: list[ThreadRow]) -> Counter[AccountStatus]:
