@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 + the package registries):
 #   make demo   runs a campaign on the bundled example with the embedded model
-#   make test   runs lint, types, the test suite, the crash harness, then the eval gate
+#   make test   runs lint, types, the test suite (with a real browser), the crash harness, then
+#               the eval gate
 # Both create or update .venv themselves.
 
 PYTHON ?= python3.11
@@ -11,6 +12,10 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test crash eval baseline gate-demo clean
 
 EVAL := $(BIN)/gtm --data-dir .gtm/eval eval --out .gtm/eval/report --baseline evals/baseline.json
+
+# The web inbox's browser tests drive Debian's Chromium; Playwright downloads no browser.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 CRASH := $(BIN)/python -m tests.crash.harness --accounts 200 --trials 50 --seed 7
 
@@ -24,11 +29,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
 	touch $(STAMP)
 
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 demo: $(STAMP)
 	$(BIN)/gtm --data-dir .gtm/demo run examples/accounts.csv --campaign demo --channel linkedin
 	$(BIN)/gtm --data-dir .gtm/demo inbox
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest

@@ -238,8 +238,18 @@ def _draft_view(row: ThreadRow, payload: dict[str, Any]) -> Panel:
 def inbox(
     ctx: typer.Context,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+    web: Annotated[
+        bool, typer.Option("--web", help="Serve the inbox as a local web app instead.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port for --web (0 picks a free one).")] = 8765,
+    host: Annotated[
+        str, typer.Option(help="Address for --web. Keep it on loopback unless you must.")
+    ] = "127.0.0.1",
 ) -> None:
-    """List drafts waiting for a decision, oldest first."""
+    """List drafts waiting for a decision, oldest first (or serve them with --web)."""
+    if web:
+        _serve_inbox(_settings(ctx), host=host, port=port)
+        return
 
     async def go() -> int:
         async with open_runtime(_settings(ctx), with_model=False) as rt:
@@ -257,6 +267,23 @@ def inbox(
 
     n = _run(go())
     out.print(f"{n} draft(s) waiting." if n else "Nothing is waiting for approval.")
+
+
+def _serve_inbox(settings: Settings, *, host: str, port: int) -> None:
+    from gtm.web import serve
+
+    if not (host in ("localhost", "::1") or host.startswith("127.")):
+        err.print(
+            f"[yellow]warning[/yellow]: serving on {host}, not loopback: anyone who can reach it "
+            "and learns the token can approve sends.",
+            highlight=False,
+        )
+    try:
+        serve(settings, host=host, port=port, announce=lambda line: out.print(line, soft_wrap=True))
+    except OSError as exc:
+        raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except PlaybookError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _print_attention(rt: Runtime, campaign: str | None) -> None:

@@ -60,3 +60,14 @@ def _no_real_calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("ANONYMIZED_TELEMETRY", "False")
     yield
+
+
+@pytest.fixture(scope="module")
+def model_server() -> Iterator[Any]:
+    """A scripted OpenAI-compatible writer on loopback, shared by a module (the web inbox's
+    seeded campaigns and its regenerate calls)."""
+    from tests.support.openai_server import ScriptedOpenAIServer
+    from tests.support.web import write_with_one_fabrication
+
+    with ScriptedOpenAIServer(responder=write_with_one_fabrication) as srv:
+        yield srv
