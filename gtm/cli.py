@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gtm.accounts import AccountListError, load_accounts
-from gtm.ledger import ThreadRow
+from gtm.ledger import DecisionRecord, ThreadRow
 from gtm.llm import EmbeddedModelUnavailable
 from gtm.models import Channel, Contact, Decision, Draft, Fact, Review, Step
 from gtm.playbook import PlaybookError, load_playbook
@@ -204,7 +204,7 @@ def _print_summary(s: RunSummary, *, rejected_rows: int) -> None:
 # --------------------------------------------------------------------------- inbox
 
 
-def _draft_view(row: ThreadRow, payload: dict[str, Any]) -> Panel:
+def _draft_view(row: ThreadRow, payload: dict[str, Any], history: list[DecisionRecord]) -> Panel:
     draft = Draft.model_validate(payload["draft"])
     facts = {f["id"]: Fact.model_validate(f) for f in payload["facts"]}
     contact = payload["contact"]
@@ -230,6 +230,9 @@ def _draft_view(row: ThreadRow, payload: dict[str, Any]) -> Panel:
     lines.append("[bold]Guardrails[/bold]: " + ("all passed" if not findings else ""))
     for fnd in findings:
         lines.append(f"  [red]✗ {fnd['check']}[/red]: {fnd['finding']}")
+    for d in history:  # earlier decisions on this thread, such as a regenerate
+        note = f": {d.note}" if d.note else ""
+        lines.append(f"[dim]{d.at:%Y-%m-%d %H:%M} UTC {d.action} by {d.reviewer}{note}[/dim]")
     title = f"#{row.id}" + ("  [red]FLAGGED[/red]" if payload.get("flagged") else "")
     return Panel("\n".join(lines), title=title, title_align="left", highlight=False)
 
@@ -260,7 +263,7 @@ def inbox(
                 payload = await pending_payload(rt, row)
                 if payload is None:
                     continue
-                out.print(_draft_view(row, payload))
+                out.print(_draft_view(row, payload, rt.ledger.history(row.thread_id)))
                 shown += 1
             _print_attention(rt, campaign)
             return shown

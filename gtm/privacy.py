@@ -123,6 +123,7 @@ async def forget(rt: Runtime, identifier: str, *, requested_by: str) -> Erasure:
     for tid, _ in threads:
         if saver is not None and not isinstance(saver, bool):
             await saver.adelete_thread(tid)
+        rt.ledger.forget_history(tid)
         rt.ledger.update(
             tid,
             status="skipped",

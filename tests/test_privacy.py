@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -70,6 +71,16 @@ def test_forget_erases_a_person_everywhere_and_keeps_them_suppressed(
     csv.write_text(f"{HEADER}\n{DANA}\n{OMAR}\n", encoding="utf-8")
     first = gtm("run", str(csv), "--campaign", "c1")
     assert first.returncode == 0, first.stdout + first.stderr
+    # A reviewer's words about her are kept in the decision history until she is erased.
+    db = sqlite3.connect(tmp_path / "data" / "ledger.sqlite")
+    try:
+        (dana_draft,) = db.execute("SELECT id FROM threads WHERE company = 'Quillcode'").fetchone()
+    finally:
+        db.close()
+    redo = gtm("regenerate", str(dana_draft), "--instructions", "open with Dana Ruiz's talk")
+    assert redo.returncode == 0, redo.stdout + redo.stderr
+    listed = gtm("inbox")
+    assert "regenerate by" in listed.stdout and "Dana Ruiz's talk" in listed.stdout, listed.stdout
     for draft in ("1", "2"):
         ok = gtm("approve", draft)
         assert ok.returncode == 0 and "→ sent" in ok.stdout, ok.stdout + ok.stderr

@@ -217,6 +217,15 @@ def test_two_reviewers_clicking_at_once_send_exactly_once(web: WebInboxProcess, 
     )
     assert late.status_code == 409
     assert f"already decided by {row['decided_by']}" in late.text
+    # Only the winning click is in the decision history.
+    db = sqlite3.connect(data / "ledger.sqlite")
+    try:
+        history = db.execute(
+            "SELECT action, reviewer FROM decisions WHERE thread_id = ?", (target["thread_id"],)
+        ).fetchall()
+    finally:
+        db.close()
+    assert history == [("approve", row["decided_by"])]
     db = sqlite3.connect(data / "crm.sqlite")
     try:
         assert db.execute("SELECT COUNT(*) FROM activities").fetchone()[0] >= 2

@@ -260,9 +260,29 @@ def test_regenerate_with_instructions_returns_a_new_draft(
     asked = [str(r["messages"]) for r in model_server.requests[calls:]]
     assert any("lead with the billion-document index" in a for a in asked), asked
     assert _sent(data, target["account_id"]) == []
-    # The rewritten draft is back in the queue, ready for a decision.
+    # The rewritten draft is back in the queue, ready for a decision, with who asked for it.
     page.goto(f"{web.base_url}/drafts/{target['id']}")
     expect(page.locator("#approve")).to_be_visible()
+    expect(page.locator("#history li")).to_have_count(1)
+    expect(page.locator("#history")).to_contain_text(
+        "regenerate by Rita: “lead with the billion-document index”"
+    )
+    page.close()
+
+    # A second reviewer approves the rewrite; the history keeps both decisions, in order.
+    page = _sign_in(browser, web, "Sam Lead")
+    page.goto(f"{web.base_url}/drafts/{target['id']}")
+    page.keyboard.press("a")
+    expect(page.locator(".flash.ok")).to_contain_text(f"Approved #{target['id']}")
+    row = _settled(data, target["id"])
+    assert row["status"] == "sent" and row["decided_by"] == "Sam Lead"
+    assert [s for _, s in _sent(data, target["account_id"])] == ["sent", "sent"]
+    page.goto(f"{web.base_url}/drafts/{target['id']}")
+    entries = page.locator("#history li").all_inner_texts()
+    assert [" ".join(e.split()[3:6]) for e in entries] == [
+        "regenerate by Rita:",
+        "approve by Sam",
+    ], entries
     page.close()
 
 

@@ -396,6 +396,7 @@ async def draft_page(
         edited=edited,
         flash=flash,
         worker_error=inbox.worker.errors.get(row.id),
+        history=inbox.rt.ledger.history(row.thread_id),
         now=_now(),
         **ctx,
     )
