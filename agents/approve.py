@@ -39,7 +39,11 @@ def approval_payload(state: State) -> dict[str, Any]:
         "",
         draft.body,
         "",
-        *[f"- [{f.id}] {f.text} ({f.source})" for f in state.facts if f.id in cited],
+        *[
+            f"- [{f.id}] {f.text} ({f.source}{' · ' + f.url if f.url else ''})"
+            for f in state.facts
+            if f.id in cited
+        ],
         *[f"- ⚠ {f['check']}: {f['finding']}" for f in findings],
     ]
     return {

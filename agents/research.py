@@ -6,6 +6,7 @@ touches. Nothing is inferred: a fact is a statement some source made. Unknown st
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -15,27 +16,45 @@ from agents.state import State
 from evals.text import find_injection
 from gtm.models import Account, Contact, Fact, FactKind, Touch
 
-_Found = list[tuple[FactKind, str, str]]
+_Found = list[tuple[FactKind, str, str, str | None]]
+"""(kind, text, source, url): `url` is a link where a person can check the fact, if known."""
 
-__all__ = ["research", "list_facts", "history_facts"]
+_TRAILING_URL = re.compile(r"[\s:—–-]*\(?(https?://[^\s()]+?)[.,;]?\)?\s*$")
+
+__all__ = ["research", "list_facts", "history_facts", "split_link"]
+
+
+def split_link(signal: str) -> tuple[str, str | None]:
+    """A signal may end with the link it came from, `Raised a Series B (https://…)`: the text
+    without it, and the link. The writer sees the text; the reviewer gets the link."""
+    m = _TRAILING_URL.search(signal)
+    if m is None or not signal[: m.start()].strip():
+        return signal, None
+    return signal[: m.start()].rstrip(), m.group(1)
 
 
 def list_facts(account: Account, contact: Contact) -> _Found:
-    """(kind, text, source) for what the account list says."""
+    """What the account list says."""
     src = f"{account.source or 'account list'}:{account.rows[0] if account.rows else '?'}"
     out: _Found = []
     if account.description:
-        out.append(("company", f"{account.company}: {account.description}", f"{src}:description"))
+        out.append(
+            ("company", f"{account.company}: {account.description}", f"{src}:description", None)
+        )
     if account.segment:
-        out.append(("company", f"{account.company} works in {account.segment}.", f"{src}:segment"))
+        out.append(
+            ("company", f"{account.company} works in {account.segment}.", f"{src}:segment", None)
+        )
     for s in account.signals:
-        out.append(("signal", s, f"{src}:signals"))
+        text, url = split_link(s)
+        out.append(("signal", text, f"{src}:signals", url))
     if account.tech_stack:
         out.append(
             (
                 "signal",
                 f"{account.company} uses {', '.join(account.tech_stack)}.",
                 f"{src}:tech_stack",
+                None,
             )
         )
     if account.open_source_user:
@@ -44,10 +63,11 @@ def list_facts(account: Account, contact: Contact) -> _Found:
                 "signal",
                 f"{account.company} uses our open-source project.",
                 f"{src}:open_source_user",
+                None,
             )
         )
     if account.event:
-        out.append(("event", f"We met {account.company} at {account.event}.", f"{src}:event"))
+        out.append(("event", f"We met {account.company} at {account.event}.", f"{src}:event", None))
     if contact.title:
         row = f"{account.source or 'account list'}:{contact.row or '?'}"
         out.append(
@@ -55,6 +75,7 @@ def list_facts(account: Account, contact: Contact) -> _Found:
                 "person",
                 f"{contact.name} is {contact.title} at {account.company}.",
                 f"{row}:contact_title",
+                None,
             )
         )
     return out
@@ -73,6 +94,7 @@ def history_facts(touches: list[Touch]) -> _Found:
                 "history",
                 f"On {when} ({t.campaign or 'earlier campaign'}) {t.kind}{who}: {t.text[:280]}",
                 f"memory:{t.kind}@{when}",
+                None,
             )
         )
     return out
@@ -88,7 +110,12 @@ async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     if company is not None:
         if company.owner:
             found.append(
-                ("company", f"Account owner is {company.owner}.", f"crm:company/{company.id}")
+                (
+                    "company",
+                    f"Account owner is {company.owner}.",
+                    f"crm:company/{company.id}",
+                    None,
+                )
             )
         for act in await deps.crm.activities(company.id):
             found.append(
@@ -96,6 +123,7 @@ async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
                     "history",
                     f"On {act.at.date().isoformat()} CRM logged a {act.kind}: {act.body[:200]}",
                     f"crm:activity/{act.key[:12]}",
+                    None,
                 )
             )
     earlier = await deps.memory.history(account.account_id, limit=20)
@@ -106,19 +134,21 @@ async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     quarantined: list[Fact] = []
     events: list[str] = []
     patterns = deps.playbook.guardrails.injection_patterns
-    for kind, text, source in found:
+    for kind, text, source, url in found:
         if text in seen:
             continue
         seen.add(text)
-        hit = find_injection(text, patterns)
+        whole = f"{text} {url}" if url else text  # a link can carry the payload too
+        hit = find_injection(whole, patterns)
         if hit is not None:
-            # Sources are data, never orders: text aimed at the writer does not reach it.
+            # Sources are data, never orders: text aimed at the writer does not reach it. The
+            # reviewer sees all of it, its link as text, never as something to click.
             quarantined.append(
-                Fact(id=f"q{len(quarantined) + 1}", text=text, source=source, kind=kind)
+                Fact(id=f"q{len(quarantined) + 1}", text=whole, source=source, kind=kind)
             )
             events.append(f"research: quarantined a fact from {source}: it contains {hit[1]}")
             continue
-        facts.append(Fact(id=f"f{len(facts) + 1}", text=text, source=source, kind=kind))
+        facts.append(Fact(id=f"f{len(facts) + 1}", text=text, source=source, kind=kind, url=url))
     return {
         "facts": facts,
         "quarantined": quarantined,

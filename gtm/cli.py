@@ -220,7 +220,7 @@ def _draft_view(row: ThreadRow, payload: dict[str, Any], history: list[DecisionR
     for fid in draft.cited_fact_ids:
         f = facts.get(fid)
         lines.append(
-            f"  [{fid}] {f.text}  [dim]({f.source})[/dim]"
+            f"  [{fid}] {f.text}  [dim]({f.source}{' · ' + f.url if f.url else ''})[/dim]"
             if f
             else f"  [{fid}] [red]no such fact[/red]"
         )

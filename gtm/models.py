@@ -102,6 +102,10 @@ class Fact(_Model):
     text: str = Field(description="The fact, in one sentence, as specific as the source allows.")
     source: str = Field(description="Where it came from: 'accounts.csv:4:signals', 'crm:…', URL.")
     kind: FactKind = "company"
+    url: str | None = Field(
+        default=None,
+        description="A link where a person can check the fact, if its source gave one.",
+    )
 
 
 class Draft(_Model):

@@ -15,6 +15,7 @@ from langgraph.types import Command
 
 from agents.context import Deps
 from agents.graph import build_graph, checkpoint_serde
+from agents.research import split_link
 from gtm.models import Account, Contact
 from gtm.playbook import load_playbook
 from memory.in_memory import InMemoryMemory
@@ -356,3 +357,47 @@ async def test_review_rewrites_a_draft_that_copies_another_accounts(env: dict[st
         rewrite_prompt
     )
     model.assert_complete()
+
+
+async def test_a_signals_own_link_reaches_the_reviewer_not_the_writer(
+    env: dict[str, Any],
+) -> None:
+    link = "https://quillcode.dev/blog/hiring"
+    account = ACME.model_copy(
+        update={
+            "signals": (
+                "3 sign-ups from this domain in the last 30 days",
+                f"hiring 4 ML infra engineers ({link})",
+            )
+        }
+    )
+    model = ScriptedChatModel.from_script([good_note()])
+    await env["graph"].ainvoke(inp(account), cfg("t-link"), context=deps(env, model))
+    snap = await env["graph"].aget_state(cfg("t-link"))
+    facts = {f["text"]: f for f in snap.interrupts[0].value["facts"]}
+    hiring = facts["hiring 4 ML infra engineers"]
+    assert hiring["url"] == link and hiring["source"] == "accounts.csv:2:signals"
+    assert facts["3 sign-ups from this domain in the last 30 days"]["url"] is None
+    prompt = "\n".join(str(m.content) for m in model.calls[0])
+    assert "hiring 4 ML infra engineers (source: accounts.csv:2:signals)" in prompt
+    assert link not in prompt
+    model.assert_complete()
+
+
+@pytest.mark.parametrize(
+    ("signal", "text", "url"),
+    [
+        (
+            "Raised a Series B (https://news.example/b)",
+            "Raised a Series B",
+            "https://news.example/b",
+        ),
+        ("Spoke at a meetup — https://youtu.be/abc.", "Spoke at a meetup", "https://youtu.be/abc"),
+        ("Hiring https://x.io/jobs;", "Hiring", "https://x.io/jobs"),
+        ("https://only.example/x", "https://only.example/x", None),
+        ("See http://a.example/p for more", "See http://a.example/p for more", None),
+        ("Opened issue #77 (javascript:alert(1))", "Opened issue #77 (javascript:alert(1))", None),
+    ],
+)
+def test_a_trailing_link_is_split_off_a_signal(signal: str, text: str, url: str | None) -> None:
+    assert split_link(signal) == (text, url)

@@ -169,6 +169,15 @@ def test_the_draft_view_highlights_what_the_guardrails_found(
         page.locator("aside.right").bounding_box(),
     )
     assert left and right and right["x"] > left["x"] + left["width"] - 1
+    # A fact whose source gave a link can be checked in one click, in a new tab.
+    page.locator("#facts details summary").click()
+    link = page.locator('a[href="https://briefcaselabs.com/blog/40k-contracts"]')
+    expect(page.locator("#facts").locator(link)).to_be_visible()
+    assert link.get_attribute("target") == "_blank"
+    assert link.get_attribute("rel") == "noopener noreferrer"
+    expect(page.locator("#facts li", has=link)).to_contain_text(
+        "Processes 40,000 contracts a month (company blog, 2026-08)"
+    )
     page.screenshot(path=str(SHOTS / "draft.png"), full_page=True)
     page.close()
 
