@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from gtm.models import Account, AccountStatus, Channel, Decision
+from gtm.models import Account, AccountStatus, Channel, Decision, DecisionAction
 from tools.sqlite import compact, connect, where
 
 __all__ = ["DecisionRecord", "Ledger", "ThreadRow", "thread_id_for"]
@@ -130,7 +130,7 @@ class DecisionRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    action: str
+    action: DecisionAction
     reviewer: str
     at: datetime
     note: str
