@@ -32,6 +32,7 @@ from gtm.runner import (
     pending_payload,
     review_edit,
     run_campaign,
+    unsendable,
 )
 from gtm.runtime import Runtime, open_runtime
 from gtm.settings import Settings, SettingsError, load_settings
@@ -230,6 +231,9 @@ def _draft_view(row: ThreadRow, payload: dict[str, Any], history: list[DecisionR
     lines.append("[bold]Guardrails[/bold]: " + ("all passed" if not findings else ""))
     for fnd in findings:
         lines.append(f"  [red]✗ {fnd['check']}[/red]: {fnd['finding']}")
+    if blockers := unsendable(payload):
+        why = "; ".join(blockers)
+        lines.append(f"[red]cannot be sent as written[/red] ({why}): edit or regenerate it")
     for d in history:  # earlier decisions on this thread, such as a regenerate
         note = f": {d.note}" if d.note else ""
         lines.append(f"[dim]{d.at:%Y-%m-%d %H:%M} UTC {d.action} by {d.reviewer}{note}[/dim]")

@@ -31,6 +31,8 @@ __all__ = [
     "review_edit",
     "EDIT_BLOCKERS",
     "DecisionRefused",
+    "Unsendable",
+    "unsendable",
 ]
 
 
@@ -204,6 +206,19 @@ class DecisionRefused(RuntimeError):
     """The draft cannot take this decision now (unknown id, already decided, in progress)."""
 
 
+class Unsendable(DecisionRefused):
+    """Approved as written, the draft is something its channel cannot carry (empty, too long,
+    template debris): the same findings that refuse an edit refuse it."""
+
+
+def unsendable(payload: Any) -> list[str]:
+    """The findings on a pending draft that stop it being sent as written."""
+    findings = payload.get("findings") if isinstance(payload, dict) else None
+    return [
+        f"{f['check']}: {f['finding']}" for f in findings or [] if f.get("check") in EDIT_BLOCKERS
+    ]
+
+
 async def take_decision(rt: Runtime, ref: int | str, decision: Decision) -> ThreadRow:
     """Claim a waiting draft and write the decision down, exactly once; `apply_decision` then
     resumes the graph with it. Raises `DecisionRefused` for a second decision, whoever makes it.
@@ -228,7 +243,15 @@ async def take_decision(rt: Runtime, ref: int | str, decision: Decision) -> Thre
         snapshot = await rt.graph.aget_state(_config(row.thread_id))
         if not snapshot.interrupts:
             raise DecisionRefused(f"draft {row.id} ({row.company}) is already decided")
-        rt.ledger.record_decision(row.id, decision=decision, interrupt_id=snapshot.interrupts[0].id)
+        pause = snapshot.interrupts[0]
+        blockers = unsendable(pause.value) if decision.action == "approve" else []
+        if blockers:
+            raise Unsendable(
+                f"draft {row.id} ({row.company}) cannot be sent as written — "
+                + "; ".join(blockers)
+                + ". Edit it or regenerate it."
+            )
+        rt.ledger.record_decision(row.id, decision=decision, interrupt_id=pause.id)
     except BaseException:
         rt.ledger.release(row.id)
         raise

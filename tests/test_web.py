@@ -25,6 +25,7 @@ from gtm.ledger import ThreadRow
 from gtm.web.views import QueueFilters, fmt_age, marked, source_link
 from tests.support.openai_server import ScriptedOpenAIServer
 from tests.support.web import (
+    BLANK_ACCOUNT,
     ROOT,
     WEB_ACCOUNTS,
     WebInboxProcess,
@@ -38,7 +39,14 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory, model_server: ScriptedOpenAIServer) -> Path:
     d = tmp_path_factory.mktemp("web-http")
-    seed(d, model_server.base_url, [("spring", "linkedin", WEB_ACCOUNTS)])
+    blank = tmp_path_factory.mktemp("lists") / "blank.csv"
+    header = WEB_ACCOUNTS.read_text(encoding="utf-8").splitlines()[0]
+    blank.write_text(f"{header}\n{BLANK_ACCOUNT}\n", encoding="utf-8")
+    seed(
+        d,
+        model_server.base_url,
+        [("spring", "linkedin", WEB_ACCOUNTS), ("blank", "linkedin", blank)],
+    )
     return d
 
 
@@ -251,6 +259,62 @@ def test_an_edit_the_channel_cannot_carry_is_refused_and_kept(
     )
     assert empty.status_code == 422 and "Say why" in empty.text
     assert _ledger(data)["Briefcase Labs"]["status"] == "waiting_for_approval"
+
+
+def test_a_flagged_draft_is_sent_as_written_only_when_the_reviewer_confirms(
+    web: WebInboxProcess, data: Path
+) -> None:
+    target = _ledger(data)["Briefcase Labs"]
+    assert target["flagged"]
+    client = _client(web, "Carla")
+    url = f"/drafts/{target['id']}/decide"
+    page = client.get(f"/drafts/{target['id']}").text
+    assert 'id="confirm-flagged"' in page and "Approve anyway" in page
+    r = client.post(url, data={"action": "approve", "csrf": _csrf(client)})
+    assert r.status_code == 422 and "Tick the box" in r.text
+    row = _ledger(data)["Briefcase Labs"]
+    assert row["status"] == "waiting_for_approval" and row["decided_at"] is None
+    assert _outbox(data, target["account_id"]) == []
+    r = client.post(url, data={"action": "approve", "confirm": "yes", "csrf": _csrf(client)})
+    assert r.status_code == 303
+    assert _settled(data, "Briefcase Labs")["decided_by"] == "Carla"
+    assert [s for _, s in _outbox(data, target["account_id"])] == ["sent", "sent"]
+
+
+def test_a_draft_its_channel_cannot_carry_is_never_approved_as_written(
+    web: WebInboxProcess, data: Path
+) -> None:
+    target = _ledger(data)["Blankpage"]
+    assert target["flagged"] and target["status"] == "waiting_for_approval"
+    client = _client(web, "Nora")
+    url = f"/drafts/{target['id']}/decide"
+    page = client.get(f"/drafts/{target['id']}").text
+    assert 'id="unsendable"' in page and 'id="approve"' not in page
+    assert "length: the message is empty" in page
+    r = client.post(url, data={"action": "approve", "confirm": "yes", "csrf": _csrf(client)})
+    assert r.status_code == 422, r.status_code
+    assert "cannot be sent as written — length: the message is empty" in r.text
+    # `gtm approve` refuses it with the same words, in another process.
+    cli = subprocess.run(
+        [sys.executable, "-m", "gtm", "--data-dir", str(data), "approve", str(target["id"])],
+        env=web.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 1, cli.stdout + cli.stderr
+    assert "cannot be sent as written" in cli.stdout + cli.stderr
+    row = _ledger(data)["Blankpage"]
+    assert row["status"] == "waiting_for_approval" and row["pending_decision"] is None
+    assert row["claimed_at"] is None and row["decided_at"] is None
+    assert _outbox(data, target["account_id"]) == []
+    # Rewritten by the reviewer into something the channel carries, it goes out.
+    note = "Hi Mara, saw Blankpage shipped a Unity plugin this year. Open to comparing notes?"
+    r = client.post(url, data={"action": "edit", "text": note, "csrf": _csrf(client)})
+    assert r.status_code == 303
+    assert _settled(data, "Blankpage")["status"] == "sent"
+    assert [s for _, s in _outbox(data, target["account_id"])] == ["sent", "sent"]
 
 
 def test_a_decision_recorded_before_a_crash_is_applied_when_the_inbox_restarts(

@@ -43,10 +43,22 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory, model_server: ScriptedOpenAIServer) -> Path:
     d = tmp_path_factory.mktemp("web-browser")
+    # One more flagged, sendable draft that no other test decides (Briefcase Labs' numbers are
+    # unsupported by its facts): "recheck" sorts after the other campaigns in the queue.
+    recheck = tmp_path_factory.mktemp("lists") / "recheck.csv"
+    lines = WEB_ACCOUNTS.read_text(encoding="utf-8").splitlines()
+    recheck.write_text(
+        "\n".join([lines[0], *[ln for ln in lines if ln.startswith("Briefcase Labs,")]]) + "\n",
+        encoding="utf-8",
+    )
     seed(
         d,
         model_server.base_url,
-        [("launch", "linkedin", WEB_ACCOUNTS), ("nurture", "email", WEB_ACCOUNTS)],
+        [
+            ("launch", "linkedin", WEB_ACCOUNTS),
+            ("nurture", "email", WEB_ACCOUNTS),
+            ("recheck", "linkedin", recheck),
+        ],
     )
     return d
 
@@ -187,7 +199,7 @@ def test_review_a_campaign_by_keyboard_and_mouse(
 ) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = _sign_in(browser, web, "Sam Lead")
-    expect(page.locator("h1")).to_contain_text("16 drafts waiting")
+    expect(page.locator("h1")).to_contain_text("17 drafts waiting")
     expect(page.locator("section.group h2").first).to_contain_text("launch · Tier 1")
     page.screenshot(path=str(SHOTS / "queue.png"), full_page=True)
 
@@ -354,4 +366,28 @@ def test_research_html_and_script_stay_inert(
     expect(page.locator("#facts")).to_contain_text('<img src=x onerror="window.pwned=1">')
     assert page.locator("#facts img").count() == 0
     assert page.evaluate("typeof window.pwned") == "undefined"
+    page.close()
+
+
+def test_a_flagged_draft_needs_its_box_ticked_before_a_sends_it(
+    browser: Browser, web: WebInboxProcess, data: Path
+) -> None:
+    page = _sign_in(browser, web, "Cautious")
+    row = _ledger(data)[("recheck", "Briefcase Labs")]
+    assert row["flagged"]
+    page.goto(f"{web.base_url}/drafts/{row['id']}")
+    box = page.locator("#confirm-flagged")
+    page.keyboard.press("a")  # the first `a` only goes to the box
+    expect(box).to_be_focused()
+    expect(box).not_to_be_checked()
+    assert page.url.endswith(f"/drafts/{row['id']}")
+    assert _by_id(data, row["id"])["decided_at"] is None
+    assert _sent(data, row["account_id"], "recheck") == []
+    page.keyboard.press("Space")
+    expect(box).to_be_checked()
+    page.keyboard.press("a")
+    expect(page.locator(".flash.ok")).to_contain_text(f"Approved #{row['id']}")
+    decided = _settled(data, row["id"])
+    assert decided["status"] == "sent" and decided["decided_by"] == "Cautious"
+    assert [s for _, s in _sent(data, row["account_id"], "recheck")] == ["sent", "sent"]
     page.close()

@@ -43,10 +43,12 @@ from gtm.models import Contact, Decision, Draft, Fact, Touch
 from gtm.runner import (
     EDIT_BLOCKERS,
     DecisionRefused,
+    Unsendable,
     apply_decision,
     pending_payload,
     review_edit,
     take_decision,
+    unsendable,
 )
 from gtm.runtime import Runtime, open_runtime
 from gtm.settings import Settings
@@ -352,6 +354,7 @@ async def _draft_context(inbox: WebInbox, row: ThreadRow) -> dict[str, Any]:
         "quarantined": list(values.get("quarantined") or []),
         "findings": payload.get("findings") or [],
         "spans": [s for fnd in payload.get("findings") or [] for s in fnd.get("spans", [])],
+        "unsendable": unsendable(payload),
         "contact": contact,
         "account": account,
         "crm": crm,
@@ -460,9 +463,17 @@ async def decide(request: Request) -> Response:
     if isinstance(decision, str):
         return await draft_page(request, status=422, error=decision, edited=edited)
     notes: list[str] = []
+    current = inbox.rt.ledger.get(ref)
+    confirmed = form.get("confirm") == "yes"
+    if decision.action == "approve" and current and current.flagged and not confirmed:
+        return await draft_page(
+            request,
+            status=422,
+            error="The guardrails flagged this draft. Tick the box to say you checked the "
+            "findings and it is right to send as written, or edit it.",
+        )
     if decision.action == "edit":
-        row = inbox.rt.ledger.get(ref)
-        payload = await pending_payload(inbox.rt, row) if row else None
+        payload = await pending_payload(inbox.rt, current) if current else None
         if payload is not None:
             verdict = review_edit(inbox.rt, payload, decision.text or "", decision.subject)
             blockers = [r for r in verdict.failures if r.check in EDIT_BLOCKERS]
@@ -477,7 +488,8 @@ async def decide(request: Request) -> Response:
     try:
         row = await take_decision(inbox.rt, ref, decision)
     except DecisionRefused as exc:
-        return await draft_page(request, status=409, error=str(exc)[:1].upper() + str(exc)[1:])
+        status = 422 if isinstance(exc, Unsendable) else 409
+        return await draft_page(request, status=status, error=str(exc)[:1].upper() + str(exc)[1:])
     inbox.worker.submit(row)
     session.flash.append(("ok", f"{VERB[decision.action]} #{row.id} {row.company}."))
     session.flash += [("note", f"Note on #{row.id}: {n}") for n in notes]

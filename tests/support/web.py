@@ -30,15 +30,27 @@ ROOT = Path(__file__).resolve().parents[2]
 WEB_ACCOUNTS = ROOT / "tests" / "fixtures" / "web_accounts.csv"
 
 
+BLANK_ACCOUNT = (
+    "Blankpage,blankpage.dev,https://blankpage.dev,AI coding assistant,"
+    "Code review bot for game studios.,Mara Olsen,CTO,https://www.linkedin.com/in/mara-olsen,"
+    "mara@blankpage.dev,,Shipped a Unity plugin in 2026,no,,"
+)
+"""An account whose drafts always come back empty: a note its channel cannot carry."""
+
+
 def write_with_one_fabrication(request: dict[str, Any]) -> dict[str, Any]:
     """`write_from_facts`, except that Briefcase Labs' drafts claim numbers no fact supports, so
-    review flags them and the inbox has offending spans to highlight."""
+    review flags them and the inbox has offending spans to highlight, and Blankpage's are
+    empty."""
     answer = write_from_facts(request)
-    if "Company: Briefcase Labs" in request["messages"][-1]["content"]:
-        call = answer["choices"][0]["message"]["tool_calls"][0]["function"]
-        args = json.loads(call["arguments"])
+    prompt = request["messages"][-1]["content"]
+    call = answer["choices"][0]["message"]["tool_calls"][0]["function"]
+    args = json.loads(call["arguments"])
+    if "Company: Briefcase Labs" in prompt:
         args["body"] = args["body"][:180] + " We cut review time by 90% for 500 legal teams."
-        call["arguments"] = json.dumps(args)
+    elif "Company: Blankpage" in prompt:
+        args["body"] = ""
+    call["arguments"] = json.dumps(args)
     return answer
 
 

@@ -1,9 +1,11 @@
 // Keyboard use for the inbox. Queue: j/k move, Enter or o opens, x selects for batch approval.
-// Draft: j/k next/previous draft, a approve, e edit, r reject, g regenerate, u back to the queue.
+// Draft: j/k next/previous draft, a approve (on a flagged draft: tick the box first, Space),
+// e edit, r reject, g regenerate, u back to the queue.
 "use strict";
 (function () {
   const page = document.body.dataset.page;
-  const typing = (el) => el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT");
+  const typing = (el) => el && (el.tagName === "TEXTAREA" || el.tagName === "SELECT" ||
+    (el.tagName === "INPUT" && el.type !== "checkbox"));
 
   // One submit per form: a double click sends one request (the server refuses a second anyway).
   document.querySelectorAll("form[method=post]").forEach((form) => {
@@ -58,7 +60,12 @@
       if (typing(ev.target) || ev.ctrlKey || ev.metaKey || ev.altKey) return;
       const keys = {
         j: () => go("next"), k: () => go("prev"), u: () => go("back"),
-        a: () => { const b = document.getElementById("approve"); if (b) b.click(); },
+        a: () => {
+          // A flagged draft is sent only once its box is ticked: `a` goes to the box first.
+          const box = document.getElementById("confirm-flagged");
+          if (box && !box.checked) { box.focus(); return; }
+          const b = document.getElementById("approve"); if (b) b.click();
+        },
         e: () => focus("edit-text"), r: () => focus("reject-reason"), g: () => focus("regen-instructions"),
       };
       const fn = keys[ev.key];
