@@ -141,8 +141,9 @@ class ScriptedOpenAIServer:
 
 def write_from_facts(request: dict[str, Any]) -> dict[str, Any]:
     """A deterministic writer: answers the forced DraftOutput call with a note built from the first
-    two facts in the prompt, citing them. Without facts in the prompt it can only write a
-    template, which is how a test shows that dropping facts from a prompt makes drafts generic."""
+    two facts in the prompt, citing them (and, for an email, a subject from the first). Without
+    facts in the prompt it can only write a template, which is how a test shows that dropping
+    facts from a prompt makes drafts generic."""
     user = request["messages"][-1]["content"]
     ids = re.findall(r"^\[(f\d+)\] (.+?) \(source:", user, flags=re.M)
     company = re.search(r"Company: (.+)", user)
@@ -155,5 +156,8 @@ def write_from_facts(request: dict[str, Any]) -> dict[str, Any]:
         f"{'Curious how ' + company.group(1).strip() if company else 'Curious how you'} "
         "handles retrieval at that scale. Would you be open to comparing notes?"
     )
+    args: dict[str, Any] = {"body": body[:290], "cited_fact_ids": [i for i, _ in facts]}
+    if "one short email" in request["messages"][0]["content"]:  # an email needs its subject
+        args["subject"] = topic[:57]
     name = request["tool_choice"]["function"]["name"]
-    return tool_call_response(name, {"body": body[:290], "cited_fact_ids": [i for i, _ in facts]})
+    return tool_call_response(name, args)
