@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 + the package registries):
 #   make demo   runs a campaign on the bundled example with the embedded model
-#   make test   runs lint, types, the test suite (with a real browser), the crash harness, then
-#               the eval gate
+#   make test   runs lint, import layers, types, the test suite (with a real browser), the crash
+#               harness, then the eval gate
 # Both create or update .venv themselves.
 
 PYTHON ?= python3.11

@@ -1,1 +1,18 @@
-"""agents."""
+"""The agents: one module per graph node, the state, the typed context, and the wiring.
+
+The graph (`agents.graph`) reads like the diagram in DESIGN.md; nodes get every dependency
+through `agents.context.Deps`. Listed here are the public modules, imported on demand.
+"""
+
+__all__ = [
+    "approve",
+    "context",
+    "graph",
+    "intake",
+    "personalize",
+    "record",
+    "research",
+    "review",
+    "send",
+    "state",
+]

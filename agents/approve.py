@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from agents.context import Deps
 from agents.state import State
-from gtm.models import Decision, Draft
+from gtm.domain.models import Decision, Draft
 
 __all__ = ["approve", "route_after_approve", "approval_payload", "parse_decision", "DecisionError"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 
-from gtm.playbook import Playbook
+from gtm.domain.playbook import Playbook
 from memory.base import AccountMemory
 from tools.alerts import Alerts
 from tools.channels import EmailChannel, LinkedInChannel

@@ -18,8 +18,8 @@ from agents.research import research
 from agents.review import review, route_after_review
 from agents.send import send
 from agents.state import InputState, OutputState, State
-from gtm import models
-from gtm.playbook import TierMatch
+from gtm.domain import models
+from gtm.domain.playbook import TierMatch
 
 __all__ = ["build_graph", "route_after_intake", "checkpoint_serde"]
 

@@ -13,7 +13,7 @@ from langgraph.runtime import Runtime
 
 from agents.context import Deps
 from agents.state import State
-from gtm.models import Account, Channel, Contact, SkipReason
+from gtm.domain.models import Account, Channel, Contact, SkipReason
 
 __all__ = ["intake", "reachable", "suppression_reason"]
 

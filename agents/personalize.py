@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 from agents.context import Deps
 from agents.state import State
 from evals.text import find_injection
-from gtm.models import Channel, Draft, Fact, Step
+from gtm.domain.models import Channel, Draft, Fact, Step
 from prompts import load_prompt
 
 __all__ = ["personalize", "DraftOutput", "first_step", "PROMPT_FOR_STEP"]

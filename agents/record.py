@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 
 from agents.context import Deps
 from agents.state import State
-from gtm.models import Touch
+from gtm.domain.models import Touch
 from tools.crm import Activity
 
 __all__ = ["record"]

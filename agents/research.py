@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 from agents.context import Deps
 from agents.state import State
 from evals.text import find_injection
-from gtm.models import Account, Contact, Fact, FactKind, Touch
+from gtm.domain.models import Account, Contact, Fact, FactKind, Touch
 
 _Found = list[tuple[FactKind, str, str, str | None]]
 """(kind, text, source, url): `url` is a link where a person can check the fact, if known."""

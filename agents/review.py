@@ -14,7 +14,7 @@ from agents.context import Deps
 from agents.state import State
 from evals.checks import CheckContext, Peer
 from evals.guardrails import review_draft, revision_instructions
-from gtm.models import Touch
+from gtm.domain.models import Touch
 
 __all__ = ["review", "route_after_review"]
 

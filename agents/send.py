@@ -17,8 +17,8 @@ from langgraph.runtime import Runtime
 from agents.context import Deps
 from agents.intake import suppression_reason
 from agents.state import State
-from gtm.models import Receipt, Step, idempotency_key
-from gtm.playbook import WEEKDAYS, Pacing, Playbook
+from gtm.domain.models import Receipt, Step, idempotency_key
+from gtm.domain.playbook import WEEKDAYS, Pacing, Playbook
 from tools.channels import ChannelError
 from tools.outbox import Limit, iso_week_start
 

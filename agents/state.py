@@ -10,7 +10,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from gtm.models import (
+from gtm.domain.models import (
     Account,
     AccountStatus,
     Channel,
@@ -21,7 +21,7 @@ from gtm.models import (
     Review,
     SkipReason,
 )
-from gtm.playbook import TierMatch
+from gtm.domain.playbook import TierMatch
 
 __all__ = ["InputState", "State", "OutputState"]
 

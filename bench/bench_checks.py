@@ -14,8 +14,8 @@ import time
 
 from evals.checks import CheckContext
 from evals.harness import _Item, score_batch
-from gtm.models import Account, Contact, Draft, Fact
-from gtm.playbook import load_playbook
+from gtm.domain.models import Account, Contact, Draft, Fact
+from gtm.domain.playbook import load_playbook
 from memory.embedding import MiniLMEmbedding
 
 OPENERS = ["Hi {n},", "{n} —", "Hello {n},", "{n},"]

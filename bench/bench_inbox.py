@@ -24,9 +24,9 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from gtm.ledger import Ledger
-from gtm.models import Account
-from gtm.settings import Settings
+from gtm.app.ledger import Ledger
+from gtm.app.settings import Settings
+from gtm.domain.models import Account
 from gtm.web import create_app
 
 TARGET_MS = 300.0

@@ -24,8 +24,8 @@ from evals.text import (
     number_key,
     shingles,
 )
-from gtm.models import Account, CheckResult, Contact, Draft, Fact
-from gtm.playbook import Playbook
+from gtm.domain.models import Account, CheckResult, Contact, Draft, Fact
+from gtm.domain.playbook import Playbook
 
 __all__ = [
     "Check",
@@ -362,7 +362,6 @@ def _is_title_case(line: str) -> bool:
     return bool(ws) and sum(w[0].isupper() for w in ws) > len(ws) / 2
 
 
-_LINK = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+\.(?:example|com|io|ai|dev)\b\S*")
 
 
 def no_injected_instructions(draft: Draft, ctx: CheckContext) -> CheckResult:

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evals.checks import CHECK_NAMES
-from gtm.models import Account, Channel, Contact, Draft, Fact, Step
+from gtm.domain.models import Account, Channel, Contact, Draft, Fact, Step
 
 __all__ = [
     "DEFAULT_DATASETS",

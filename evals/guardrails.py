@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from evals.checks import ALL_CHECKS, Check, CheckContext
-from gtm.models import Draft, Review
+from gtm.domain.models import Draft, Review
 
 __all__ = ["review_draft", "revision_instructions"]
 

@@ -35,8 +35,8 @@ from evals.checks import CHECK_NAMES, CheckContext, Peer, duplicate_of, genericn
 from evals.datasets import GenerationCase, LabeledCase
 from evals.guardrails import review_draft
 from evals.judge import DIMENSIONS, JudgeScores, judge_draft
-from gtm.models import Draft, Review
-from gtm.playbook import Playbook
+from gtm.domain.models import Draft, Review
+from gtm.domain.playbook import Playbook
 from prompts import load_prompt
 
 __all__ = [

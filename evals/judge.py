@@ -13,7 +13,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, ValidationError
 
 from evals.checks import CheckContext
-from gtm.models import Draft
+from gtm.domain.models import Draft
 from prompts import load_prompt
 
 __all__ = ["JudgeScores", "DIMENSIONS", "judge_draft"]

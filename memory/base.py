@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from gtm.models import Touch
+from gtm.domain.models import Touch
 
 __all__ = ["AccountMemory", "names_person"]
 

@@ -12,7 +12,7 @@ import chromadb
 from chromadb.api.types import Documents, EmbeddingFunction
 from chromadb.config import Settings
 
-from gtm.models import Touch
+from gtm.domain.models import Touch
 from memory.base import names_person
 from memory.embedding import MiniLMEmbedding
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from gtm.models import Touch
+from gtm.domain.models import Touch
 from memory.base import names_person
 
 __all__ = ["InMemoryMemory"]

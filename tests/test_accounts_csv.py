@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gtm.accounts import COLUMNS, AccountListError, load_accounts
-from gtm.playbook import load_playbook
+from gtm.app.accounts import COLUMNS, AccountListError, load_accounts
+from gtm.domain.playbook import load_playbook
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "accounts.csv"
 HEADER = "company,domain,contact_name,contact_title,linkedin_url,email,segment,signals"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from gtm.models import Account, Contact, Touch
+from gtm.domain.models import Account, Contact, Touch
 from memory.chroma import ChromaMemory
 from memory.in_memory import InMemoryMemory
 from tests.support.providers import FakeAttio, FakeDuxSoup, FakeHubSpot, SmtpInbox, free_port

@@ -7,8 +7,8 @@ import pytest
 from evals import checks
 from evals.checks import CheckContext
 from evals.guardrails import review_draft, revision_instructions
-from gtm.models import Account, Contact, Draft, Fact, Step
-from gtm.playbook import load_playbook
+from gtm.domain.models import Account, Contact, Draft, Fact, Step
+from gtm.domain.playbook import load_playbook
 
 PB = load_playbook()
 FACTS = [

@@ -8,7 +8,7 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from agents.personalize import DraftOutput
-from gtm.llm import ModelSettings, open_chat_model
+from gtm.app.llm import ModelSettings, open_chat_model
 
 
 @pytest.mark.slow

@@ -23,8 +23,8 @@ from evals.harness import (
     labeled_metrics,
     score_batch,
 )
-from gtm.models import Contact, Draft, Fact
-from gtm.playbook import load_playbook
+from gtm.domain.models import Contact, Draft, Fact
+from gtm.domain.playbook import load_playbook
 from tests.support.openai_server import ScriptedOpenAIServer, tool_call_response, write_from_facts
 
 ROOT = Path(__file__).resolve().parents[1]

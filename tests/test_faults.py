@@ -10,12 +10,12 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gtm.accounts import load_accounts
-from gtm.models import Decision
-from gtm.playbook import load_playbook
-from gtm.runner import decide, run_campaign
-from gtm.runtime import open_runtime
-from gtm.settings import Settings
+from gtm.app.accounts import load_accounts
+from gtm.app.runner import decide, run_campaign
+from gtm.app.settings import Settings
+from gtm.app.workspace import open_workspace
+from gtm.domain.models import Decision
+from gtm.domain.playbook import load_playbook
 from tests.crash.harness import write_accounts
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 from tests.support.providers import FakeDuxSoup, FakeHubSpot
@@ -50,7 +50,7 @@ async def test_a_campaign_completes_under_20_percent_faults_and_writes_once(
         )
         hub.chaos(0.2, seed=11, hold_s=0.8)
         dux.chaos(0.2, seed=12, hold_s=0.8)
-        async with open_runtime(settings, with_model=True, playbook=pb) as rt:
+        async with open_workspace(settings, with_model=True, playbook=pb) as rt:
             for _ in range(4):  # a run, the approvals, then runs that pick up deferred work
                 await run_campaign(
                     rt, accounts, campaign="chaos", channel="linkedin", concurrency=2

@@ -16,8 +16,8 @@ from langgraph.types import Command
 from agents.context import Deps
 from agents.graph import build_graph, checkpoint_serde
 from agents.research import split_link
-from gtm.models import Account, Contact
-from gtm.playbook import load_playbook
+from gtm.domain.models import Account, Contact
+from gtm.domain.playbook import load_playbook
 from memory.in_memory import InMemoryMemory
 from tests.support.fake_model import ScriptedChatModel, tool_call
 from tools.fakes import InMemoryCRM, InMemoryEmail, InMemoryLinkedIn

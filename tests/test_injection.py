@@ -22,8 +22,8 @@ from langgraph.types import Command
 
 from evals.checks import CheckContext
 from evals.guardrails import review_draft
-from gtm.models import Account, Contact, Draft, Fact, Touch
-from gtm.playbook import load_playbook
+from gtm.domain.models import Account, Contact, Draft, Fact, Touch
+from gtm.domain.playbook import load_playbook
 from tests.support.fake_model import tool_call
 from tests.test_graph import ACME, cfg, deps, inp
 from tests.test_graph import env as graph_env

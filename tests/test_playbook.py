@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gtm.models import Account
-from gtm.playbook import PlaybookError, load_playbook
+from gtm.domain.models import Account
+from gtm.domain.playbook import PlaybookError, load_playbook
 
 
 def test_default_playbook_carries_the_numbers() -> None:
@@ -36,7 +36,7 @@ def test_tiering_prefers_the_higher_tier() -> None:
 
 
 def _custom(tmp_path: Path, **change: object) -> Path:
-    root = Path(__file__).resolve().parents[1] / "gtm" / "playbook.default.yaml"
+    root = Path(__file__).resolve().parents[1] / "gtm" / "domain" / "playbook.default.yaml"
     data = yaml.safe_load(root.read_text(encoding="utf-8"))
     for dotted, value in change.items():
         node = data

@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from hypothesis.provisional import domains
 
-import gtm.accounts
-from gtm.accounts import COLUMNS, REQUIRED, AccountListError, load_accounts
-from gtm.playbook import Playbook, PlaybookError, load_playbook
-from gtm.settings import Settings, SettingsError, load_settings
+import gtm.app.accounts
+from gtm.app.accounts import COLUMNS, REQUIRED, AccountListError, load_accounts
+from gtm.app.settings import Settings, SettingsError, load_settings
+from gtm.domain.playbook import Playbook, PlaybookError, load_playbook
 
 
 def fast(examples: int) -> hypothesis.settings:
@@ -356,7 +356,7 @@ def test_a_contact_without_email_names_a_column_the_file_has(tmp_path: Path) -> 
 def test_more_rows_than_allowed_is_a_file_level_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gtm.accounts, "MAX_ROWS", 50)
+    monkeypatch.setattr(gtm.app.accounts, "MAX_ROWS", 50)
     path = tmp_path / "huge.csv"
     rows = "".join(f"A,a.dev,Al{i},\n" for i in range(51))
     path.write_text("company,domain,contact_name,email\n" + rows)
@@ -366,7 +366,7 @@ def test_more_rows_than_allowed_is_a_file_level_error(
 
 # --- playbook ---------------------------------------------------------------------------------
 
-DEFAULT_YAML = Path(__file__).resolve().parents[1] / "gtm" / "playbook.default.yaml"
+DEFAULT_YAML = Path(__file__).resolve().parents[1] / "gtm" / "domain" / "playbook.default.yaml"
 DEFAULT = yaml.safe_load(DEFAULT_YAML.read_text(encoding="utf-8"))
 Key = str | int
 Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

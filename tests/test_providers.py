@@ -17,7 +17,7 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
-from gtm.models import Account, Contact
+from gtm.domain.models import Account, Contact
 from tests.support.providers import (
     FakeAttio,
     FakeDuxSoup,
@@ -402,7 +402,7 @@ def test_a_campaign_runs_on_hubspot_and_duxsoup_chosen_by_settings(tmp_path: Pat
         env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
         # Pacing (working hours, gaps) is tested on its own; here the clock is the real one.
         playbook = yaml.safe_load(
-            (Path(__file__).parents[1] / "gtm" / "playbook.default.yaml").read_text(
+            (Path(__file__).parents[1] / "gtm" / "domain" / "playbook.default.yaml").read_text(
                 encoding="utf-8"
             )
         )

@@ -54,7 +54,7 @@ def test_no_credential_is_left_in_any_file_or_output(
         FakeSlack() as slack,
     ):
         playbook = tmp_path / "playbook.yaml"
-        text = (ROOT / "gtm" / "playbook.default.yaml").read_text(encoding="utf-8")
+        text = (ROOT / "gtm" / "domain" / "playbook.default.yaml").read_text(encoding="utf-8")
         playbook.write_text(text.replace("applies_to: live", "applies_to: none"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
         env.update(

@@ -10,8 +10,8 @@ from langgraph.types import Command
 
 from agents.context import Deps
 from agents.send import limits_for, next_opening
-from gtm.models import Account, Contact, Receipt
-from gtm.playbook import Playbook, load_playbook
+from gtm.domain.models import Account, Contact, Receipt
+from gtm.domain.playbook import Playbook, load_playbook
 from tests.support.fake_model import ScriptedChatModel
 from tests.test_graph import ACME, cfg, deps, good_note, inp
 from tests.test_graph import env as graph_env

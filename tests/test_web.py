@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gtm.ledger import ThreadRow
+from gtm.app.ledger import ThreadRow
 from gtm.web.views import QueueFilters, fmt_age, marked, source_link
 from tests.support.openai_server import ScriptedOpenAIServer
 from tests.support.web import (
@@ -472,8 +472,8 @@ def test_filters_keep_rows_by_tier_channel_flag_and_campaign() -> None:
 
 
 def test_a_claim_is_taken_over_at_once_only_from_a_dead_process(tmp_path: Path) -> None:
-    from gtm.ledger import Ledger
-    from gtm.models import Account
+    from gtm.app.ledger import Ledger
+    from gtm.domain.models import Account
 
     ledger = Ledger(tmp_path / "ledger.sqlite")
     row = ledger.ensure("c", Account(account_id="a.io", company="A", domain="a.io"), "linkedin")

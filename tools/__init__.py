@@ -1,1 +1,23 @@
-"""tools."""
+"""Providers and stores: the CRM and channel Protocols, their clients and local twins.
+
+HubSpot, Attio, Dux-Soup, SMTP and Slack clients over one HTTP layer; SQLite twins for the
+embedded default; the send outbox and the suppression list. Listed here are the public modules,
+imported on demand (a client pulls in its HTTP stack only when used).
+"""
+
+__all__ = [
+    "alerts",
+    "attio",
+    "channels",
+    "crm",
+    "duxsoup",
+    "fakes",
+    "http",
+    "hubspot",
+    "local_crm",
+    "local_outbox",
+    "outbox",
+    "smtp",
+    "sqlite",
+    "suppression",
+]

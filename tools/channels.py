@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from gtm.models import Receipt
+from gtm.domain.models import Receipt
 
 __all__ = ["LinkedInChannel", "EmailChannel", "ChannelError"]
 

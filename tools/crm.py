@@ -12,13 +12,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gtm.models import Account, Contact
+from gtm.domain.models import Account, Contact
 
-__all__ = ["CRM", "CompanyRecord", "ContactRecord", "Activity", "Task", "CRMError"]
-
-
-class CRMError(RuntimeError):
-    """A CRM operation failed; the message says which record and why."""
+__all__ = ["CRM", "CompanyRecord", "ContactRecord", "Activity", "Task"]
 
 
 class _Record(BaseModel):

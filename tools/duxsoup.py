@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gtm.models import Receipt
+from gtm.domain.models import Receipt
 from tools.channels import ChannelError
 from tools.http import HttpClient, ProviderError, UnavailableError
 from tools.sqlite import KeyLedger

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gtm.models import Receipt
+from gtm.domain.models import Receipt
 from tools.local_crm import LocalCRM
 from tools.local_outbox import LocalLinkedInOutbox
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiolimiter import AsyncLimiter
 
-from gtm.models import Account, Contact
+from gtm.domain.models import Account, Contact
 from tools.crm import Activity, ActivityKind, CompanyRecord, ContactRecord, Task
 from tools.http import AuthError, HttpClient, UnavailableError
 from tools.local_crm import normalise_linkedin

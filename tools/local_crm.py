@@ -6,7 +6,7 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
-from gtm.models import Account, Contact
+from gtm.domain.models import Account, Contact
 from tools.crm import Activity, CompanyRecord, ContactRecord, Task
 from tools.sqlite import compact, connect
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from gtm.models import Receipt
+from gtm.domain.models import Receipt
 from tools.sqlite import compact, connect
 
 __all__ = ["LocalLinkedInOutbox", "LocalEmailOutbox", "LinkedInAction"]

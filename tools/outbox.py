@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gtm.models import Channel, OutboxEntry, OutboxState, Step
+from gtm.domain.models import Channel, OutboxEntry, OutboxState, Step
 from tools.sqlite import compact, connect, where
 
 __all__ = ["Outbox", "Limit", "Reservation", "iso_week_start"]

@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from pathlib import Path
 
-from gtm.models import Receipt
+from gtm.domain.models import Receipt
 from tools.channels import ChannelError
 from tools.sqlite import KeyLedger
 

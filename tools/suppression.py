@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from gtm.models import Account, Contact
+from gtm.domain.models import Account, Contact
 from tools.sqlite import compact, connect
 
 __all__ = ["SuppressionList", "SuppressionKind", "normalise", "fingerprint", "ImportReport"]

@@ -37,10 +37,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gtm.ledger import ThreadRow
-from gtm.llm import open_chat_model
-from gtm.models import Contact, Decision, Draft, Fact, Touch
-from gtm.runner import (
+from gtm.app.ledger import ThreadRow
+from gtm.app.llm import open_chat_model
+from gtm.app.runner import (
     EDIT_BLOCKERS,
     DecisionRefused,
     Unsendable,
@@ -50,8 +49,9 @@ from gtm.runner import (
     take_decision,
     unsendable,
 )
-from gtm.runtime import Runtime, open_runtime
-from gtm.settings import Settings
+from gtm.app.settings import Settings
+from gtm.app.workspace import Workspace, open_workspace
+from gtm.domain.models import Contact, Decision, Draft, Fact, Touch
 from gtm.web.views import QueueFilters, build_queue, fmt_age, marked, source_link
 
 __all__ = ["WebInbox", "create_app", "serve"]
@@ -105,12 +105,12 @@ class DecisionWorker:
 class WebInbox:
     """Application state: the open runtime, sessions, the worker and the lazily started model."""
 
-    def __init__(self, rt: Runtime, token: str, stack: contextlib.AsyncExitStack) -> None:
+    def __init__(self, rt: Workspace, token: str, stack: contextlib.AsyncExitStack) -> None:
         self.rt = rt
         self.token = token
         self.sessions: dict[str, Session] = {}
         self._stack = stack
-        self._model_rt: Runtime | None = None
+        self._model_rt: Workspace | None = None
         self._model_lock = asyncio.Lock()
         self.worker = DecisionWorker(self._apply)
         self.templates = Environment(
@@ -123,7 +123,7 @@ class WebInbox:
         self.templates.globals["marked"] = marked
         self.templates.globals["source_link"] = source_link
 
-    async def _runtime_with_model(self) -> Runtime:
+    async def _runtime_with_model(self) -> Workspace:
         """Regenerate needs the writer; start it on first use, not for every reviewer."""
         async with self._model_lock:
             if self._model_rt is None:
@@ -544,7 +544,7 @@ def create_app(settings: Settings, *, token: str, host: str = "127.0.0.1") -> St
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            rt = await stack.enter_async_context(open_runtime(settings, with_model=False))
+            rt = await stack.enter_async_context(open_workspace(settings, with_model=False))
             inbox = WebInbox(rt, token, stack)
             app.state.inbox = inbox
             # Everything loaded so far (langgraph, chromadb, onnxruntime...) lives as long as the

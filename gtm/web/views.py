@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from gtm.ledger import Ledger, ThreadRow
-from gtm.playbook import Playbook
+from gtm.app.ledger import Ledger, ThreadRow
+from gtm.domain.playbook import Playbook
 
 __all__ = ["QueueFilters", "Queue", "Group", "build_queue", "fmt_age", "marked", "source_link"]
 

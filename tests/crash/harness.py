@@ -32,8 +32,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gtm.ledger import Ledger
-from gtm.playbook import load_playbook
+from gtm.app.ledger import Ledger
+from gtm.domain.playbook import load_playbook
 from tests.crash.worker import CAMPAIGN
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 from tools.local_outbox import LocalLinkedInOutbox

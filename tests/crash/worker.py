@@ -25,11 +25,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from gtm.accounts import load_accounts
-from gtm.models import Decision, Draft, Receipt
-from gtm.runner import decide, pending_payload, run_campaign
-from gtm.runtime import open_runtime
-from gtm.settings import Settings
+from gtm.app.accounts import load_accounts
+from gtm.app.runner import decide, pending_payload, run_campaign
+from gtm.app.settings import Settings
+from gtm.app.workspace import open_workspace
+from gtm.domain.models import Decision, Draft, Receipt
 from tools.channels import LinkedInChannel
 
 CAMPAIGN = "crash"
@@ -122,7 +122,7 @@ async def main(args: argparse.Namespace) -> int:
     )
     listing = load_accounts(args.accounts)
     journal, killer = Journal(args.journal), Killer(args.kill)
-    async with open_runtime(settings, with_model=True) as rt:
+    async with open_workspace(settings, with_model=True) as rt:
         rt.deps = dataclasses.replace(
             rt.deps, linkedin=JournalingLinkedIn(rt.deps.linkedin, journal, killer)
         )

@@ -19,11 +19,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from gtm.accounts import load_accounts
-from gtm.models import Channel, Decision
-from gtm.runner import run_campaign, take_decision
-from gtm.runtime import open_runtime
-from gtm.settings import Settings
+from gtm.app.accounts import load_accounts
+from gtm.app.runner import run_campaign, take_decision
+from gtm.app.settings import Settings
+from gtm.app.workspace import open_workspace
+from gtm.domain.models import Channel, Decision
 from tests.support.openai_server import write_from_facts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +59,7 @@ def seed(data: Path, model_url: str, campaigns: list[tuple[str, Channel, Path]])
     settings = Settings(data_dir=data, model_base_url=model_url, model="scripted")
 
     async def go() -> None:
-        async with open_runtime(settings, with_model=True) as rt:
+        async with open_workspace(settings, with_model=True) as rt:
             for name, channel, csv in campaigns:
                 listing = load_accounts(csv)
                 assert not listing.errors, listing.errors
@@ -78,7 +78,7 @@ def take_and_die(data: str, draft_id: int, reviewer: str) -> None:
     process is gone, its claim is left behind, nothing has been sent."""
 
     async def go() -> None:
-        async with open_runtime(Settings(data_dir=Path(data)), with_model=False) as rt:
+        async with open_workspace(Settings(data_dir=Path(data)), with_model=False) as rt:
             decision = Decision(action="approve", reviewer=reviewer, at=datetime.now(UTC))
             await take_decision(rt, draft_id, decision)
             os._exit(0)

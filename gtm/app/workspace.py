@@ -1,6 +1,6 @@
 """Assemble a run: stores under the data directory, the checkpointer, the model, the graph.
 
-The CLI and the web inbox open one `Runtime`, use it, and close it. Nothing here runs at import.
+The CLI and the web inbox open one `Workspace`, use it, and close it. Nothing here runs at import.
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ from langgraph.graph.state import CompiledStateGraph
 from agents.context import Deps
 from agents.graph import build_graph, checkpoint_serde
 from agents.state import InputState, OutputState, State
-from gtm.ledger import Ledger
-from gtm.llm import open_chat_model
-from gtm.playbook import Playbook, load_playbook
-from gtm.providers import open_providers
-from gtm.settings import Settings
+from gtm.app.ledger import Ledger
+from gtm.app.llm import open_chat_model
+from gtm.app.providers import open_providers
+from gtm.app.settings import Settings
+from gtm.domain.playbook import Playbook, load_playbook
 from memory.chroma import ChromaMemory
 from tools.outbox import Outbox
 from tools.suppression import SuppressionList
 
-__all__ = ["Runtime", "open_runtime", "ModelNotStarted"]
+__all__ = ["Workspace", "open_workspace", "ModelNotStarted"]
 
 Graph = CompiledStateGraph[State, Deps, InputState, OutputState]
 
@@ -62,7 +62,7 @@ class ModelNotStarted(BaseChatModel):
 
 
 @dataclass
-class Runtime:
+class Workspace:
     settings: Settings
     playbook: Playbook
     deps: Deps
@@ -81,7 +81,7 @@ def _closing_all(*things: Any) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(
+async def open_workspace(
     settings: Settings,
     *,
     with_model: bool,
@@ -89,7 +89,7 @@ async def open_runtime(
     playbook: Playbook | None = None,
     prompts_dir: Path | None = None,
     prompt_version: str | None = None,
-) -> AsyncIterator[Runtime]:
+) -> AsyncIterator[Workspace]:
     """Open every store under `settings.data_dir`; start the model only if `with_model`."""
     pb = playbook or load_playbook(settings.playbook)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ async def open_runtime(
                 prompt_version=prompt_version,
                 alerts=providers.alerts,
             )
-            yield Runtime(
+            yield Workspace(
                 settings=settings,
                 playbook=pb,
                 deps=deps,

@@ -30,7 +30,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.types import Traversable
 
-from gtm.llm import ModelSettings
+from gtm.app.llm import ModelSettings
 
 __all__ = [
     "Settings",

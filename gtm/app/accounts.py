@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
-from gtm.models import Account, Contact
+from gtm.domain.models import Account, Contact
 
 __all__ = ["load_accounts", "AccountList", "RowError", "AccountListError", "COLUMNS", "REQUIRED"]
 

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gtm.models import Account, Contact
-from gtm.runtime import Runtime
+from gtm.app.workspace import Workspace
+from gtm.domain.models import Account, Contact
 from tools.local_crm import LocalCRM
 from tools.local_outbox import LocalEmailOutbox, LocalLinkedInOutbox
 from tools.suppression import SuppressionKind, fingerprint, normalise
@@ -84,7 +84,7 @@ def _redact_logs(data_dir: Path, needles: list[str]) -> int:
     return n
 
 
-async def forget(rt: Runtime, identifier: str, *, requested_by: str) -> Erasure:
+async def forget(rt: Workspace, identifier: str, *, requested_by: str) -> Erasure:
     """Erase one person, named by email or LinkedIn URL, from every local store."""
     probe = _probe(identifier)
     person = _Person()

@@ -1,7 +1,7 @@
 """The playbook: tiers, caps, guardrails, goals and escalations, as validated configuration.
 
 The product reads every playbook number from here. The default ships as
-`gtm/playbook.default.yaml`; a team copies it and passes `--playbook FILE`.
+`gtm/domain/playbook.default.yaml`; a team copies it and passes `--playbook FILE`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from gtm.models import Account
+from gtm.domain.models import Account
 
 __all__ = ["Playbook", "PlaybookError", "TierMatch", "load_playbook", "DEFAULT_PLAYBOOK"]
 
@@ -352,7 +352,7 @@ def _yaml_problem(where: str, exc: yaml.YAMLError) -> str:
 def load_playbook(path: str | Path | None = None) -> Playbook:
     """Read and validate a playbook file; `None` loads the shipped default."""
     if path is None:
-        text = resources.files("gtm").joinpath(DEFAULT_PLAYBOOK).read_text(encoding="utf-8")
+        text = resources.files("gtm.domain").joinpath(DEFAULT_PLAYBOOK).read_text(encoding="utf-8")
         where = f"gtm/{DEFAULT_PLAYBOOK}"
     else:
         where = str(path)

@@ -12,8 +12,8 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from gtm.providers import missing_settings
-from gtm.settings import Settings, default_config_path
+from gtm.app.providers import missing_settings
+from gtm.app.settings import Settings, default_config_path
 from tools.alerts import SlackAlerts
 from tools.attio import AttioCRM
 from tools.channels import ChannelError

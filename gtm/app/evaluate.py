@@ -26,9 +26,9 @@ from evals.harness import (
     score_labeled,
     write_reports,
 )
-from gtm.playbook import load_playbook
-from gtm.runtime import open_runtime
-from gtm.settings import Settings
+from gtm.app.settings import Settings
+from gtm.app.workspace import open_workspace
+from gtm.domain.playbook import load_playbook
 from memory.embedding import MiniLMEmbedding
 
 __all__ = [
@@ -104,7 +104,7 @@ async def run_eval(
                 model_temperature=0.0,
                 model_seed=EVAL_SEED,
             )
-            async with open_runtime(
+            async with open_workspace(
                 run_settings,
                 with_model=True,
                 playbook=pb,

@@ -16,9 +16,18 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, StateSnapshot
 
-from gtm.ledger import ThreadRow, thread_id_for
-from gtm.models import Account, AccountStatus, Channel, Contact, Decision, Draft, Fact, Review
-from gtm.runtime import Runtime
+from gtm.app.ledger import ThreadRow
+from gtm.app.workspace import Workspace
+from gtm.domain.models import (
+    Account,
+    Channel,
+    Contact,
+    Decision,
+    Draft,
+    Fact,
+    Review,
+)
+from gtm.domain.threads import thread_id_for
 
 __all__ = [
     "RunSummary",
@@ -78,7 +87,7 @@ def _derive(snapshot: StateSnapshot) -> dict[str, Any]:
     return out
 
 
-async def advance(rt: Runtime, thread_id: str, payload: Any) -> ThreadRow:
+async def advance(rt: Workspace, thread_id: str, payload: Any) -> ThreadRow:
     """Run one thread until it pauses or ends, then index where it stands."""
     config = _config(thread_id)
     try:
@@ -115,7 +124,7 @@ class RunSummary:
 
 
 async def _next_payload(
-    rt: Runtime, thread_id: str, inp: dict[str, Any], *, claimed: bool = False
+    rt: Workspace, thread_id: str, inp: dict[str, Any], *, claimed: bool = False
 ) -> tuple[Any, str]:
     """What to send a thread on this run: fresh input, resume, nothing (done, waiting, busy).
 
@@ -150,7 +159,7 @@ async def _next_payload(
 
 
 async def run_campaign(
-    rt: Runtime,
+    rt: Workspace,
     accounts: list[Account],
     *,
     campaign: str,
@@ -193,7 +202,7 @@ async def run_campaign(
     return summary
 
 
-async def pending_payload(rt: Runtime, row: ThreadRow) -> dict[str, Any] | None:
+async def pending_payload(rt: Workspace, row: ThreadRow) -> dict[str, Any] | None:
     """The approval payload a waiting thread shows, or None if it is not waiting."""
     snapshot = await rt.graph.aget_state(_config(row.thread_id))
     if not snapshot.interrupts:
@@ -219,7 +228,7 @@ def unsendable(payload: Any) -> list[str]:
     ]
 
 
-async def take_decision(rt: Runtime, ref: int | str, decision: Decision) -> ThreadRow:
+async def take_decision(rt: Workspace, ref: int | str, decision: Decision) -> ThreadRow:
     """Claim a waiting draft and write the decision down, exactly once; `apply_decision` then
     resumes the graph with it. Raises `DecisionRefused` for a second decision, whoever makes it.
 
@@ -260,7 +269,7 @@ async def take_decision(rt: Runtime, ref: int | str, decision: Decision) -> Thre
     return taken
 
 
-async def apply_decision(rt: Runtime, row: ThreadRow) -> ThreadRow:
+async def apply_decision(rt: Workspace, row: ThreadRow) -> ThreadRow:
     """Resume the graph with the decision `take_decision` recorded for this draft."""
     try:
         recorded = rt.ledger.pending(row.thread_id)
@@ -274,12 +283,12 @@ async def apply_decision(rt: Runtime, row: ThreadRow) -> ThreadRow:
         rt.ledger.release(row.id)
 
 
-async def decide(rt: Runtime, ref: int | str, decision: Decision) -> ThreadRow:
+async def decide(rt: Workspace, ref: int | str, decision: Decision) -> ThreadRow:
     """Resume a waiting thread with a reviewer's decision, exactly once."""
     return await apply_decision(rt, await take_decision(rt, ref, decision))
 
 
-def review_edit(rt: Runtime, payload: dict[str, Any], text: str, subject: str | None) -> Review:
+def review_edit(rt: Workspace, payload: dict[str, Any], text: str, subject: str | None) -> Review:
     """Guardrails on a reviewer's edit. Failures of `EDIT_BLOCKERS` mean the channel cannot
     carry the text; the others are notes for the reviewer."""
     from evals.checks import CheckContext
@@ -301,6 +310,3 @@ def review_edit(rt: Runtime, payload: dict[str, Any], text: str, subject: str | 
 
 EDIT_BLOCKERS = frozenset({"length", "placeholders"})
 
-
-def status_counts(rows: list[ThreadRow]) -> Counter[AccountStatus]:
-    return Counter(r.status for r in rows)

@@ -13,6 +13,27 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+__all__ = [
+    "Account",
+    "AccountStatus",
+    "Channel",
+    "CheckResult",
+    "Contact",
+    "Decision",
+    "DecisionAction",
+    "Draft",
+    "Fact",
+    "FactKind",
+    "OutboxEntry",
+    "OutboxState",
+    "Receipt",
+    "Review",
+    "SkipReason",
+    "Step",
+    "Touch",
+    "idempotency_key",
+]
+
 Channel = Literal["linkedin", "email"]
 """The two outreach channels. LinkedIn's first touch is a connection request with a note."""
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from gtm.models import Account, AccountStatus, Channel, Decision, DecisionAction
+from gtm.domain.models import Account, AccountStatus, Channel, Decision, DecisionAction
+from gtm.domain.threads import thread_id_for
 from tools.sqlite import compact, connect, where
 
-__all__ = ["DecisionRecord", "Ledger", "ThreadRow", "thread_id_for"]
+__all__ = ["DecisionRecord", "Ledger", "ThreadRow"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS threads (
@@ -91,10 +92,6 @@ def _is_dead(owner: str | None) -> bool:
     except OSError:
         return False
     return False
-
-
-def thread_id_for(campaign: str, account_id: str) -> str:
-    return f"{campaign}:{account_id}"
 
 
 class ThreadRow(BaseModel):

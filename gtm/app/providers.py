@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gtm.settings import Settings
+from gtm.app.settings import Settings
 from tools.alerts import Alerts, LocalAlerts, SlackAlerts
 from tools.attio import AttioCRM
 from tools.channels import EmailChannel, LinkedInChannel

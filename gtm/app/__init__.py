@@ -1,0 +1,19 @@
+"""The application: assembles a workspace and drives campaigns, decisions, evals and erasure.
+
+Above the agents, below the interfaces (CLI and web). Runner, workspace, provider factory,
+evaluate, privacy and doctor live here, with the ledger, settings and model wiring they use.
+Listed here are the public modules, imported on demand.
+"""
+
+__all__ = [
+    "accounts",
+    "doctor",
+    "evaluate",
+    "ledger",
+    "llm",
+    "privacy",
+    "providers",
+    "runner",
+    "settings",
+    "workspace",
+]

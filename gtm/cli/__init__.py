@@ -1,0 +1,26 @@
+"""`gtm`: run campaigns and decide drafts from the terminal.
+
+One module per command group: `campaign` (run, status), `review` (inbox and the decisions) and
+`admin` (suppress, forget, eval, doctor). Importing them registers their commands on `app`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Registration order is the order `gtm --help` lists the commands in.
+from gtm.cli import common  # isort: skip
+from gtm.cli import campaign, review, admin  # isort: skip
+
+__all__ = ["app", "main"]
+
+app = common.app
+_COMMAND_GROUPS = (campaign, review, admin)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        common.err.print("interrupted: run the same command again to continue where it stopped")
+        sys.exit(130)

@@ -1,0 +1,215 @@
+"""`gtm run` and `gtm status`: start or resume a campaign, and see where it stands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gtm.app.accounts import AccountListError, load_accounts
+from gtm.app.ledger import ThreadRow
+from gtm.app.runner import (
+    RunSummary,
+    run_campaign,
+)
+from gtm.app.workspace import Workspace, open_workspace
+from gtm.cli.common import app, err, fail, out, print_attention, run_sync, settings_of
+from gtm.domain.models import Channel, Step
+from gtm.domain.playbook import PlaybookError, load_playbook
+
+# --------------------------------------------------------------------------- run
+
+
+@app.command(rich_help_panel="Campaigns")
+def run(
+    ctx: typer.Context,
+    accounts: Annotated[Path, typer.Argument(help="Account list CSV (one row per contact).")],
+    campaign: Annotated[
+        str | None, typer.Option(help="Campaign name; running it again resumes it.")
+    ] = None,
+    channel: Annotated[str, typer.Option(help="linkedin or email.")] = "linkedin",
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Accounts in flight.")] = 4,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N accounts.")] = None,
+    playbook: Annotated[Path | None, typer.Option(help="Playbook file for this run.")] = None,
+) -> None:
+    """Run every account on the list through research → personalize → review → approval."""
+    settings = settings_of(ctx).with_overrides(playbook=playbook)
+    if channel not in ("linkedin", "email"):
+        raise fail(f"--channel must be 'linkedin' or 'email', not {channel!r}")
+    try:
+        pb = load_playbook(settings.playbook)
+    except PlaybookError as exc:
+        raise fail(str(exc)) from None
+    try:
+        listing = load_accounts(accounts)
+    except AccountListError as exc:
+        raise fail(str(exc)) from None
+    for warning in listing.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    for e in listing.errors:
+        err.print(f"[red]rejected[/red] {e}", highlight=False)
+    chosen = listing.accounts[:limit] if limit else listing.accounts
+    name = campaign or accounts.stem
+    if not chosen:
+        raise fail(f"{accounts}: no valid accounts to run ({len(listing.errors)} rejected row(s))")
+
+    async def go() -> tuple[RunSummary, str]:
+        async with open_workspace(settings, with_model=True, playbook=pb) as rt:
+            out.print(
+                f"campaign [bold]{name}[/bold]: {len(chosen)} account(s) on {channel}, "
+                f"model: {rt.model_description}",
+                highlight=False,
+            )
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=out,
+                transient=False,
+            ) as bar:
+                task = bar.add_task("accounts", total=len(chosen))
+
+                def tick(row: ThreadRow | None, kind: str) -> None:
+                    bar.update(
+                        task,
+                        advance=1,
+                        description=f"{row.company[:28]:<28}" if row else "accounts",
+                    )
+
+                summary = await run_campaign(
+                    rt,
+                    chosen,
+                    campaign=name,
+                    channel=_channel(channel),
+                    concurrency=concurrency,
+                    on_progress=tick,
+                )
+            if summary.failures and rt.deps.alerts is not None:
+                await rt.deps.alerts.alert(
+                    "error",
+                    f"campaign {name}: {len(summary.failures)} account(s) failed: "
+                    + "; ".join(summary.failures[:5]),
+                )
+            return summary, rt.model_description
+
+    summary, _ = run_sync(go())
+    _print_summary(summary, rejected_rows=len(listing.errors))
+
+
+def _channel(value: str) -> Channel:
+    return "email" if value == "email" else "linkedin"
+
+
+def _print_summary(s: RunSummary, *, rejected_rows: int) -> None:
+    t = Table(title=f"campaign {s.campaign}", show_header=True)
+    t.add_column("outcome")
+    t.add_column("accounts", justify="right")
+    drafted = sum(s.by_status[k] for k in ("waiting_for_approval", "sent", "rejected", "deferred"))
+    t.add_row("drafted", str(drafted))
+    t.add_row("waiting for approval", str(s.by_status["waiting_for_approval"]))
+    t.add_row("  of which flagged by guardrails", str(s.flagged))
+    t.add_row("sent", str(s.by_status["sent"]))
+    t.add_row("deferred (cap reached)", str(s.by_status["deferred"]))
+    t.add_row("rejected by reviewer", str(s.by_status["rejected"]))
+    for reason, n in sorted(s.skipped_by_reason.items()):
+        if reason != "rejected":
+            t.add_row(f"skipped: {reason}", str(n))
+    t.add_row("failed", str(s.by_status["failed"]))
+    t.add_row("rows rejected from the file", str(rejected_rows))
+    out.print(t)
+    if s.already_done or s.resumed:
+        out.print(
+            f"{s.already_done} account(s) were already done or waiting; "
+            f"{s.resumed} resumed where they stopped."
+        )
+    for f in s.failures:
+        err.print(f"[red]failed[/red] {f}", highlight=False)
+    if s.by_status["waiting_for_approval"]:
+        out.print("Next: [bold]gtm inbox[/bold], then gtm approve|edit|reject|regenerate ID")
+
+
+# --------------------------------------------------------------------------- status
+
+
+@app.command(rich_help_panel="Campaigns")
+def status(
+    ctx: typer.Context,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+) -> None:
+    """Summarise campaigns: where every account stands, sends, and cap headroom."""
+
+    async def go() -> None:
+        async with open_workspace(settings_of(ctx), with_model=False) as rt:
+            names = [campaign] if campaign else rt.ledger.campaigns()
+            if not names:
+                out.print("No campaigns yet. Start one with: gtm run ACCOUNTS.csv")
+            for name in names:
+                rows = rt.ledger.rows(campaign=name)
+                t = Table(title=f"campaign {name}: {len(rows)} account(s)")
+                t.add_column("status")
+                t.add_column("accounts", justify="right")
+                t.add_column("detail")
+                by: dict[str, list[ThreadRow]] = {}
+                for r in rows:
+                    by.setdefault(r.status, []).append(r)
+                for st, rs in sorted(by.items()):
+                    reasons: dict[str, int] = {}
+                    for r in rs:
+                        if r.skip_reason:
+                            reasons[r.skip_reason] = reasons.get(r.skip_reason, 0) + 1
+                    flagged = sum(r.flagged for r in rs) if st == "waiting_for_approval" else 0
+                    detail = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+                    if flagged:
+                        detail = f"{flagged} flagged"
+                    t.add_row(st, str(len(rs)), detail)
+                out.print(t)
+                entries = rt.deps.outbox.entries(campaign=name)
+                states: dict[str, int] = {}
+                for e in entries:
+                    states[e.state] = states.get(e.state, 0) + 1
+                out.print(
+                    "outbox: "
+                    + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "empty")
+                )
+            _print_headroom(rt)
+            print_attention(rt, campaign)
+
+    run_sync(go())
+
+
+def _print_headroom(rt: Workspace) -> None:
+    from agents.send import limits_for, next_opening, paced
+
+    now = rt.deps.clock()
+    lanes: tuple[tuple[str, bool, tuple[Step, ...]], ...] = (
+        (rt.deps.linkedin.sender, rt.deps.linkedin.live, ("linkedin_visit", "linkedin_connect")),
+        (rt.deps.email.sender, rt.deps.email.live, ("email",)),
+    )
+    notes: list[str] = []
+    for sender, live, steps in lanes:
+        t = Table(title=f"cap headroom: {sender}")
+        for col in ("action", "cap", "used", "left", "resets (UTC)"):
+            t.add_column(col, justify="right" if col in ("used", "left") else "left", no_wrap=True)
+        is_paced = paced(rt.playbook, live)
+        for step in steps:
+            for lim in limits_for(rt.playbook, step, now, is_paced=is_paced):
+                used = rt.deps.outbox.count(sender, step, lim.since)
+                t.add_row(
+                    step,
+                    f"{lim.limit} {lim.label}",
+                    str(used),
+                    str(max(0, lim.limit - used)),
+                    f"{lim.until:%m-%d %H:%M}",
+                )
+        out.print(t)
+        if is_paced and (opens := next_opening(rt.playbook.pacing, now)) is not None:
+            notes.append(
+                f"{sender}: outside working hours; sends resume {opens:%Y-%m-%d %H:%M} UTC"
+            )
+    for n in notes:
+        out.print(n, highlight=False)
+

@@ -1,0 +1,87 @@
+"""What every `gtm` command shares: the Typer app, the consoles, settings, failing cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from gtm.app.llm import EmbeddedModelUnavailable
+from gtm.app.providers import ProviderConfigError
+from gtm.app.settings import Settings, SettingsError, load_settings
+from gtm.app.workspace import Workspace
+from gtm.domain.playbook import PlaybookError
+
+__all__ = ["app", "out", "err", "settings_of", "fail", "run_sync", "now", "print_attention"]
+
+app = typer.Typer(
+    help="Research, personalize, review and send account-based outreach, with a human approving.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where checkpoints, CRM, outboxes and memory live.", envvar="GTM_DATA_DIR"
+        ),
+    ] = None,
+    playbook: Annotated[
+        Path | None,
+        typer.Option(help="Playbook file (default: the shipped playbook).", envvar="GTM_PLAYBOOK"),
+    ] = None,
+) -> None:
+    try:
+        ctx.obj = load_settings().with_overrides(data_dir=data_dir, playbook=playbook)
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except PlaybookError as exc:
+        raise fail(str(exc)) from None
+    except EmbeddedModelUnavailable as exc:
+        raise fail(str(exc)) from None
+    except ProviderConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+
+def print_attention(rt: Workspace, campaign: str | None) -> None:
+    unknown = rt.deps.outbox.entries(campaign=campaign, state="unknown")
+    for e in unknown:
+        err.print(
+            f"[red]needs a human[/red]: {e.step} for {e.account_id} ({e.contact_key}) is in "
+            "state 'unknown' — check the provider; it will not be resent.",
+            highlight=False,
+        )
+

@@ -1,0 +1,242 @@
+"""`gtm inbox`, `approve`, `edit`, `reject`, `regenerate`: the reviewer's commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.panel import Panel
+
+from gtm.app.ledger import DecisionRecord, ThreadRow
+from gtm.app.runner import (
+    EDIT_BLOCKERS,
+    DecisionRefused,
+    decide,
+    pending_payload,
+    review_edit,
+    unsendable,
+)
+from gtm.app.settings import Settings
+from gtm.app.workspace import open_workspace
+from gtm.cli.common import app, err, fail, now, out, print_attention, run_sync, settings_of
+from gtm.domain.models import Decision, Draft, Fact, Review
+from gtm.domain.playbook import PlaybookError
+
+# --------------------------------------------------------------------------- inbox
+
+
+def _draft_view(row: ThreadRow, payload: dict[str, Any], history: list[DecisionRecord]) -> Panel:
+    draft = Draft.model_validate(payload["draft"])
+    facts = {f["id"]: Fact.model_validate(f) for f in payload["facts"]}
+    contact = payload["contact"]
+    lines = [
+        f"[bold]{row.company}[/bold]  tier {payload.get('tier') or '-'}  ·  {draft.channel} "
+        f"({draft.step})  ·  to {contact['name']}, {contact.get('title') or 'title unknown'}",
+        f"prompt {draft.prompt_version}  ·  model {draft.model}",
+        "",
+    ]
+    if draft.subject:
+        lines.append(f"[bold]Subject:[/bold] {draft.subject}")
+    lines += [draft.body or "[italic](empty draft)[/italic]", "", "[bold]Cited facts[/bold]"]
+    for fid in draft.cited_fact_ids:
+        f = facts.get(fid)
+        lines.append(
+            f"  [{fid}] {f.text}  [dim]({f.source}{' · ' + f.url if f.url else ''})[/dim]"
+            if f
+            else f"  [{fid}] [red]no such fact[/red]"
+        )
+    if not draft.cited_fact_ids:
+        lines.append("  none")
+    findings = payload.get("findings") or []
+    lines.append("[bold]Guardrails[/bold]: " + ("all passed" if not findings else ""))
+    for fnd in findings:
+        lines.append(f"  [red]✗ {fnd['check']}[/red]: {fnd['finding']}")
+    if blockers := unsendable(payload):
+        why = "; ".join(blockers)
+        lines.append(f"[red]cannot be sent as written[/red] ({why}): edit or regenerate it")
+    for d in history:  # earlier decisions on this thread, such as a regenerate
+        note = f": {d.note}" if d.note else ""
+        lines.append(f"[dim]{d.at:%Y-%m-%d %H:%M} UTC {d.action} by {d.reviewer}{note}[/dim]")
+    title = f"#{row.id}" + ("  [red]FLAGGED[/red]" if payload.get("flagged") else "")
+    return Panel("\n".join(lines), title=title, title_align="left", highlight=False)
+
+
+@app.command(rich_help_panel="Review")
+def inbox(
+    ctx: typer.Context,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+    web: Annotated[
+        bool, typer.Option("--web", help="Serve the inbox as a local web app instead.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port for --web (0 picks a free one).")] = 8765,
+    host: Annotated[
+        str, typer.Option(help="Address for --web. Keep it on loopback unless you must.")
+    ] = "127.0.0.1",
+) -> None:
+    """List drafts waiting for a decision, oldest first (or serve them with --web)."""
+    if web:
+        _serve_inbox(settings_of(ctx), host=host, port=port)
+        return
+
+    async def go() -> int:
+        async with open_workspace(settings_of(ctx), with_model=False) as rt:
+            rows = rt.ledger.rows(campaign=campaign, status="waiting_for_approval")
+            rows.sort(key=lambda r: (r.waiting_since or r.updated_at, r.id))
+            shown = 0
+            for row in rows:
+                payload = await pending_payload(rt, row)
+                if payload is None:
+                    continue
+                out.print(_draft_view(row, payload, rt.ledger.history(row.thread_id)))
+                shown += 1
+            print_attention(rt, campaign)
+            return shown
+
+    n = run_sync(go())
+    out.print(f"{n} draft(s) waiting." if n else "Nothing is waiting for approval.")
+
+
+def _serve_inbox(settings: Settings, *, host: str, port: int) -> None:
+    from gtm.web import serve
+
+    if not (host in ("localhost", "::1") or host.startswith("127.")):
+        err.print(
+            f"[yellow]warning[/yellow]: serving on {host}, not loopback: anyone who can reach it "
+            "and learns the token can approve sends.",
+            highlight=False,
+        )
+    try:
+        serve(settings, host=host, port=port, announce=lambda line: out.print(line, soft_wrap=True))
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except PlaybookError as exc:
+        raise fail(str(exc)) from None
+
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def _decide(ctx: typer.Context, ref: str, decision: Decision, *, with_model: bool = False) -> None:
+    async def go() -> ThreadRow:
+        async with open_workspace(settings_of(ctx), with_model=with_model) as rt:
+            return await decide(rt, ref, decision)
+
+    try:
+        row = run_sync(go())
+    except DecisionRefused as exc:
+        raise fail(str(exc), code=1) from None
+    note = f" ({row.detail})" if row.detail else ""
+    out.print(f"#{row.id} {row.company}: {decision.action} → {row.status}{note}", highlight=False)
+
+
+@app.command(rich_help_panel="Review")
+def approve(ctx: typer.Context, draft_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Approve a draft as written; it is sent and logged to the CRM."""
+    _decide(ctx, draft_id, Decision(action="approve", reviewer=settings_of(ctx).reviewer, at=now()))
+
+
+@app.command(rich_help_panel="Review")
+def edit(
+    ctx: typer.Context,
+    draft_id: Annotated[str, typer.Argument(metavar="ID")],
+    text: Annotated[
+        str | None, typer.Option(help="New message text (default: open $EDITOR).")
+    ] = None,
+    subject: Annotated[str | None, typer.Option(help="New email subject.")] = None,
+) -> None:
+    """Edit a draft and approve the edited text."""
+    settings = settings_of(ctx)
+    if text is None:
+        text = _edit_in_editor(ctx, draft_id)
+    if not text.strip():
+        raise fail("the edited text is empty; nothing was sent")
+    _check_edit(ctx, draft_id, text, subject)
+    _decide(
+        ctx,
+        draft_id,
+        Decision(action="edit", text=text, subject=subject, reviewer=settings.reviewer, at=now()),
+    )
+
+
+def _current(ctx: typer.Context, draft_id: str) -> dict[str, Any]:
+    async def go() -> dict[str, Any] | None:
+        async with open_workspace(settings_of(ctx), with_model=False) as rt:
+            row = rt.ledger.get(draft_id)
+            return await pending_payload(rt, row) if row else None
+
+    payload = run_sync(go())
+    if payload is None:
+        raise fail(f"draft {draft_id} is not waiting for a decision", code=1)
+    return payload
+
+
+def _edit_in_editor(ctx: typer.Context, draft_id: str) -> str:
+    body = Draft.model_validate(_current(ctx, draft_id)["draft"]).body
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    with tempfile.NamedTemporaryFile("w+", suffix=".txt", delete=False) as fh:
+        fh.write(body)
+        path = fh.name
+    try:
+        subprocess.run([*editor.split(), path], check=True)
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise fail(f"editor {editor!r} failed: {exc}") from None
+    finally:
+        os.unlink(path)
+
+
+def _check_edit(ctx: typer.Context, draft_id: str, text: str, subject: str | None) -> None:
+    """Refuse an edit the channel cannot carry; warn about other guardrail findings."""
+
+    async def go() -> Review:
+        async with open_workspace(settings_of(ctx), with_model=False) as rt:
+            row = rt.ledger.get(draft_id)
+            payload = await pending_payload(rt, row) if row else None
+            if payload is None:
+                raise fail(f"draft {draft_id} is not waiting for a decision", code=1)
+            return review_edit(rt, payload, text, subject)
+
+    for r in run_sync(go()).failures:
+        if r.check in EDIT_BLOCKERS:
+            raise fail(f"edit refused ({r.check}): {r.finding}")
+        err.print(f"[yellow]note[/yellow] {r.check}: {r.finding}", highlight=False)
+
+
+@app.command(rich_help_panel="Review")
+def reject(
+    ctx: typer.Context,
+    draft_id: Annotated[str, typer.Argument(metavar="ID")],
+    reason: Annotated[str, typer.Option(help="Why; kept in memory for next time.")],
+) -> None:
+    """Reject a draft; nothing is sent."""
+    _decide(
+        ctx,
+        draft_id,
+        Decision(action="reject", reason=reason, reviewer=settings_of(ctx).reviewer, at=now()),
+    )
+
+
+@app.command(rich_help_panel="Review")
+def regenerate(
+    ctx: typer.Context,
+    draft_id: Annotated[str, typer.Argument(metavar="ID")],
+    instructions: Annotated[str, typer.Option(help="What the rewrite should change.")],
+) -> None:
+    """Rewrite a draft with your instructions; it comes back to the inbox."""
+    _decide(
+        ctx,
+        draft_id,
+        Decision(
+            action="regenerate",
+            instructions=instructions,
+            reviewer=settings_of(ctx).reviewer,
+            at=now(),
+        ),
+        with_model=True,
+    )
+

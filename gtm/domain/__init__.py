@@ -1,0 +1,54 @@
+"""The domain: models, the playbook and its default YAML, the thread key, the approval request.
+
+Pure pydantic and no I/O beyond reading a playbook file. Every other layer speaks in these types,
+and nothing here imports from any other part of gtm-agents.
+"""
+
+from gtm.domain.models import (
+    Account,
+    AccountStatus,
+    Channel,
+    CheckResult,
+    Contact,
+    Decision,
+    DecisionAction,
+    Draft,
+    Fact,
+    FactKind,
+    OutboxEntry,
+    OutboxState,
+    Receipt,
+    Review,
+    SkipReason,
+    Step,
+    Touch,
+    idempotency_key,
+)
+from gtm.domain.playbook import Playbook, PlaybookError, TierMatch, load_playbook
+from gtm.domain.threads import thread_id_for
+
+__all__ = [
+    "Account",
+    "AccountStatus",
+    "Channel",
+    "CheckResult",
+    "Contact",
+    "Decision",
+    "DecisionAction",
+    "Draft",
+    "Fact",
+    "FactKind",
+    "OutboxEntry",
+    "OutboxState",
+    "Playbook",
+    "PlaybookError",
+    "Receipt",
+    "Review",
+    "SkipReason",
+    "Step",
+    "TierMatch",
+    "Touch",
+    "idempotency_key",
+    "load_playbook",
+    "thread_id_for",
+]
