@@ -39,6 +39,7 @@ demo: $(STAMP)
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 	$(CRASH)

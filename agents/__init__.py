@@ -1,5 +1,5 @@
-"""The agents: one module per graph node, the state, the typed context, and the wiring.
-
+"""The agents: one module per graph node, the rules nodes share (pacing and caps,
+eligibility), the state, the typed context, and the wiring.
 The graph (`agents.graph`) reads like the diagram in DESIGN.md; nodes get every dependency
 through `agents.context.Deps`. Listed here are the public modules, imported on demand.
 """
@@ -7,8 +7,10 @@ through `agents.context.Deps`. Listed here are the public modules, imported on d
 __all__ = [
     "approve",
     "context",
+    "eligibility",
     "graph",
     "intake",
+    "pacing",
     "personalize",
     "record",
     "research",

@@ -1,13 +1,14 @@
 """Approve: pause for a human, then act on the decision.
 
-The node is pure up to `interrupt()` because LangGraph re-runs it on resume. The payload carries
-everything a reviewer needs, and also fits the Agent Inbox schema (`action_request`, `config`,
-`description`) so LangGraph Studio / Agent Inbox can drive the same pause.
+The node is pure up to `interrupt()` because LangGraph re-runs it on resume. It pauses with an
+`ApprovalRequest` (everything a reviewer needs) in the Agent Inbox `HumanInterrupt` shape
+(`action_request`, `config`, `description`), so LangGraph Studio / Agent Inbox can drive the same
+pause.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -16,65 +17,40 @@ from pydantic import ValidationError
 
 from agents.context import Deps
 from agents.state import State
+from gtm.domain.approval import ApprovalRequest, Finding
 from gtm.domain.models import Decision, Draft
 
-__all__ = ["approve", "route_after_approve", "approval_payload", "parse_decision", "DecisionError"]
+__all__ = ["approve", "route_after_approve", "approval_request", "parse_decision", "DecisionError"]
 
 
 class DecisionError(ValueError):
     """A resume value that is not a decision."""
 
 
-def approval_payload(state: State) -> dict[str, Any]:
-    draft = state.draft
-    assert draft is not None and state.contact is not None
-    findings = [
-        {"check": r.check, "finding": r.finding, "spans": list(r.spans)}
-        for r in (state.review.failures if state.review else ())
-    ]
-    cited = set(draft.cited_fact_ids)
-    lines = [
-        f"**{state.account.company}** (tier {state.tier.tier if state.tier else '-'}) → "
-        f"{state.contact.name}, {state.contact.title} via {draft.channel}",
-        "",
-        draft.body,
-        "",
-        *[
-            f"- [{f.id}] {f.text} ({f.source}{' · ' + f.url if f.url else ''})"
-            for f in state.facts
-            if f.id in cited
-        ],
-        *[f"- ⚠ {f['check']}: {f['finding']}" for f in findings],
-    ]
-    return {
-        # Agent Inbox schema
-        "action_request": {
-            "action": draft.step,
-            "args": {"subject": draft.subject, "body": draft.body},
-        },
-        "config": {
-            "allow_ignore": True,
-            "allow_respond": True,
-            "allow_edit": True,
-            "allow_accept": True,
-        },
-        "description": "\n".join(lines),
-        # gtm's own view
-        "account_id": state.account.account_id,
-        "company": state.account.company,
-        "tier": state.tier.tier if state.tier else None,
-        "review": state.tier.review if state.tier else "always",
-        "contact": state.contact.model_dump(),
-        "draft": draft.model_dump(),
-        "facts": [f.model_dump() for f in state.facts],
-        "findings": findings,
-        "flagged": state.flagged,
-    }
+def approval_request(state: State) -> ApprovalRequest:
+    """What the reviewer is asked: built from the state alone, so re-running it is harmless."""
+    assert state.draft is not None and state.contact is not None
+    return ApprovalRequest(
+        account_id=state.account.account_id,
+        company=state.account.company,
+        tier=state.tier.tier if state.tier else None,
+        review=state.tier.review if state.tier else "always",
+        contact=state.contact,
+        draft=state.draft,
+        facts=tuple(state.facts),
+        findings=tuple(
+            Finding(check=r.check, finding=r.finding, spans=r.spans)
+            for r in (state.review.failures if state.review else ())
+        ),
+        flagged=state.flagged,
+    )
 
 
-def parse_decision(value: Any, *, now: datetime | None = None) -> Decision:
-    """Accept gtm's own `Decision` dict or an Agent Inbox `HumanResponse` (or a list of one)."""
-    at = now or datetime.now(UTC)
+def parse_decision(value: Any, *, at: datetime) -> Decision:
+    """Accept gtm's own `Decision` dict or an Agent Inbox `HumanResponse` (or a list of one).
+
+    `at` stamps a decision that carries no time of its own (every Agent Inbox response).
+    """
     if isinstance(value, Decision):
         return value
     if isinstance(value, list) and len(value) == 1:
@@ -106,7 +82,8 @@ def parse_decision(value: Any, *, now: datetime | None = None) -> Decision:
 
 
 async def approve(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
-    decision = parse_decision(interrupt(approval_payload(state)))
+    answer = interrupt(approval_request(state).interrupt_value())
+    decision = parse_decision(answer, at=runtime.context.clock())
     # Everything below runs once, after the human answered.
     draft = state.draft
     assert draft is not None

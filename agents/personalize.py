@@ -49,15 +49,6 @@ def first_step(channel: Channel) -> Step:
     return "linkedin_connect" if channel == "linkedin" else "email"
 
 
-def _max_chars(deps: Deps, step: Step) -> int:
-    limits = deps.playbook.channels
-    return {
-        "linkedin_connect": limits.linkedin_note_max_chars,
-        "linkedin_message": limits.linkedin_message_max_chars,
-        "email": limits.email_body_max_chars,
-    }.get(step, limits.linkedin_message_max_chars)
-
-
 def render_facts(facts: list[Fact]) -> str:
     return "\n".join(f"[{f.id}] {f.text} (source: {f.source})" for f in facts) or "none"
 
@@ -80,7 +71,7 @@ async def personalize(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
             segment=state.tier.segment if state.tier else (state.account.segment or "unknown"),
             facts=render_facts(state.facts),
             history="\n".join(history) or "none",
-            max_chars=str(_max_chars(deps, step)),
+            max_chars=str(deps.playbook.channels.max_chars(step)),
             open_source_note=(
                 "They use our open-source project: do not pitch. Ask about their usage or for "
                 "feedback instead."

@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 
 from agents.context import Deps
 from agents.state import State
-from evals.checks import CheckContext, Peer
+from evals.context import CheckContext, Peer
 from evals.guardrails import review_draft, revision_instructions
 from gtm.domain.models import Touch
 

@@ -12,8 +12,8 @@ import random
 import sys
 import time
 
-from evals.checks import CheckContext
-from evals.harness import _Item, score_batch
+from evals.context import CheckContext
+from evals.harness import BatchItem, score_batch
 from gtm.domain.models import Account, Contact, Draft, Fact
 from gtm.domain.playbook import load_playbook
 from memory.embedding import MiniLMEmbedding
@@ -68,7 +68,7 @@ def main(n: int = 1000) -> None:
             prompt_version="bench@1",
             model="bench",
         )
-        items.append(_Item(f"d{i}", draft, ctx))
+        items.append(BatchItem(f"d{i}", draft, ctx))
     embedder = MiniLMEmbedding()
     embedder.embed(["warm up"])  # model load is a one-off, not per-draft cost
     start = time.perf_counter()

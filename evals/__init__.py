@@ -1,6 +1,66 @@
-"""Guardrail checks and (later) the eval harness: message quality against the playbook."""
+"""Message quality against the playbook: the guardrail checks, datasets, scoring and the judge.
 
-from evals.checks import ALL_CHECKS
+The review agent calls `review_draft`; `gtm eval` (`gtm.app.evaluate`) scores labeled drafts
+and the drafts it generates with the rest. `evals` sits below the agents and never imports
+them: whatever needs the writer lives in the application.
+"""
+
+from evals.checks import ALL_CHECKS, CHECK_NAMES
+from evals.context import Check, CheckContext, Peer
+from evals.datasets import (
+    DEFAULT_DATASETS,
+    DatasetError,
+    Datasets,
+    GenerationCase,
+    LabeledCase,
+    load_datasets,
+)
 from evals.guardrails import review_draft, revision_instructions
+from evals.harness import (
+    BatchItem,
+    Embedder,
+    Regression,
+    Report,
+    ScoredDraft,
+    case_context,
+    compare,
+    generation_metrics,
+    labeled_metrics,
+    score_batch,
+    score_labeled,
+    scored_draft,
+    write_reports,
+)
+from evals.judge import DIMENSIONS, JudgeScores, judge_draft
 
-__all__ = ["ALL_CHECKS", "review_draft", "revision_instructions"]
+__all__ = [
+    "ALL_CHECKS",
+    "CHECK_NAMES",
+    "DEFAULT_DATASETS",
+    "DIMENSIONS",
+    "BatchItem",
+    "Check",
+    "CheckContext",
+    "DatasetError",
+    "Datasets",
+    "Embedder",
+    "GenerationCase",
+    "JudgeScores",
+    "LabeledCase",
+    "Peer",
+    "Regression",
+    "Report",
+    "ScoredDraft",
+    "case_context",
+    "compare",
+    "generation_metrics",
+    "judge_draft",
+    "labeled_metrics",
+    "load_datasets",
+    "review_draft",
+    "revision_instructions",
+    "score_batch",
+    "score_labeled",
+    "scored_draft",
+    "write_reports",
+]

@@ -8,13 +8,11 @@ exactly these (`ALL_CHECKS`), so what CI measures and what the pipeline enforces
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Sequence
 
+from evals.context import Check, CheckContext, Peer
 from evals.text import (
     STOPWORDS,
-    Vocabulary,
     claims,
     content_tokens,
     find_injection,
@@ -24,13 +22,10 @@ from evals.text import (
     number_key,
     shingles,
 )
-from gtm.domain.models import Account, CheckResult, Contact, Draft, Fact
+from gtm.domain.models import CheckResult, Draft, Step
 from gtm.domain.playbook import Playbook
 
 __all__ = [
-    "Check",
-    "CheckContext",
-    "Peer",
     "ALL_CHECKS",
     "CHECK_NAMES",
     "fact_coverage",
@@ -49,80 +44,6 @@ __all__ = [
     "count_asks",
     "jaccard",
 ]
-
-
-@dataclass(frozen=True)
-class Peer:
-    """Another draft of the same batch (campaign run), for the near-duplicate check."""
-
-    label: str
-    text: str
-    cosine: float | None = None
-    """Embedding similarity to the draft under review, when an embedder measured it."""
-
-
-@dataclass(frozen=True)
-class CheckContext:
-    """Everything a draft is judged against: the research, the playbook, who it is for."""
-
-    facts: Sequence[Fact]
-    playbook: Playbook
-    account: Account | None = None
-    contact: Contact | None = None
-    sender_name: str = ""
-    sender_company: str = ""
-    peers: Sequence[Peer] = field(default=())
-
-    quarantined: Sequence[Fact] = field(default=())
-    """Facts research kept from the writer because they carry instructions (never evidence)."""
-
-    @cached_property
-    def planted(self) -> dict[str, int]:
-        """Facts that try to instruct the writer: id → where the injected part starts.
-
-        They are data to flag, never evidence: no claim is supported by them."""
-        found = {}
-        for f in (*self.facts, *self.quarantined):
-            hit = find_injection(f.text, self.playbook.guardrails.injection_patterns)
-            if hit is not None:
-                found[f.id] = hit[0]
-        return found
-
-    @cached_property
-    def trusted_facts(self) -> tuple[Fact, ...]:
-        return tuple(f for f in self.facts if f.id not in self.planted)
-
-    @cached_property
-    def fact_vocabulary(self) -> Vocabulary:
-        return Vocabulary.of(f.text for f in self.trusted_facts)
-
-    @cached_property
-    def vocabulary(self) -> Vocabulary:
-        """What the draft may claim: the facts plus who it is to and from."""
-        a, c = self.account, self.contact
-        return Vocabulary.of(
-            [
-                *(f.text for f in self.trusted_facts),
-                *((a.company, a.domain, a.segment, a.description) if a else ()),
-                *((c.name, c.title) if c else ()),
-                self.sender_name,
-                self.sender_company,
-            ]
-        )
-
-    @cached_property
-    def merge_fields(self) -> frozenset[str]:
-        """Words a mail merge fills in: names and company. They do not make a draft specific."""
-        parts = []
-        if self.account:
-            parts += [self.account.company, self.account.domain.split(".")[0]]
-        if self.contact:
-            parts.append(self.contact.name)
-        parts += [self.sender_name, self.sender_company]
-        return frozenset(norm(w) for p in parts for w in re.split(r"[\s\-.]+", p) if w)
-
-
-Check = Callable[[Draft, CheckContext], CheckResult]
 
 
 def _text(draft: Draft) -> str:
@@ -200,19 +121,21 @@ def placeholders(draft: Draft, ctx: CheckContext) -> CheckResult:
     )
 
 
+_BODY_NAME: dict[Step, str] = {
+    "linkedin_connect": "note",
+    "linkedin_message": "message",
+    "email": "body",
+}
+
+
 def length(draft: Draft, ctx: CheckContext) -> CheckResult:
     """Within the channel's limits; never empty."""
     lim = ctx.playbook.channels
     body = draft.body
+    limit = lim.max_chars(draft.step)
     problems: list[str] = []
     if not body.strip():
         problems.append("the message is empty")
-    if draft.step == "linkedin_connect" and len(body) > lim.linkedin_note_max_chars:
-        problems.append(f"note is {len(body)} characters, limit {lim.linkedin_note_max_chars}")
-    if draft.step == "linkedin_message" and len(body) > lim.linkedin_message_max_chars:
-        problems.append(
-            f"message is {len(body)} characters, limit {lim.linkedin_message_max_chars}"
-        )
     if draft.step == "email":
         subject = (draft.subject or "").strip()
         if not subject:
@@ -221,15 +144,10 @@ def length(draft: Draft, ctx: CheckContext) -> CheckResult:
             problems.append(
                 f"subject is {len(subject)} characters, limit {lim.email_subject_max_chars}"
             )
-        if len(body) > lim.email_body_max_chars:
-            problems.append(f"body is {len(body)} characters, limit {lim.email_body_max_chars}")
-        words = len(body.split())
-        if words > lim.email_body_max_words:
-            problems.append(f"body is {words} words, limit {lim.email_body_max_words}")
-    limit = {
-        "linkedin_connect": lim.linkedin_note_max_chars,
-        "linkedin_message": lim.linkedin_message_max_chars,
-    }.get(draft.step, lim.email_body_max_chars)
+    if (part := _BODY_NAME.get(draft.step)) is not None and len(body) > limit:
+        problems.append(f"{part} is {len(body)} characters, limit {limit}")
+    if draft.step == "email" and (words := len(body.split())) > lim.email_body_max_words:
+        problems.append(f"body is {words} words, limit {lim.email_body_max_words}")
     tail = [body[limit:][:60]] if len(body) > limit else []
     return _result(
         "length",
@@ -360,8 +278,6 @@ _JOINERS = ("of", "&", "de", "and")
 def _is_title_case(line: str) -> bool:
     ws = [w for w in line.split() if w[:1].isalpha() and w.lower() not in STOPWORDS]
     return bool(ws) and sum(w[0].isupper() for w in ws) > len(ws) / 2
-
-
 
 
 def no_injected_instructions(draft: Draft, ctx: CheckContext) -> CheckResult:

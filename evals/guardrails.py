@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evals.checks import ALL_CHECKS, Check, CheckContext
+from evals.checks import ALL_CHECKS
+from evals.context import Check, CheckContext
 from gtm.domain.models import Draft, Review
 
 __all__ = ["review_draft", "revision_instructions"]

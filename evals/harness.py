@@ -1,5 +1,6 @@
 """The eval harness behind `gtm eval`: score labeled drafts and freshly written ones, compare
-with a baseline, write `report.md` and `report.json`.
+with a baseline, write `report.md` and `report.json`. Scoring only: the application
+(`gtm.app.evaluate`) writes the generated drafts with the agents and hands them here.
 
 Two measurements:
 
@@ -20,35 +21,34 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from agents.context import Deps
-from agents.graph import build_writer_graph
-from agents.personalize import PROMPT_FOR_STEP
-from agents.state import State
-from evals.checks import CHECK_NAMES, CheckContext, Peer, duplicate_of, genericness_score
+from evals.checks import CHECK_NAMES, duplicate_of, genericness_score
+from evals.context import CheckContext, Peer
 from evals.datasets import GenerationCase, LabeledCase
 from evals.guardrails import review_draft
-from evals.judge import DIMENSIONS, JudgeScores, judge_draft
+from evals.judge import DIMENSIONS
 from gtm.domain.models import Draft, Review
 from gtm.domain.playbook import Playbook
-from prompts import load_prompt
 
 __all__ = [
+    "BatchItem",
     "Embedder",
     "Regression",
     "Report",
     "ScoredDraft",
+    "case_context",
     "compare",
-    "generate",
+    "generation_metrics",
     "labeled_metrics",
     "score_batch",
     "score_labeled",
+    "scored_draft",
     "write_reports",
 ]
 
@@ -107,7 +107,9 @@ class Report(BaseModel):
 
 
 @dataclass(frozen=True)
-class _Item:
+class BatchItem:
+    """One draft to score, with its id in the report and what it is judged against."""
+
     id: str
     draft: Draft
     ctx: CheckContext
@@ -121,7 +123,7 @@ def _cosines(texts: list[str], embed: Embedder | None) -> np.ndarray[Any, Any] |
 
 
 def score_batch(
-    items: Sequence[_Item], playbook: Playbook, embed: Embedder | None
+    items: Sequence[BatchItem], playbook: Playbook, embed: Embedder | None
 ) -> tuple[list[Review], dict[str, Any]]:
     """Score drafts written in one run together: each is compared with all the others.
 
@@ -168,7 +170,8 @@ def score_batch(
     return reviews, verdict
 
 
-def _scored(item: _Item, review: Review, **extra: Any) -> ScoredDraft:
+def scored_draft(item: BatchItem, review: Review, **extra: Any) -> ScoredDraft:
+    """A draft's line in the report: every check's verdict, plus `extra` report fields."""
     return ScoredDraft(
         id=item.id,
         subject=item.draft.subject,
@@ -181,9 +184,10 @@ def _scored(item: _Item, review: Review, **extra: Any) -> ScoredDraft:
     )
 
 
-def _context(
+def case_context(
     case: LabeledCase | GenerationCase, playbook: Playbook, sender: tuple[str, str]
 ) -> CheckContext:
+    """What a case's draft is judged against: its facts, account and contact, and the sender."""
     return CheckContext(
         facts=case.facts,
         playbook=playbook,
@@ -210,12 +214,14 @@ def score_labeled(
     for batch, members in by_batch.items():
         groups = [[m] for m in members] if batch is None else [members]
         for group in groups:
-            items = [_Item(c.id, c.as_draft(), _context(c, playbook, sender)) for c in group]
+            items = [
+                BatchItem(c.id, c.as_draft(), case_context(c, playbook, sender)) for c in group
+            ]
             reviews, verdict = score_batch(items, playbook, embed if batch else None)
             if batch is not None:
                 batches[batch] = verdict
             for c, item, review in zip(group, items, reviews, strict=True):
-                scored[c.id] = _scored(
+                scored[c.id] = scored_draft(
                     item,
                     review,
                     category=c.category,
@@ -267,52 +273,6 @@ def generation_metrics(
     for dim in DIMENSIONS if judged else ():
         m[f"judge.{dim}"] = sum((j[dim] - 1) / 4 for j in judged) / len(judged)
     return {k: round(v, 4) for k, v in m.items()}
-
-
-async def generate(
-    cases: Sequence[GenerationCase],
-    deps: Deps,
-    *,
-    embed: Embedder | None,
-    judge: bool,
-    campaign: str = "eval",
-    on_progress: Callable[[str], None] = lambda _id: None,
-) -> tuple[list[ScoredDraft], dict[str, Any]]:
-    """Write a draft for every account with the writer loop, then score them as one batch."""
-    graph = build_writer_graph()
-    sender = (deps.sender_name, deps.sender_company)
-    items: list[_Item] = []
-    revisions: list[int] = []
-    for case in cases:
-        ctx = _context(case, deps.playbook, sender)
-        assert ctx.account is not None
-        state = State(
-            campaign=campaign,
-            channel=case.channel,
-            account=ctx.account,
-            contact=case.contact,
-            tier=deps.playbook.tier_of(ctx.account),
-            facts=list(case.facts),
-        )
-        out = await graph.ainvoke(state, context=deps)
-        draft = out["draft"]
-        items.append(_Item(case.id, draft, ctx))
-        revisions.append(int(out.get("revisions", 0)))
-        on_progress(case.id)
-    reviews, verdict = score_batch(items, deps.playbook, embed)
-    scored = []
-    for item, review, revs in zip(items, reviews, revisions, strict=True):
-        extra: dict[str, Any] = {"revisions": revs, "batch": campaign}
-        if judge:
-            got = await judge_draft(deps.model, item.draft, item.ctx, prompts_dir=deps.prompts_dir)
-            extra["judge"] = got.model_dump() if isinstance(got, JudgeScores) else {"error": got}
-        scored.append(_scored(item, review, **extra))
-    return scored, verdict
-
-
-def prompt_versions(prompts_dir: Path | None, version: str | None) -> dict[str, str]:
-    names = sorted(set(PROMPT_FOR_STEP.values()))
-    return {n: load_prompt(n, prompts_dir, version=version).ref for n in names}
 
 
 def compare(
@@ -424,7 +384,3 @@ def _markdown(r: Report) -> str:
                 lines.append(f"- judge: {json.dumps(s.judge, ensure_ascii=False)}")
             lines.append("")
     return "\n".join(lines) + "\n"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)

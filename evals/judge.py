@@ -12,7 +12,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, ValidationError
 
-from evals.checks import CheckContext
+from evals.context import CheckContext
 from gtm.domain.models import Draft
 from prompts import load_prompt
 

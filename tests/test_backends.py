@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
+from email.utils import format_datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +19,7 @@ from gtm.domain.models import Account, Contact, Touch
 from memory.chroma import ChromaMemory
 from memory.in_memory import InMemoryMemory
 from tests.support.providers import FakeAttio, FakeDuxSoup, FakeHubSpot, SmtpInbox, free_port
+from tools.alerts import LocalAlerts
 from tools.attio import AttioCRM
 from tools.crm import CRM, Activity, Task
 from tools.duxsoup import DuxSoupLinkedIn
@@ -44,7 +47,7 @@ async def crm(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
     if request.param in ("local", "memory"):
         c = LocalCRM(tmp_path / "crm.sqlite") if request.param == "local" else InMemoryCRM()
         yield c
-        c.close()
+        await c.aclose()
         return
     fake: Any = FakeHubSpot() if request.param == "hubspot" else FakeAttio()
     with fake:
@@ -85,6 +88,21 @@ async def test_crm_activities_and_tasks_are_keyed(crm: Any) -> None:
     assert await crm.create_task(task) == await crm.create_task(task)
 
 
+async def test_crm_checks_and_erases_a_person_or_says_where_they_remain(crm: Any) -> None:
+    assert await crm.check()
+    co = await crm.upsert_company(ACCOUNT)
+    person = await crm.upsert_contact(DANA, co.id)
+    await crm.log_activity(
+        Activity(key="k1", company_id=co.id, contact_id=person.id, kind="email", body="hi", at=T0)
+    )
+    erased = await crm.erase_person(["dana@acme.ai"], ["https://www.linkedin.com/in/dana-ruiz"])
+    if isinstance(crm, LocalCRM):  # the embedded CRM and its twin erase the contact and touch
+        assert erased == 2 and await crm.find_contact(DANA) is None
+    else:  # a hosted CRM keeps the contact: a person must erase it there
+        assert isinstance(erased, str) and person.id in erased
+    assert await crm.erase_person(["nobody@acme.ai"], []) == 0
+
+
 async def test_crm_suppression_facts(crm: Any) -> None:
     crm.set_company("acme.ai", lifecycle_stage="customer", open_deals=2)
     co = await crm.find_company("acme.ai")
@@ -107,7 +125,6 @@ async def linkedin(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
             ]
             yield dux
             await dux.aclose()
-            dux.close()
         return
     c = (
         LocalLinkedInOutbox(tmp_path / "li.sqlite", sender="seat")
@@ -115,7 +132,7 @@ async def linkedin(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         else InMemoryLinkedIn(sender="seat")
     )
     yield c
-    c.close()
+    await c.aclose()
 
 
 async def test_linkedin_same_key_is_performed_once(linkedin: Any) -> None:
@@ -127,8 +144,19 @@ async def test_linkedin_same_key_is_performed_once(linkedin: Any) -> None:
     assert [(a.kind, a.text) for a in linkedin.actions()] == [("connect", "note"), ("visit", "")]
 
 
+async def test_linkedin_checks_and_erases_local_copies_only(linkedin: Any) -> None:
+    assert await linkedin.check()
+    url = "https://www.linkedin.com/in/dana-ruiz"
+    await linkedin.visit(url, key="k")
+    await linkedin.connect(url + "/?trk=x", "note", key="k2")
+    # The local twins hold the actions; Dux-Soup's ledger holds hashed keys only.
+    assert await linkedin.erase_person([], [url]) == (0 if linkedin.live else 2)
+    if not linkedin.live:
+        assert linkedin.actions() == []
+
+
 @pytest.fixture(params=["local", "memory", "smtp"])
-def email(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+async def email(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     if request.param == "smtp":
         inbox = SmtpInbox()
         controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
@@ -142,7 +170,7 @@ def email(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
             ledger=tmp_path / "smtp.sqlite",
         )
         yield mail
-        mail.close()
+        await mail.aclose()
         controller.stop()
         assert len(inbox.messages) == 2  # k and k2: the repeated key was not sent again
         return
@@ -152,7 +180,7 @@ def email(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         else InMemoryEmail(sender="me@vectorly.example")
     )
     yield c
-    c.close()
+    await c.aclose()
 
 
 async def test_email_same_key_is_sent_once(email: Any) -> None:
@@ -166,6 +194,9 @@ async def test_email_same_key_is_sent_once(email: Any) -> None:
     r2 = await email.send(**{**kw, "body": "changed"}, key="k")
     r3 = await email.send(**kw, key="k2")
     assert r1.provider_id == r2.provider_id != r3.provider_id
+    assert await email.check()  # SMTP: a session up to NOOP, nothing sent
+    # The local twins hold the messages; SMTP's ledger holds hashed keys only.
+    assert await email.erase_person(["dana@acme.ai"], []) == (0 if email.live else 2)
 
 
 async def test_local_email_is_a_parseable_eml(tmp_path: Path) -> None:
@@ -329,6 +360,25 @@ def test_two_processes_reserving_one_key_get_one_winner(tmp_path: Path) -> None:
     queue.close()
     queue.join_thread()
     assert results == [False, False, False, True]
+
+
+async def test_local_stamps_come_from_the_injected_clock(tmp_path: Path) -> None:
+    li = LocalLinkedInOutbox(tmp_path / "li.sqlite", sender="seat", clock=lambda: T0)
+    await li.visit("https://www.linkedin.com/in/dana-ruiz", key="k")
+    assert [a.at for a in li.actions()] == [T0]
+    li.close()
+    box = LocalEmailOutbox(tmp_path / "mail", sender="me@vectorly.example", clock=lambda: T0)
+    await box.send(to="dana@acme.ai", to_name="Dana", subject="s", body="b", key="k")
+    (path,) = box.messages()
+    assert message_from_bytes(path.read_bytes())["Date"] == format_datetime(T0)
+    alerts = LocalAlerts(tmp_path / "alerts.jsonl", clock=lambda: T0)
+    await alerts.alert("error", "x")
+    assert json.loads(alerts.path.read_text(encoding="utf-8"))["at"] == T0.isoformat()
+    sup = SuppressionList(tmp_path / "s.sqlite", clock=lambda: T0)
+    sup.erase([("email", "dana@acme.ai")], "erased")
+    sup.record_erasure("f" * 64, "reviewer", {"emails": 1})
+    assert [e[0] for e in sup.erasures()] == [T0.isoformat()]
+    sup.close()
 
 
 def test_suppression_list_matches_email_domain_and_profile(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evals import checks
-from evals.checks import CheckContext
+from evals.context import CheckContext
 from evals.guardrails import review_draft, revision_instructions
 from gtm.domain.models import Account, Contact, Draft, Fact, Step
 from gtm.domain.playbook import load_playbook

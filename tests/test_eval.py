@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from evals.checks import CHECK_NAMES, CheckContext
+from evals.checks import CHECK_NAMES
+from evals.context import CheckContext
 from evals.datasets import DEFAULT_DATASETS, DatasetError, load_datasets
 from evals.harness import (
+    BatchItem,
     ScoredDraft,
-    _Item,
     compare,
     labeled_metrics,
     score_batch,
@@ -113,7 +114,7 @@ def test_only_a_tracked_metric_past_the_threshold_regresses() -> None:
     assert compare({"generation.pass_rate": 0.73}, base, PB) == ([], [])
 
 
-def _item(i: int, body: str) -> _Item:
+def _item(i: int, body: str) -> BatchItem:
     contact = Contact(name=f"Person{i} Lee")
     facts = [Fact(id="f1", text="fact one", source="t"), Fact(id="f2", text="two", source="t")]
     draft = Draft(
@@ -124,7 +125,7 @@ def _item(i: int, body: str) -> _Item:
         prompt_version="t@1",
         model="t",
     )
-    return _Item(f"d{i}", draft, CheckContext(facts=facts, playbook=PB, contact=contact))
+    return BatchItem(f"d{i}", draft, CheckContext(facts=facts, playbook=PB, contact=contact))
 
 
 def test_a_batch_sharing_one_skeleton_fails() -> None:

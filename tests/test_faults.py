@@ -19,7 +19,7 @@ from gtm.domain.playbook import load_playbook
 from tests.crash.harness import write_accounts
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 from tests.support.providers import FakeDuxSoup, FakeHubSpot
-from tools.hubspot import token_for
+from tools.crm_notes import token_for
 
 
 async def test_a_campaign_completes_under_20_percent_faults_and_writes_once(

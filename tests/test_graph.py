@@ -16,6 +16,7 @@ from langgraph.types import Command
 from agents.context import Deps
 from agents.graph import build_graph, checkpoint_serde
 from agents.research import split_link
+from gtm.domain.approval import ApprovalRequest
 from gtm.domain.models import Account, Contact
 from gtm.domain.playbook import load_playbook
 from memory.in_memory import InMemoryMemory
@@ -141,7 +142,8 @@ async def test_draft_waits_for_approval_then_sends_once_and_records(env: dict[st
     assert snap.interrupts, "the thread must pause for a human"
     payload = snap.interrupts[0].value
     assert payload["action_request"]["action"] == "linkedin_connect"
-    assert payload["config"]["allow_edit"] and payload["draft"]["cited_fact_ids"] == ["f3", "f4"]
+    asked = ApprovalRequest.from_interrupt(payload)
+    assert payload["config"]["allow_edit"] and asked.draft.cited_fact_ids == ("f3", "f4")
     assert not env["linkedin"].actions(), "nothing leaves before approval"
 
     out = await g.ainvoke(
@@ -178,7 +180,7 @@ async def test_failed_review_rewrites_with_the_findings_then_flags(env: dict[str
     await env["graph"].ainvoke(inp(), cfg("t2"), context=d)
     snap = await env["graph"].aget_state(cfg("t2"))
     assert snap.interrupts and snap.values["flagged"] is True
-    checks = {f["check"] for f in snap.interrupts[0].value["findings"]}
+    checks = {f.check for f in ApprovalRequest.from_interrupt(snap.interrupts[0].value).findings}
     assert {"banned_phrases", "fact_coverage", "placeholders"} <= checks
     # The rewrite prompt carried the reviewer's findings.
     second_prompt = model.calls[1][-1].content
@@ -297,9 +299,9 @@ async def test_email_channel_sends_one_message_with_subject(env: dict[str, Any])
     g = env["graph"]
     await g.ainvoke({**inp(), "channel": "email"}, cfg("m1"), context=d)
     snap = await g.aget_state(cfg("m1"))
-    assert snap.interrupts and snap.interrupts[0].value["draft"]["subject"] == (
-        "Retrieval at Quillcode"
-    )
+    assert snap.interrupts
+    asked = ApprovalRequest.from_interrupt(snap.interrupts[0].value)
+    assert asked.draft.subject == "Retrieval at Quillcode"
     out = await g.ainvoke(
         Command(resume={"action": "edit", "text": args["body"].replace("Hi Dana", "Hello Dana")}),
         cfg("m1"),
@@ -374,10 +376,10 @@ async def test_a_signals_own_link_reaches_the_reviewer_not_the_writer(
     model = ScriptedChatModel.from_script([good_note()])
     await env["graph"].ainvoke(inp(account), cfg("t-link"), context=deps(env, model))
     snap = await env["graph"].aget_state(cfg("t-link"))
-    facts = {f["text"]: f for f in snap.interrupts[0].value["facts"]}
+    facts = {f.text: f for f in ApprovalRequest.from_interrupt(snap.interrupts[0].value).facts}
     hiring = facts["hiring 4 ML infra engineers"]
-    assert hiring["url"] == link and hiring["source"] == "accounts.csv:2:signals"
-    assert facts["3 sign-ups from this domain in the last 30 days"]["url"] is None
+    assert hiring.url == link and hiring.source == "accounts.csv:2:signals"
+    assert facts["3 sign-ups from this domain in the last 30 days"].url is None
     prompt = "\n".join(str(m.content) for m in model.calls[0])
     assert "hiring 4 ML infra engineers (source: accounts.csv:2:signals)" in prompt
     assert link not in prompt

@@ -20,7 +20,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.types import Command
 
-from evals.checks import CheckContext
+from evals.context import CheckContext
 from evals.guardrails import review_draft
 from gtm.domain.models import Account, Contact, Draft, Fact, Touch
 from gtm.domain.playbook import load_playbook

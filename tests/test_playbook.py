@@ -80,3 +80,11 @@ def test_unreadable_playbooks(tmp_path: Path) -> None:
     bad.write_text("tiers: [", encoding="utf-8")
     with pytest.raises(PlaybookError, match="not valid YAML"):
         load_playbook(bad)
+
+
+def test_each_step_has_one_character_limit() -> None:
+    """The writer's prompt and the `length` check both read a step's limit from here."""
+    lim = load_playbook().channels
+    assert lim.max_chars("linkedin_connect") == lim.linkedin_note_max_chars == 300
+    assert lim.max_chars("linkedin_message") == lim.linkedin_message_max_chars
+    assert lim.max_chars("email") == lim.email_body_max_chars

@@ -17,6 +17,9 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
+from gtm.app.doctor import diagnose
+from gtm.app.providers import ProviderConfigError, open_providers
+from gtm.app.settings import Settings
 from gtm.domain.models import Account, Contact
 from tests.support.providers import (
     FakeAttio,
@@ -227,7 +230,6 @@ async def test_duxsoup_signs_and_queues_each_key_once(tmp_path: Path) -> None:
         assert fake.queue[1]["params"] == {"profile": url, "messagetext": "Hi Dana, one question?"}
         assert await dux.queue_size() == 3
         await dux.aclose()
-        dux.close()
 
         wrong = DuxSoupLinkedIn.open(
             fake.base_url, fake.user_id, "not-the-key", ledger=tmp_path / "w.db"
@@ -237,7 +239,6 @@ async def test_duxsoup_signs_and_queues_each_key_once(tmp_path: Path) -> None:
         assert "403" in str(info.value) and not info.value.retryable
         assert "not-the-key" not in str(info.value)
         await wrong.aclose()
-        wrong.close()
 
 
 async def test_duxsoup_5xx_is_not_retried(tmp_path: Path) -> None:
@@ -248,7 +249,6 @@ async def test_duxsoup_5xx_is_not_retried(tmp_path: Path) -> None:
             await dux.visit("https://www.linkedin.com/in/x", key="k")
         assert len(fake.requests) == 1 and not info.value.retryable  # it may be queued
         await dux.aclose()
-        dux.close()
 
 
 # ------------------------------------------------------------------ SMTP
@@ -318,7 +318,7 @@ async def test_smtp_starttls_auth_unsubscribe_and_message_id(
     # The same key always yields the same Message-ID.
     r2 = await mail.send(to="dana@acme.ai", to_name="Dana Ruiz", subject="Hi", body="x", key="k1")
     assert r2.provider_id == r.provider_id
-    assert "NOOP" in mail.check()
+    assert "NOOP" in await mail.check()
     with pytest.raises(ChannelError, match="login refused"):
         await _smtp(controller, tls_cert[0], password="wrong").send(
             to="dana@acme.ai", to_name="Dana", subject="s", body="b", key="k3"
@@ -354,6 +354,26 @@ def _doctor(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         timeout=120,
         cwd=ROOT,
     )
+
+
+async def test_doctor_checks_what_the_factory_opens_and_names_missing_settings(
+    tmp_path: Path,
+) -> None:
+    s = Settings(data_dir=tmp_path, crm="attio", email="smtp")
+    with pytest.raises(ProviderConfigError, match="set GTM_ATTIO_TOKEN, GTM_SMTP_HOST "):
+        async with open_providers(s):
+            pass
+    findings = await diagnose(s)
+    assert [(f.detail, f.fix) for f in findings if f.component == "settings"] == [
+        ("GTM_ATTIO_TOKEN is not set", "export GTM_ATTIO_TOKEN=..."),
+        ("GTM_SMTP_HOST is not set", "export GTM_SMTP_HOST=..."),
+    ]
+    # A seam without its settings is not reached; the others are opened as a run opens them.
+    checked = [(f.component, f.ok, f.detail) for f in findings if ": " in f.component]
+    assert checked == [
+        ("linkedin: local", True, f"action log in {tmp_path}"),
+        ("alerts: local", True, f"alerts.jsonl in {tmp_path}"),
+    ]
 
 
 def test_doctor_reaches_every_provider_and_says_what_to_fix(tmp_path: Path) -> None:

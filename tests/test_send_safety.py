@@ -9,7 +9,7 @@ import pytest
 from langgraph.types import Command
 
 from agents.context import Deps
-from agents.send import limits_for, next_opening
+from agents.pacing import limits_for, next_opening
 from gtm.domain.models import Account, Contact, Receipt
 from gtm.domain.playbook import Playbook, load_playbook
 from tests.support.fake_model import ScriptedChatModel

@@ -7,11 +7,13 @@ A webhook post is not idempotent, so it is retried only on 429 (Slack did not po
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from tools.http import HttpClient, ValidationError
+from tools.provider import Provider
 
 __all__ = ["Alerts", "AlertKind", "LocalAlerts", "SlackAlerts"]
 
@@ -20,22 +22,28 @@ _ICON = {"escalation": ":rotating_light:", "red_flag": ":triangular_flag_on_post
 
 
 @runtime_checkable
-class Alerts(Protocol):
+class Alerts(Provider, Protocol):
     async def alert(self, kind: AlertKind, text: str) -> None: ...
 
 
 class LocalAlerts:
-    """The embedded default: one JSON line per alert in `alerts.jsonl`."""
+    """The embedded default: one JSON line per alert in `alerts.jsonl`, stamped by `clock`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
         self.path = path
+        self._clock = clock
 
     async def alert(self, kind: AlertKind, text: str) -> None:
-        line = {"at": datetime.now(UTC).isoformat(), "kind": kind, "text": text}
+        line = {"at": self._clock().isoformat(), "kind": kind, "text": text}
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
 
-    def close(self) -> None:
+    async def check(self) -> str:
+        return f"{self.path.name} in {self.path.parent}"
+
+    async def aclose(self) -> None:
         pass
 
 
@@ -57,9 +65,6 @@ class SlackAlerts:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    def close(self) -> None:
-        pass
 
     async def alert(self, kind: AlertKind, text: str) -> None:
         await self._http.request(

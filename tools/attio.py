@@ -8,8 +8,8 @@ Auth: an API key or access token (`GTM_ATTIO_TOKEN`) as a Bearer token, with sco
   `email_addresses`), which finds or creates in one idempotent call. Attribute values are
   always arrays.
 - Touches are plaintext notes on the company and on the person. Tasks link both. Each carries
-  a `gtm<hash>` token; writing lists the parent's notes or tasks and skips a token already
-  there, because Attio has no idempotency keys.
+  a `gtm<hash>` token (`tools.crm_notes`); writing lists the parent's notes or tasks and skips
+  a token already there, because Attio has no idempotency keys.
 - Optional attributes, read when the workspace has them: `lifecycle_stage` (select) and
   `owner` (actor reference) on companies, `opted_out` (checkbox) on people. Open deals come
   from the standard deals object (`associated_company`, `stage` not Won or Lost).
@@ -18,31 +18,31 @@ Auth: an API key or access token (`GTM_ATTIO_TOKEN`) as a Bearer token, with sco
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
 from aiolimiter import AsyncLimiter
 
 from gtm.domain.models import Account, Contact
-from tools.crm import Activity, ActivityKind, CompanyRecord, ContactRecord, Task
-from tools.http import HttpClient, NotFoundError
-from tools.hubspot import ScopeError, token_for
-from tools.local_crm import normalise_linkedin
+from tools.crm import (
+    Activity,
+    CompanyRecord,
+    ContactRecord,
+    Task,
+    normalise_linkedin,
+    still_held,
+)
+from tools.crm_notes import decode_note, encode_note, encode_task, token_for, utc_z
+from tools.http import HttpClient, NotFoundError, ScopeError
 
 __all__ = ["AttioCRM"]
 
-_REF = re.compile(r"gtm ref (gtm[0-9a-f]{16}) · (\w+) · key (.+)$", re.M)
 _CLOSED = ("won", "lost")
 
 
 def _first(values: dict[str, Any], slug: str) -> dict[str, Any] | None:
     items = values.get(slug) or []
     return items[0] if items else None
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class AttioCRM:
@@ -68,9 +68,6 @@ class AttioCRM:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def close(self) -> None:
-        pass
-
     REQUIRED_SCOPES = (
         "record_permission:read-write",
         "object_configuration:read",
@@ -91,6 +88,10 @@ class AttioCRM:
         if self._list:
             await self._http.request("GET", f"/v2/lists/{self._list}", idempotent=True)
         return f"token active for {me.get('workspace_name', 'the workspace')}, scopes ok"
+
+    async def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int | str:
+        """Nothing is erased here: Attio keeps the person record, and a person must delete it."""
+        return await still_held(self, emails, urls, how="Attio: delete the person record")
 
     async def _write(self, method: str, url: str, body: dict[str, Any], **kw: Any) -> Any:
         async with self._writes:
@@ -241,7 +242,6 @@ class AttioCRM:
         for n in await self._notes(parent, record_id):
             if token in (n.get("content_plaintext") or ""):
                 return str(n["id"]["note_id"])
-        head = f"Subject: {activity.subject}\n\n" if activity.subject else ""
         data = await self._write(
             "POST",
             "/v2/notes",
@@ -251,9 +251,8 @@ class AttioCRM:
                     "parent_record_id": record_id,
                     "title": f"{activity.kind.replace('_', ' ')} (gtm)",
                     "format": "plaintext",
-                    "content": f"{head}{activity.body}\n\n"
-                    f"gtm ref {token} · {activity.kind} · key {activity.key}",
-                    "created_at": _iso(activity.at),
+                    "content": encode_note(activity),
+                    "created_at": utc_z(activity.at),
                 }
             },
             idempotent=False,
@@ -285,9 +284,9 @@ class AttioCRM:
             "/v2/tasks",
             {
                 "data": {
-                    "content": f"{task.title}\n\ngtm ref {token} · task · key {task.key}",
+                    "content": encode_task(task),
                     "format": "plaintext",
-                    "deadline_at": _iso(task.due_at),
+                    "deadline_at": utc_z(task.due_at),
                     "is_completed": False,
                     "linked_records": linked,
                     "assignees": [],
@@ -301,23 +300,7 @@ class AttioCRM:
         out = []
         for n in await self._notes("companies", company_id):
             text = n.get("content_plaintext") or ""
-            m = _REF.search(text)
-            if not m:
-                continue
-            body = text[: m.start()].rstrip()
-            subject = None
-            if body.startswith("Subject: ") and "\n\n" in body:
-                head, body = body.split("\n\n", 1)
-                subject = head.removeprefix("Subject: ")
-            kind: ActivityKind = m.group(2)  # type: ignore[assignment]
-            out.append(
-                Activity(
-                    key=m.group(3).strip(),
-                    company_id=company_id,
-                    kind=kind,
-                    subject=subject,
-                    body=body,
-                    at=datetime.fromisoformat(str(n["created_at"]).replace("Z", "+00:00")),
-                )
-            )
+            activity = decode_note(text, company_id=company_id, at=str(n.get("created_at")))
+            if activity is not None:
+                out.append(activity)
         return sorted(out, key=lambda a: a.at)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from gtm.domain.models import Receipt
+from tools.provider import HoldsPeople
 
 __all__ = ["LinkedInChannel", "EmailChannel", "ChannelError"]
 
@@ -29,7 +30,7 @@ class ChannelError(RuntimeError):
 
 
 @runtime_checkable
-class LinkedInChannel(Protocol):
+class LinkedInChannel(HoldsPeople, Protocol):
     sender: str
     """The sender seat (LinkedIn account) actions are performed as."""
     live: bool
@@ -43,7 +44,7 @@ class LinkedInChannel(Protocol):
 
 
 @runtime_checkable
-class EmailChannel(Protocol):
+class EmailChannel(HoldsPeople, Protocol):
     sender: str
     """The From address."""
     live: bool

@@ -2,19 +2,37 @@
 
 The local SQLite CRM (`tools.local_crm`) is the embedded default; HubSpot and Attio clients
 implement the same Protocol. Every write is idempotent on a caller-supplied key so a resumed
-run never logs a touch twice.
+run never logs a touch twice. A contact is matched by email first, then by its LinkedIn URL in
+the one form `normalise_linkedin` gives it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gtm.domain.models import Account, Contact
+from tools.provider import HoldsPeople
 
-__all__ = ["CRM", "CompanyRecord", "ContactRecord", "Activity", "Task"]
+__all__ = [
+    "CRM",
+    "CompanyRecord",
+    "ContactRecord",
+    "Activity",
+    "Task",
+    "normalise_linkedin",
+    "still_held",
+]
+
+
+def normalise_linkedin(url: str | None) -> str | None:
+    """A profile URL as every CRM stores and matches it: lower-case, no query, no trailing /."""
+    if not url:
+        return None
+    return url.strip().lower().split("?", 1)[0].rstrip("/")
 
 
 class _Record(BaseModel):
@@ -69,7 +87,7 @@ class Task(_Record):
 
 
 @runtime_checkable
-class CRM(Protocol):
+class CRM(HoldsPeople, Protocol):
     """Find-or-create records, read suppression facts, and log touches."""
 
     async def find_company(self, domain: str) -> CompanyRecord | None: ...
@@ -93,3 +111,20 @@ class CRM(Protocol):
     async def activities(self, company_id: str) -> list[Activity]:
         """Touches logged on the company, oldest first."""
         ...
+
+
+async def still_held(
+    crm: CRM, emails: Sequence[str], urls: Sequence[str], *, how: str
+) -> int | str:
+    """`erase_person` for a hosted CRM, which keeps the contact: a note naming the contact and
+    `how` to erase it there, or 0 when the CRM holds no such person."""
+    probes = [Contact(name="", email=e) for e in emails]
+    probes += [Contact(name="", linkedin_url=u) for u in urls]
+    for probe in probes:
+        found = await crm.find_contact(probe)
+        if found is not None:
+            return (
+                f"the CRM ({type(crm).__name__}) still holds contact {found.id}: "
+                f"erase it there ({how})"
+            )
+    return 0

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +61,14 @@ class DuxSoupLinkedIn:
         )
         return cls(client, user_id=user_id, key=key, ledger=ledger)
 
-    def close(self) -> None:
-        self._done.close()
-
     async def aclose(self) -> None:
         await self._http.aclose()
+        self._done.close()
+
+    async def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int | str:
+        """Nothing to erase: the key ledger holds hashed outbox keys and queue ids only, never a
+        profile. (Dux-Soup's own queue and LinkedIn keep what was sent.)"""
+        return 0
 
     def _url(self, path: str) -> str:
         return f"{self._http.base_url}/{self._user}/{path}"

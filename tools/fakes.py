@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from gtm.domain.models import Receipt
@@ -17,10 +18,16 @@ class InMemoryCRM(LocalCRM):
     def __init__(self) -> None:
         super().__init__(Path(":memory:"))
 
+    async def check(self) -> str:
+        return "SQLite CRM in memory"
+
 
 class InMemoryLinkedIn(LocalLinkedInOutbox):
     def __init__(self, *, sender: str = "test-seat") -> None:
         super().__init__(":memory:", sender=sender)
+
+    async def check(self) -> str:
+        return "action log in memory"
 
 
 class InMemoryEmail:
@@ -32,8 +39,18 @@ class InMemoryEmail:
         self.sender = sender
         self.sent: dict[str, tuple[Receipt, dict[str, str]]] = {}
 
-    def close(self) -> None:
+    async def check(self) -> str:
+        return f"{len(self.sent)} message(s) in memory"
+
+    async def aclose(self) -> None:
         pass
+
+    async def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int | str:
+        want = {e.strip().lower() for e in emails}
+        gone = [k for k, (_, msg) in self.sent.items() if msg["to"].strip().lower() in want]
+        for k in gone:
+            del self.sent[k]
+        return len(gone)
 
     async def send(self, *, to: str, to_name: str, subject: str, body: str, key: str) -> Receipt:
         if key not in self.sent:

@@ -8,8 +8,9 @@
   call. A 5xx or a dropped connection on a call that is not idempotent (a create, a queued
   LinkedIn action) is **not** retried: the provider may have acted, and a blind retry could
   act twice. The caller gets `UnavailableError(maybe_applied=True)` and decides.
-- Errors map to a small hierarchy: `AuthError`, `NotFoundError`, `RateLimitedError`,
-  `ValidationError`, `UnavailableError`, all under `ProviderError`.
+- Errors map to a small hierarchy, all under `ProviderError`: `AuthError` (and its `ScopeError`,
+  raised by a client's own check), `NotFoundError`, `RateLimitedError`, `ValidationError`,
+  `UnavailableError`.
 - Secrets never reach logs or errors: headers are never logged, and messages are scrubbed of
   the secrets the client was given.
 """
@@ -36,6 +37,7 @@ from tenacity import (
 __all__ = [
     "ProviderError",
     "AuthError",
+    "ScopeError",
     "NotFoundError",
     "RateLimitedError",
     "ValidationError",
@@ -57,6 +59,10 @@ class ProviderError(RuntimeError):
 
 class AuthError(ProviderError):
     """401/403: the credentials are wrong, expired, or lack a scope."""
+
+
+class ScopeError(AuthError):
+    """The credentials work but lack a scope the client needs (found by the client's check)."""
 
 
 class NotFoundError(ProviderError):

@@ -8,33 +8,33 @@ companies scopes.
 - Find-or-create: search (`filterGroups`/`sorts`/`properties`/`limit`/`after`) by domain or
   email, create only if nothing matches. Creates carry `associations`.
 - Touches are notes associated with the company and the contact; tasks likewise.
-- HubSpot has no idempotency keys, so each note and task carries a `gtm<hash>` token, and
-  writing searches for the token first. Search is eventually consistent (a few seconds); the
-  outbox is the first guard against a second write, this is the second.
+- HubSpot has no idempotency keys, so each note and task carries a `gtm<hash>` token
+  (`tools.crm_notes`), and writing searches for the token first. Search is eventually
+  consistent (a few seconds); the outbox is the first guard against a second write, this is
+  the second.
 - Limits: 100 requests per 10 s per private app, and 5 search requests per second per account.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiolimiter import AsyncLimiter
 
 from gtm.domain.models import Account, Contact
-from tools.crm import Activity, ActivityKind, CompanyRecord, ContactRecord, Task
-from tools.http import AuthError, HttpClient, UnavailableError
-from tools.local_crm import normalise_linkedin
+from tools.crm import (
+    Activity,
+    CompanyRecord,
+    ContactRecord,
+    Task,
+    normalise_linkedin,
+    still_held,
+)
+from tools.crm_notes import decode_note, encode_note, encode_task, token_for, utc_z
+from tools.http import HttpClient, ScopeError, UnavailableError
 
-__all__ = ["HubSpotCRM", "ASSOC", "ScopeError"]
-
-
-class ScopeError(AuthError):
-    """The credentials work but lack a scope the client needs."""
-
+__all__ = ["HubSpotCRM", "ASSOC"]
 
 # HUBSPOT_DEFINED association type ids (v4 associations documentation).
 ASSOC = {
@@ -54,12 +54,6 @@ CONTACT_PROPS = [
     "hs_email_optout",
     "associatedcompanyid",
 ]
-_REF = re.compile(r"gtm ref (gtm[0-9a-f]{16}) · (\w+) · key (.+)$", re.M)
-
-
-def token_for(key: str) -> str:
-    """One search token per idempotency key (letters and digits only, so it stays one token)."""
-    return "gtm" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _assoc(to_id: str, type_id: int) -> dict[str, Any]:
@@ -69,13 +63,10 @@ def _assoc(to_id: str, type_id: int) -> dict[str, Any]:
     }
 
 
-def _ms(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 class HubSpotCRM:
-    def __init__(self, client: HttpClient) -> None:
+    def __init__(self, client: HttpClient, *, token: str = "") -> None:
         self._http = client
+        self._token = token
         self._search = AsyncLimiter(4, 1.0)
         self._owners: dict[str, str] = {}
 
@@ -89,14 +80,12 @@ class HubSpotCRM:
                 secrets=[token],
                 rate=(100, 10.0),
                 timeout=timeout,
-            )
+            ),
+            token=token,
         )
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    def close(self) -> None:  # the runtime closes stores synchronously; the client closes async
-        pass
 
     # ------------------------------------------------------------------ plumbing
 
@@ -219,7 +208,7 @@ class HubSpotCRM:
         "crm.objects.deals.read",
     )
 
-    async def check(self, token: str) -> str:
+    async def check(self) -> str:
         """Auth, scopes and rate-limit headroom, reading only."""
         await self._http.request(
             "GET", "/crm/v3/objects/companies", params={"limit": 1}, idempotent=True
@@ -234,7 +223,7 @@ class HubSpotCRM:
         resp = await self._http.request(
             "POST",
             "/oauth/v2/private-apps/get/access-token-info",
-            json={"tokenKey": token},
+            json={"tokenKey": self._token},
             idempotent=True,
         )
         scopes = set(resp.json().get("scopes") or [])
@@ -242,6 +231,10 @@ class HubSpotCRM:
         if missing:
             raise ScopeError("hubspot", f"the private app lacks scopes: {', '.join(missing)}")
         return f"token valid, scopes ok, {headroom}"
+
+    async def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int | str:
+        """Nothing is erased here: HubSpot keeps the contact, and a person must delete it."""
+        return await still_held(self, emails, urls, how="HubSpot: the contact's GDPR delete")
 
     # ------------------------------------------------------------------ CRM Protocol
 
@@ -329,18 +322,14 @@ class HubSpotCRM:
         existing = await self._keyed("notes", "hs_note_body", activity.key)
         if existing:
             return existing
-        head = f"Subject: {activity.subject}\n\n" if activity.subject else ""
-        body = (
-            f"{head}{activity.body}\n\n"
-            f"gtm ref {token_for(activity.key)} · {activity.kind} · key {activity.key}"
-        )
+        body = encode_note(activity)
         assoc = [_assoc(activity.company_id, ASSOC[("notes", "companies")])]
         if activity.contact_id:
             assoc.append(_assoc(activity.contact_id, ASSOC[("notes", "contacts")]))
         return await self._find_or_create(
             lambda: self._keyed("notes", "hs_note_body", activity.key),
             lambda: self._create(
-                "notes", {"hs_timestamp": _ms(activity.at), "hs_note_body": body}, assoc
+                "notes", {"hs_timestamp": utc_z(activity.at), "hs_note_body": body}, assoc
             ),
         )
 
@@ -349,10 +338,9 @@ class HubSpotCRM:
         if existing:
             return existing
         props: dict[str, Any] = {
-            "hs_timestamp": _ms(task.due_at),
+            "hs_timestamp": utc_z(task.due_at),
             "hs_task_subject": task.title,
-            "hs_task_body": f"{task.title}\n\ngtm ref {token_for(task.key)} · task · key "
-            + task.key,
+            "hs_task_body": encode_task(task),
             "hs_task_status": "NOT_STARTED",
             "hs_task_priority": "HIGH",
         }
@@ -371,23 +359,7 @@ class HubSpotCRM:
         for n in notes:
             p = n.get("properties") or {}
             body = p.get("hs_note_body") or ""
-            m = _REF.search(body)
-            if not m:
-                continue  # a note a person wrote, not one of ours
-            text = body[: m.start()].rstrip()
-            kind: ActivityKind = m.group(2)  # type: ignore[assignment]
-            subject = None
-            if text.startswith("Subject: ") and "\n\n" in text:
-                head, text = text.split("\n\n", 1)
-                subject = head.removeprefix("Subject: ")
-            out.append(
-                Activity(
-                    key=m.group(3).strip(),
-                    company_id=company_id,
-                    kind=kind,
-                    subject=subject,
-                    body=text,
-                    at=datetime.fromisoformat(str(p.get("hs_timestamp")).replace("Z", "+00:00")),
-                )
-            )
+            activity = decode_note(body, company_id=company_id, at=str(p.get("hs_timestamp")))
+            if activity is not None:  # else a note a person wrote, not one of ours
+                out.append(activity)
         return sorted(out, key=lambda a: a.at)

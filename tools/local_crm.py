@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from gtm.domain.models import Account, Contact
-from tools.crm import Activity, CompanyRecord, ContactRecord, Task
+from tools.crm import Activity, CompanyRecord, ContactRecord, Task, normalise_linkedin
 from tools.sqlite import compact, connect
 
-__all__ = ["LocalCRM", "normalise_linkedin"]
+__all__ = ["LocalCRM"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS companies (
@@ -29,22 +30,23 @@ CREATE TABLE IF NOT EXISTS tasks (
 """
 
 
-def normalise_linkedin(url: str | None) -> str | None:
-    if not url:
-        return None
-    return url.strip().lower().split("?", 1)[0].rstrip("/")
-
-
 def _email(value: str | None) -> str | None:
     return value.strip().lower() if value else None
 
 
 class LocalCRM:
     def __init__(self, path: Path) -> None:
+        self._path = path
         self._db = connect(path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def check(self) -> str:
+        return f"SQLite CRM in {self._path.parent}"
 
     @staticmethod
     def _company(r: sqlite3.Row) -> CompanyRecord:
@@ -191,18 +193,22 @@ class LocalCRM:
             (lifecycle_stage, owner, open_deals, d),
         )
 
-    def erase_contact(self, contact: Contact) -> int:
-        """Delete a person, and the touches and tasks logged against them (an erasure request).
-        Returns how many rows went."""
-        row = self._find_contact_row(contact)
-        if row is None:
-            return 0
-        cid = f"ct_{row['n']}"
-        n = 1
-        for table in ("activities", "tasks"):
-            n += self._db.execute(f"DELETE FROM {table} WHERE contact_id = ?", (cid,)).rowcount
-        self._db.execute("DELETE FROM contacts WHERE n = ?", (row["n"],))
-        compact(self._db)
+    async def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int | str:
+        """Delete the person, and the touches and tasks logged against them; count the rows."""
+        probes = [Contact(name="", email=e) for e in emails]
+        probes += [Contact(name="", linkedin_url=u) for u in urls]
+        n = 0
+        for probe in probes:
+            row = self._find_contact_row(probe)
+            if row is None:
+                continue
+            cid = f"ct_{row['n']}"
+            n += 1
+            for table in ("activities", "tasks"):
+                n += self._db.execute(f"DELETE FROM {table} WHERE contact_id = ?", (cid,)).rowcount
+            self._db.execute("DELETE FROM contacts WHERE n = ?", (row["n"],))
+        if n:
+            compact(self._db)
         return n
 
     def set_opted_out(self, contact: Contact, opted_out: bool = True) -> None:

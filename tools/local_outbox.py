@@ -1,12 +1,14 @@
 """The embedded channels: a LinkedIn action log and an email outbox of `.eml` files.
 
-Both refuse to perform one idempotency key twice, as a careful provider would.
+Both refuse to perform one idempotency key twice, as a careful provider would. Their stamps
+(an action's time, a message's Date) come from the injected clock.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
@@ -33,13 +35,25 @@ class LinkedInAction(BaseModel):
     at: datetime
 
 
+def _profile(url: str) -> str:
+    return url.strip().lower().split("?", 1)[0].rstrip("/")
+
+
 class LocalLinkedInOutbox:
     """Records every LinkedIn action instead of performing it."""
 
     live = False
 
-    def __init__(self, path: Path | str, *, sender: str) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        sender: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.sender = sender
+        self._path = Path(path)
+        self._clock = clock
         self._db = connect(
             path,
             "CREATE TABLE IF NOT EXISTS actions (n INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -50,6 +64,12 @@ class LocalLinkedInOutbox:
     def close(self) -> None:
         self._db.close()
 
+    async def aclose(self) -> None:
+        self.close()
+
+    async def check(self) -> str:
+        return f"action log in {self._path.parent}"
+
     def _do(self, kind: str, profile_url: str, text: str, key: str) -> Receipt:
         if not profile_url:
             from tools.channels import ChannelError
@@ -58,7 +78,7 @@ class LocalLinkedInOutbox:
         self._db.execute(
             "INSERT OR IGNORE INTO actions (key, kind, profile_url, text, sender, at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (key, kind, profile_url, text, self.sender, datetime.now(UTC).isoformat()),
+            (key, kind, profile_url, text, self.sender, self._clock().isoformat()),
         )
         r = self._db.execute("SELECT n FROM actions WHERE key = ?", (key,)).fetchone()
         return Receipt(provider_id=f"li_{r['n']}", detail=kind)
@@ -72,12 +92,12 @@ class LocalLinkedInOutbox:
     async def message(self, profile_url: str, text: str, *, key: str) -> Receipt:
         return self._do("message", profile_url, text, key)
 
-    def erase(self, profile_url: str) -> int:
-        """Delete every action on one profile (an erasure request)."""
-        want = profile_url.strip().lower().split("?", 1)[0].rstrip("/")
+    async def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int | str:
+        """Delete every action on the person's profiles; count them."""
+        want = {_profile(u) for u in urls}
         n = 0
         for r in self._db.execute("SELECT n, profile_url FROM actions").fetchall():
-            if r["profile_url"].strip().lower().split("?", 1)[0].rstrip("/") == want:
+            if _profile(r["profile_url"]) in want:
                 n += self._db.execute("DELETE FROM actions WHERE n = ?", (r["n"],)).rowcount
         compact(self._db)
         return n
@@ -102,14 +122,25 @@ class LocalEmailOutbox:
 
     live = False
 
-    def __init__(self, directory: Path, *, sender: str, sender_name: str = "") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        sender: str,
+        sender_name: str = "",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.sender = sender
         self._sender_name = sender_name
+        self._clock = clock
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         pass
+
+    async def check(self) -> str:
+        return f".eml outbox in {self.directory}"
 
     def _path(self, key: str) -> Path:
         return self.directory / f"{key}.eml"
@@ -122,7 +153,7 @@ class LocalEmailOutbox:
         msg["From"] = formataddr((self._sender_name, self.sender))
         msg["To"] = formataddr((to_name, to))
         msg["Subject"] = subject
-        msg["Date"] = format_datetime(datetime.now(UTC))
+        msg["Date"] = format_datetime(self._clock())
         msg["Message-ID"] = make_msgid(domain=self.sender.rsplit("@", 1)[-1])
         msg["X-GTM-Idempotency-Key"] = key
         msg.set_content(body)
@@ -138,15 +169,16 @@ class LocalEmailOutbox:
 
         return str(message_from_bytes(path.read_bytes())["Message-ID"])
 
-    def erase(self, address: str) -> int:
-        """Delete every message to one address (an erasure request)."""
+    async def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int | str:
+        """Delete every message to the person's addresses; count them."""
         from email import message_from_bytes
         from email.utils import parseaddr
 
+        want = {e.strip().lower() for e in emails}
         n = 0
         for path in self.messages():
             to = parseaddr(str(message_from_bytes(path.read_bytes())["To"]))[1]
-            if to.lower() == address.strip().lower():
+            if to.lower() in want:
                 path.unlink()
                 n += 1
         return n

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import smtplib
 import ssl
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from pathlib import Path
@@ -77,9 +78,14 @@ class SmtpEmail:
         self._timeout = timeout
         self._done = KeyLedger(ledger) if ledger else None
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         if self._done:
             self._done.close()
+
+    async def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int | str:
+        """Nothing to erase: the key ledger holds hashed outbox keys and Message-IDs derived from
+        them, never an address."""
+        return 0
 
     def _tls(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self._ca_file) if self._ca_file else None)
@@ -103,8 +109,11 @@ class SmtpEmail:
             raise
         return smtp
 
-    def check(self) -> str:
+    async def check(self) -> str:
         """Connect, STARTTLS, log in and say NOOP: everything but sending."""
+        return await asyncio.to_thread(self._check)
+
+    def _check(self) -> str:
         try:
             with self._session() as smtp:
                 code, _ = smtp.noop()

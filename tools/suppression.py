@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,7 +53,12 @@ class ImportReport:
 
 
 class SuppressionList:
-    def __init__(self, path: Path) -> None:
+    """The list in one SQLite file; `clock` stamps entries and erasure records."""
+
+    def __init__(
+        self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self._clock = clock
         self._db = connect(
             path,
             "CREATE TABLE IF NOT EXISTS suppressions (kind TEXT NOT NULL, value TEXT NOT NULL,"
@@ -68,7 +74,7 @@ class SuppressionList:
     def add(self, kind: SuppressionKind, value: str, reason: str) -> None:
         self._db.execute(
             "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)",
-            (kind, normalise(kind, value), reason, datetime.now(UTC).isoformat()),
+            (kind, normalise(kind, value), reason, self._clock().isoformat()),
         )
 
     def entries(self) -> list[tuple[str, str, str]]:
@@ -103,7 +109,7 @@ class SuppressionList:
             )
             self._db.execute(
                 "INSERT OR IGNORE INTO suppressions VALUES ('erased', ?, ?, ?)",
-                (fingerprint(kind, value), reason, datetime.now(UTC).isoformat()),
+                (fingerprint(kind, value), reason, self._clock().isoformat()),
             )
 
     def record_erasure(self, fingerprint: str, requested_by: str, erased: dict[str, int]) -> None:
@@ -112,7 +118,7 @@ class SuppressionList:
 
         self._db.execute(
             "INSERT INTO erasures (at, fingerprint, requested_by, erased) VALUES (?, ?, ?, ?)",
-            (datetime.now(UTC).isoformat(), fingerprint, requested_by, json.dumps(erased)),
+            (self._clock().isoformat(), fingerprint, requested_by, json.dumps(erased)),
         )
         compact(self._db)
 

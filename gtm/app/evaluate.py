@@ -1,5 +1,8 @@
 """`gtm eval`: put the harness together with settings, the model and a baseline.
 
+The scoring lives in `evals`; writing the generation set's drafts needs the agents (the same
+personalize → review loop as `gtm run`), so it lives here, one layer above both.
+
 Generation runs in a throw-away data directory (its own Chroma, CRM and checkpoints), so an
 eval never touches a real campaign. The model samples at temperature 0 with a fixed seed, so a
 rerun on the same machine writes the same drafts.
@@ -9,32 +12,47 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from evals.datasets import DEFAULT_DATASETS, load_datasets
-from evals.harness import (
+from agents.context import Deps
+from agents.graph import build_writer_graph
+from agents.personalize import PROMPT_FOR_STEP
+from agents.state import State
+from evals import (
+    DEFAULT_DATASETS,
+    BatchItem,
+    Embedder,
+    GenerationCase,
+    JudgeScores,
     Report,
     ScoredDraft,
+    case_context,
     compare,
-    generate,
     generation_metrics,
+    judge_draft,
     labeled_metrics,
-    now,
-    prompt_versions,
+    load_datasets,
+    score_batch,
     score_labeled,
+    scored_draft,
     write_reports,
 )
 from gtm.app.settings import Settings
 from gtm.app.workspace import open_workspace
 from gtm.domain.playbook import load_playbook
 from memory.embedding import MiniLMEmbedding
+from prompts import load_prompt
 
 __all__ = [
     "BaselineError",
     "EvalOptions",
     "run_eval",
+    "generate",
+    "prompt_versions",
     "load_baseline",
     "save_baseline",
     "EVAL_SEED",
@@ -67,6 +85,53 @@ def load_baseline(path: Path) -> tuple[dict[str, float], str]:
         return {str(k): float(v) for k, v in metrics.items()}, str(data.get("model", ""))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BaselineError(f"{path}: not a readable baseline ({exc})") from None
+
+
+async def generate(
+    cases: Sequence[GenerationCase],
+    deps: Deps,
+    *,
+    embed: Embedder | None,
+    judge: bool,
+    campaign: str = "eval",
+    on_progress: Callable[[str], None] = lambda _id: None,
+) -> tuple[list[ScoredDraft], dict[str, Any]]:
+    """Write a draft for every account with the writer loop, then score them as one batch."""
+    graph = build_writer_graph()
+    sender = (deps.sender_name, deps.sender_company)
+    items: list[BatchItem] = []
+    revisions: list[int] = []
+    for case in cases:
+        ctx = case_context(case, deps.playbook, sender)
+        assert ctx.account is not None
+        state = State(
+            campaign=campaign,
+            channel=case.channel,
+            account=ctx.account,
+            contact=case.contact,
+            tier=deps.playbook.tier_of(ctx.account),
+            facts=list(case.facts),
+        )
+        out = await graph.ainvoke(state, context=deps)
+        draft = out["draft"]
+        items.append(BatchItem(case.id, draft, ctx))
+        revisions.append(int(out.get("revisions", 0)))
+        on_progress(case.id)
+    reviews, verdict = score_batch(items, deps.playbook, embed)
+    scored = []
+    for item, review, revs in zip(items, reviews, revisions, strict=True):
+        extra: dict[str, Any] = {"revisions": revs, "batch": campaign}
+        if judge:
+            got = await judge_draft(deps.model, item.draft, item.ctx, prompts_dir=deps.prompts_dir)
+            extra["judge"] = got.model_dump() if isinstance(got, JudgeScores) else {"error": got}
+        scored.append(scored_draft(item, review, **extra))
+    return scored, verdict
+
+
+def prompt_versions(prompts_dir: Path | None, version: str | None) -> dict[str, str]:
+    """The writer's prompts a run uses, as 'name@version' refs, for the report."""
+    names = sorted(set(PROMPT_FOR_STEP.values()))
+    return {n: load_prompt(n, prompts_dir, version=version).ref for n in names}
 
 
 def save_baseline(report: Report, path: Path) -> None:
@@ -122,7 +187,7 @@ async def run_eval(
         batches["generation"] = verdict
         metrics |= generation_metrics(generation, verdict)
     report = Report(
-        created_at=now(),
+        created_at=datetime.now(UTC),
         model=model,
         prompt_versions=versions,
         datasets=list(ds.files),

@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gtm.app.runner import erase_threads, thread_values
 from gtm.app.workspace import Workspace
 from gtm.domain.models import Account, Contact
-from tools.local_crm import LocalCRM
-from tools.local_outbox import LocalEmailOutbox, LocalLinkedInOutbox
+from tools.provider import HoldsPeople
 from tools.suppression import SuppressionKind, fingerprint, normalise
 
 __all__ = ["forget", "Erasure", "ForgetError"]
@@ -97,17 +97,13 @@ async def forget(rt: Workspace, identifier: str, *, requested_by: str) -> Erasur
     # Threads whose account lists this person: their checkpoints hold the person's data.
     threads: list[tuple[str, Account]] = []
     for row in rt.ledger.rows():
-        snapshot = await rt.graph.aget_state({"configurable": {"thread_id": row.thread_id}})
-        account = (snapshot.values or {}).get("account")
+        account = (await thread_values(rt, row.thread_id)).get("account")
         if isinstance(account, Account):
             hits = [c for c in account.contacts if person.matches(c)]
             for c in hits:
                 person.add(c.email, c.linkedin_url, c.name)
             if hits:
                 threads.append((row.thread_id, account))
-    if record is None:  # look again: a thread may have taught us the other identifier
-        for email in sorted(person.emails):
-            record = record or await deps.crm.find_contact(Contact(name="", email=email))
 
     key = sorted(person.emails | person.urls)[0]
     result = Erasure(fingerprint=fingerprint("email" if "@" in key else "linkedin", key))
@@ -119,10 +115,7 @@ async def forget(rt: Workspace, identifier: str, *, requested_by: str) -> Erasur
         result.erased["memory records"] += await deps.memory.forget_person(
             sorted(person.names), accounts
         )
-    saver = rt.graph.checkpointer
     for tid, _ in threads:
-        if saver is not None and not isinstance(saver, bool):
-            await saver.adelete_thread(tid)
         rt.ledger.forget_history(tid)
         rt.ledger.update(
             tid,
@@ -134,33 +127,25 @@ async def forget(rt: Workspace, identifier: str, *, requested_by: str) -> Erasur
         )
     if threads:
         rt.ledger.compact()  # the old contact name and draft preview must not linger on disk
-    result.erased["threads"] = len(threads)
-    conn = getattr(saver, "conn", None)
-    if conn is not None and threads:
-        await conn.execute("VACUUM")
-        await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    # Checkpoints last: until they go, a second `forget` finds these threads again.
+    result.erased["threads"] = await erase_threads(rt, [tid for tid, _ in threads])
 
     stand_in = f"erased:{result.fingerprint[:16]}"
     result.erased["outbox rows re-keyed"] = sum(
         deps.outbox.erase_contact(k, stand_in) for k in person.emails | person.urls
     )
-    if isinstance(deps.crm, LocalCRM):
-        result.erased["CRM rows"] = sum(
-            deps.crm.erase_contact(Contact(name="", email=e)) for e in sorted(person.emails)
-        ) + sum(
-            deps.crm.erase_contact(Contact(name="", linkedin_url=u)) for u in sorted(person.urls)
-        )
-    elif record is not None:
-        result.notes.append(
-            f"the CRM ({type(deps.crm).__name__}) still holds contact {record.id}: erase it there "
-            "(HubSpot: the contact's GDPR delete; Attio: delete the person record)"
-        )
-    if isinstance(deps.linkedin, LocalLinkedInOutbox):
-        result.erased["LinkedIn outbox actions"] = sum(
-            deps.linkedin.erase(u) for u in sorted(person.urls)
-        )
-    if isinstance(deps.email, LocalEmailOutbox):
-        result.erased["emails"] = sum(deps.email.erase(e) for e in sorted(person.emails))
+    # Each backend erases its own copies, or says what a person must erase at the provider.
+    stores: list[tuple[str, HoldsPeople]] = [
+        ("CRM rows", deps.crm),
+        ("LinkedIn outbox actions", deps.linkedin),
+        ("emails", deps.email),
+    ]
+    for label, store in stores:
+        erased = await store.erase_person(sorted(person.emails), sorted(person.urls))
+        if isinstance(erased, str):
+            result.notes.append(erased)
+        else:
+            result.erased[label] = erased
     result.erased["log mentions"] = _redact_logs(
         rt.settings.data_dir, [*hard, *sorted(person.names)]
     )

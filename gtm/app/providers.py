@@ -1,15 +1,20 @@
-"""Choose and open the CRM, LinkedIn, email and alert backends from settings.
+"""The one provider factory: choose and open the CRM, LinkedIn, email and alert backends.
 
 The local twins are the embedded default. A real provider is used only when settings name it,
-and a missing credential is a clear error that says which variable to set.
+and a missing credential is a clear error that says which variable to set. Runs open all four
+through `open_providers`; `gtm doctor` opens each through the same `open_*` function to check it.
+Every backend is closed through `aclose()`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import SecretStr
 
 from gtm.app.settings import Settings
 from tools.alerts import Alerts, LocalAlerts, SlackAlerts
@@ -22,7 +27,21 @@ from tools.local_crm import LocalCRM
 from tools.local_outbox import LocalEmailOutbox, LocalLinkedInOutbox
 from tools.smtp import SmtpEmail
 
-__all__ = ["Providers", "ProviderConfigError", "open_providers", "missing_settings"]
+__all__ = [
+    "Providers",
+    "ProviderConfigError",
+    "Seam",
+    "backend",
+    "missing_settings",
+    "open_alerts",
+    "open_crm",
+    "open_email",
+    "open_linkedin",
+    "open_providers",
+]
+
+Seam = Literal["crm", "linkedin", "email", "alerts"]
+Clock = Callable[[], datetime]
 
 
 class ProviderConfigError(ValueError):
@@ -35,97 +54,107 @@ class Providers:
     linkedin: LinkedInChannel
     email: EmailChannel
     alerts: Alerts
-    names: dict[str, str] = field(default_factory=dict)
 
 
-def _secret(value: Any) -> str | None:
-    return value.get_secret_value() if value is not None else None
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
-def missing_settings(s: Settings) -> list[str]:
-    """Every setting a configured provider needs but does not have, as `GTM_*` names."""
-    need: list[tuple[bool, str]] = [
-        (s.crm == "hubspot" and not s.hubspot_token, "GTM_HUBSPOT_TOKEN"),
-        (s.crm == "attio" and not s.attio_token, "GTM_ATTIO_TOKEN"),
-        (s.linkedin == "duxsoup" and not s.duxsoup_user_id, "GTM_DUXSOUP_USER_ID"),
-        (s.linkedin == "duxsoup" and not s.duxsoup_key, "GTM_DUXSOUP_KEY"),
-        (s.email == "smtp" and not s.smtp_host, "GTM_SMTP_HOST"),
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+def backend(s: Settings, seam: Seam) -> str:
+    """The name of the backend settings choose for a seam, e.g. `hubspot` or `local`."""
+    alerts = "slack" if s.slack_webhook_url is not None else "local"
+    return {"crm": s.crm, "linkedin": s.linkedin, "email": s.email, "alerts": alerts}[seam]
+
+
+def missing_settings(s: Settings, seam: Seam | None = None) -> list[str]:
+    """Every setting a configured provider (of one seam, or of all) needs but does not have, as
+    `GTM_*` names."""
+    need: list[tuple[Seam, bool, str]] = [
+        ("crm", s.crm == "hubspot" and not s.hubspot_token, "GTM_HUBSPOT_TOKEN"),
+        ("crm", s.crm == "attio" and not s.attio_token, "GTM_ATTIO_TOKEN"),
+        ("linkedin", s.linkedin == "duxsoup" and not s.duxsoup_user_id, "GTM_DUXSOUP_USER_ID"),
+        ("linkedin", s.linkedin == "duxsoup" and not s.duxsoup_key, "GTM_DUXSOUP_KEY"),
+        ("email", s.email == "smtp" and not s.smtp_host, "GTM_SMTP_HOST"),
     ]
-    return [name for missing, name in need if missing]
+    return [name for where, missing, name in need if missing and seam in (None, where)]
+
+
+def _require(s: Settings, seam: Seam | None) -> None:
+    missing = missing_settings(s, seam)
+    if missing:
+        raise ProviderConfigError(
+            f"set {', '.join(missing)} (in the environment or ~/.config/gtm/config.toml) "
+            "or choose the local backends; `gtm doctor` checks the whole configuration"
+        )
+
+
+def open_crm(s: Settings) -> CRM:
+    _require(s, "crm")
+    if s.crm == "hubspot":
+        return HubSpotCRM.connect(
+            s.hubspot_base_url, _secret(s.hubspot_token), timeout=s.http_timeout_s
+        )
+    if s.crm == "attio":
+        return AttioCRM.connect(
+            s.attio_base_url,
+            _secret(s.attio_token),
+            list_id=s.attio_list,
+            timeout=s.http_timeout_s,
+        )
+    return LocalCRM(s.path("crm.sqlite"))
+
+
+def open_linkedin(s: Settings, *, clock: Clock = _now) -> LinkedInChannel:
+    _require(s, "linkedin")
+    if s.linkedin == "duxsoup":
+        return DuxSoupLinkedIn.open(
+            s.duxsoup_base_url,
+            s.duxsoup_user_id or "",
+            _secret(s.duxsoup_key),
+            ledger=s.path("duxsoup.sqlite"),
+            timeout=s.http_timeout_s,
+        )
+    return LocalLinkedInOutbox(s.path("linkedin.sqlite"), sender=s.linkedin_seat, clock=clock)
+
+
+def open_email(s: Settings, *, clock: Clock = _now) -> EmailChannel:
+    _require(s, "email")
+    if s.email == "smtp":
+        return SmtpEmail(
+            sender=s.email_from,
+            sender_name=s.sender_name,
+            host=s.smtp_host or "",
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=_secret(s.smtp_password) or None,
+            starttls=s.smtp_starttls,
+            ca_file=s.smtp_ca_file,
+            unsubscribe=s.email_unsubscribe,
+            timeout=s.http_timeout_s,
+            ledger=s.path("smtp.sqlite"),
+        )
+    return LocalEmailOutbox(s.path("email", "outbox"), sender=s.email_from, clock=clock)
+
+
+def open_alerts(s: Settings, *, clock: Clock = _now) -> Alerts:
+    if s.slack_webhook_url is not None:
+        return SlackAlerts.open(_secret(s.slack_webhook_url), timeout=s.http_timeout_s)
+    return LocalAlerts(s.path("alerts.jsonl"), clock=clock)
 
 
 @contextlib.asynccontextmanager
-async def open_providers(s: Settings) -> AsyncIterator[Providers]:
-    missing = missing_settings(s)
-    if missing:
-        raise ProviderConfigError(
-            f"set {', '.join(missing)} (in the environment or {'~/.config/gtm/config.toml'}) "
-            "or choose the local backends; `gtm doctor` checks the whole configuration"
-        )
+async def open_providers(s: Settings, *, clock: Clock = _now) -> AsyncIterator[Providers]:
+    """Open the four backends settings choose (all settings checked first); close them all."""
+    _require(s, None)
     async with contextlib.AsyncExitStack() as stack:
-        crm: Any
-        if s.crm == "hubspot":
-            crm = HubSpotCRM.connect(
-                s.hubspot_base_url, _secret(s.hubspot_token) or "", timeout=s.http_timeout_s
-            )
-            stack.push_async_callback(crm.aclose)
-        elif s.crm == "attio":
-            crm = AttioCRM.connect(
-                s.attio_base_url,
-                _secret(s.attio_token) or "",
-                list_id=s.attio_list,
-                timeout=s.http_timeout_s,
-            )
-            stack.push_async_callback(crm.aclose)
-        else:
-            crm = LocalCRM(s.path("crm.sqlite"))
-            stack.callback(crm.close)
-        linkedin: Any
-        if s.linkedin == "duxsoup":
-            linkedin = DuxSoupLinkedIn.open(
-                s.duxsoup_base_url,
-                s.duxsoup_user_id or "",
-                _secret(s.duxsoup_key) or "",
-                ledger=s.path("duxsoup.sqlite"),
-                timeout=s.http_timeout_s,
-            )
-            stack.push_async_callback(linkedin.aclose)
-        else:
-            linkedin = LocalLinkedInOutbox(s.path("linkedin.sqlite"), sender=s.linkedin_seat)
-        stack.callback(linkedin.close)
-        email: Any
-        if s.email == "smtp":
-            email = SmtpEmail(
-                sender=s.email_from,
-                sender_name=s.sender_name,
-                host=s.smtp_host or "",
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=_secret(s.smtp_password),
-                starttls=s.smtp_starttls,
-                ca_file=s.smtp_ca_file,
-                unsubscribe=s.email_unsubscribe,
-                timeout=s.http_timeout_s,
-                ledger=s.path("smtp.sqlite"),
-            )
-        else:
-            email = LocalEmailOutbox(s.path("email", "outbox"), sender=s.email_from)
-        stack.callback(email.close)
-        alerts: Any
-        if s.slack_webhook_url is not None:
-            alerts = SlackAlerts.open(_secret(s.slack_webhook_url) or "")
-            stack.push_async_callback(alerts.aclose)
-        else:
-            alerts = LocalAlerts(s.path("alerts.jsonl"))
-        yield Providers(
-            crm=crm,
-            linkedin=linkedin,
-            email=email,
-            alerts=alerts,
-            names={
-                "crm": s.crm,
-                "linkedin": s.linkedin,
-                "email": s.email,
-                "alerts": "slack" if s.slack_webhook_url else "local",
-            },
+        crm = await stack.enter_async_context(contextlib.aclosing(open_crm(s)))
+        linkedin = await stack.enter_async_context(
+            contextlib.aclosing(open_linkedin(s, clock=clock))
         )
+        email = await stack.enter_async_context(contextlib.aclosing(open_email(s, clock=clock)))
+        alerts = await stack.enter_async_context(contextlib.aclosing(open_alerts(s, clock=clock)))
+        yield Providers(crm=crm, linkedin=linkedin, email=email, alerts=alerts)

@@ -1,7 +1,9 @@
-"""Drive account threads: batch runs, resumes, and reviewer decisions.
+"""Drive account threads: batch runs, resumes, reviewer decisions, and their checkpoints.
 
 The CLI and the web inbox both go through these functions, so `gtm approve` and a click in the
-browser resume the graph in exactly the same way.
+browser meet one decision policy (`take_decision`) and resume the graph in exactly the same way.
+This module alone addresses checkpoints; others read or erase them through `thread_values`,
+`pending_request` and `erase_threads`.
 """
 
 from __future__ import annotations
@@ -14,34 +16,34 @@ from datetime import timedelta
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.types import Command, StateSnapshot
 
 from gtm.app.ledger import ThreadRow
 from gtm.app.workspace import Workspace
-from gtm.domain.models import (
-    Account,
-    Channel,
-    Contact,
-    Decision,
-    Draft,
-    Fact,
-    Review,
-)
+from gtm.domain.approval import ApprovalRequest
+from gtm.domain.models import Account, Channel, Decision, Review
 from gtm.domain.threads import thread_id_for
 
 __all__ = [
     "RunSummary",
     "run_campaign",
     "advance",
-    "pending_payload",
+    "thread_values",
+    "pending_request",
+    "erase_threads",
     "decide",
     "take_decision",
     "apply_decision",
+    "Taken",
     "review_edit",
+    "unsendable",
     "EDIT_BLOCKERS",
     "DecisionRefused",
+    "DecisionNotAllowed",
     "Unsendable",
-    "unsendable",
+    "EditRefused",
+    "NeedsConfirmation",
 ]
 
 
@@ -202,38 +204,141 @@ async def run_campaign(
     return summary
 
 
-async def pending_payload(rt: Workspace, row: ThreadRow) -> dict[str, Any] | None:
-    """The approval payload a waiting thread shows, or None if it is not waiting."""
-    snapshot = await rt.graph.aget_state(_config(row.thread_id))
+# --------------------------------------------------------------------------- checkpoints
+# The runner owns the checkpoint config: every read or erasure of a thread's checkpoints is here.
+
+
+async def thread_values(rt: Workspace, thread_id: str) -> dict[str, Any]:
+    """The state a thread's latest checkpoint holds; empty if it has none."""
+    snapshot = await rt.graph.aget_state(_config(thread_id))
+    return dict(snapshot.values or {})
+
+
+async def pending_request(rt: Workspace, thread_id: str) -> ApprovalRequest | None:
+    """What a waiting thread asks its reviewer, or None if it is not waiting."""
+    snapshot = await rt.graph.aget_state(_config(thread_id))
     if not snapshot.interrupts:
         return None
-    value = snapshot.interrupts[0].value
-    return value if isinstance(value, dict) else None
+    return ApprovalRequest.from_interrupt(snapshot.interrupts[0].value)
+
+
+async def erase_threads(rt: Workspace, thread_ids: list[str]) -> int:
+    """Delete these threads' checkpoints, then reclaim the file space so the data leaves the
+    disk too (SQLite keeps deleted pages until VACUUM). Returns how many threads it erased."""
+    saver = rt.graph.checkpointer
+    if not thread_ids or saver is None or isinstance(saver, bool):
+        return 0
+    for tid in thread_ids:
+        await saver.adelete_thread(tid)
+    if isinstance(saver, AsyncSqliteSaver):
+        await saver.conn.execute("VACUUM")
+        await saver.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return len(thread_ids)
+
+
+# --------------------------------------------------------------------------- decisions
 
 
 class DecisionRefused(RuntimeError):
-    """The draft cannot take this decision now (unknown id, already decided, in progress)."""
+    """The draft cannot take a decision now (unknown id, already decided, being decided)."""
 
 
-class Unsendable(DecisionRefused):
+class DecisionNotAllowed(DecisionRefused):
+    """The draft is waiting, but the decision policy does not allow this decision on it."""
+
+
+class Unsendable(DecisionNotAllowed):
     """Approved as written, the draft is something its channel cannot carry (empty, too long,
     template debris): the same findings that refuse an edit refuse it."""
 
 
-def unsendable(payload: Any) -> list[str]:
+class EditRefused(DecisionNotAllowed):
+    """The edited text is empty, or something its channel cannot carry."""
+
+
+class NeedsConfirmation(DecisionNotAllowed):
+    """A flagged draft is approved as written only when the reviewer confirms they checked the
+    findings."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A decision written down: the claimed draft, and guardrail notes for the reviewer."""
+
+    row: ThreadRow
+    notes: tuple[str, ...] = ()
+    """Findings on an edit that do not stop it ('check: finding'), to show, not to refuse."""
+
+
+EDIT_BLOCKERS = frozenset({"length", "placeholders"})
+"""Checks whose failure means the channel cannot carry the text: they refuse; others are notes."""
+
+
+def unsendable(request: ApprovalRequest) -> list[str]:
     """The findings on a pending draft that stop it being sent as written."""
-    findings = payload.get("findings") if isinstance(payload, dict) else None
-    return [
-        f"{f['check']}: {f['finding']}" for f in findings or [] if f.get("check") in EDIT_BLOCKERS
-    ]
+    return [f"{f.check}: {f.finding}" for f in request.findings if f.check in EDIT_BLOCKERS]
 
 
-async def take_decision(rt: Workspace, ref: int | str, decision: Decision) -> ThreadRow:
-    """Claim a waiting draft and write the decision down, exactly once; `apply_decision` then
-    resumes the graph with it. Raises `DecisionRefused` for a second decision, whoever makes it.
+def review_edit(rt: Workspace, request: ApprovalRequest, text: str, subject: str | None) -> Review:
+    """Guardrails on a reviewer's edit of the requested draft."""
+    from evals.context import CheckContext
+    from evals.guardrails import review_draft
+
+    old = request.draft
+    new = old.model_copy(
+        update={"body": text.strip(), "subject": subject or old.subject, "model": "human"}
+    )
+    ctx = CheckContext(
+        facts=list(request.facts),
+        playbook=rt.playbook,
+        contact=request.contact,
+        sender_name=rt.settings.sender_name,
+        sender_company=rt.settings.sender_company,
+    )
+    return review_draft(new, ctx)
+
+
+def _allowed(
+    rt: Workspace, row: ThreadRow, request: ApprovalRequest, decision: Decision, confirmed: bool
+) -> tuple[str, ...]:
+    """The decision policy on a waiting draft: raises `DecisionNotAllowed`, or returns notes."""
+    if decision.action == "approve":
+        if blockers := unsendable(request):
+            raise Unsendable(
+                f"draft {row.id} ({row.company}) cannot be sent as written — "
+                + "; ".join(blockers)
+                + ". Edit it or regenerate it."
+            )
+        if request.flagged and not confirmed:
+            raise NeedsConfirmation(
+                f"draft {row.id} ({row.company}) was flagged by the guardrails: approving it as "
+                "written needs confirming that the findings were checked"
+            )
+    if decision.action == "edit":
+        failures = review_edit(rt, request, decision.text or "", decision.subject).failures
+        if blockers := [f"{r.check}: {r.finding}" for r in failures if r.check in EDIT_BLOCKERS]:
+            raise EditRefused("edit refused — " + "; ".join(blockers))
+        return tuple(f"{r.check}: {r.finding}" for r in failures)
+    return ()
+
+
+async def take_decision(
+    rt: Workspace, ref: int | str, decision: Decision, *, confirmed: bool
+) -> Taken:
+    """Claim a waiting draft, hold the decision to the policy, and write it down, exactly once;
+    `apply_decision` then resumes the graph with it.
+
+    The policy, for the CLI and the web alike: a draft is approved as written only if its
+    channel can carry it, and a flagged one only when `confirmed` (the web's checkbox; `gtm
+    approve ID`, typed after `gtm inbox` showed the findings, passes True). An edit must hold
+    text that passes `EDIT_BLOCKERS`; its other findings come back as notes. Raises
+    `DecisionNotAllowed` for what the policy refuses and `DecisionRefused` for a draft that
+    cannot take a decision now (a second decision, whoever makes it).
 
     Once this returns, the decision survives a crash: the next run (or web inbox) applies it.
     """
+    if decision.action == "edit" and not (decision.text or "").strip():
+        raise EditRefused("the edited text is empty; nothing was sent")
     row = rt.ledger.get(ref)
     if row is None:
         raise DecisionRefused(f"no draft with id {ref}")
@@ -253,20 +358,15 @@ async def take_decision(rt: Workspace, ref: int | str, decision: Decision) -> Th
         if not snapshot.interrupts:
             raise DecisionRefused(f"draft {row.id} ({row.company}) is already decided")
         pause = snapshot.interrupts[0]
-        blockers = unsendable(pause.value) if decision.action == "approve" else []
-        if blockers:
-            raise Unsendable(
-                f"draft {row.id} ({row.company}) cannot be sent as written — "
-                + "; ".join(blockers)
-                + ". Edit it or regenerate it."
-            )
+        request = ApprovalRequest.from_interrupt(pause.value)
+        notes = _allowed(rt, row, request, decision, confirmed)
         rt.ledger.record_decision(row.id, decision=decision, interrupt_id=pause.id)
     except BaseException:
         rt.ledger.release(row.id)
         raise
     taken = rt.ledger.get(row.id)
     assert taken is not None
-    return taken
+    return Taken(row=taken, notes=notes)
 
 
 async def apply_decision(rt: Workspace, row: ThreadRow) -> ThreadRow:
@@ -283,30 +383,10 @@ async def apply_decision(rt: Workspace, row: ThreadRow) -> ThreadRow:
         rt.ledger.release(row.id)
 
 
-async def decide(rt: Workspace, ref: int | str, decision: Decision) -> ThreadRow:
-    """Resume a waiting thread with a reviewer's decision, exactly once."""
-    return await apply_decision(rt, await take_decision(rt, ref, decision))
-
-
-def review_edit(rt: Workspace, payload: dict[str, Any], text: str, subject: str | None) -> Review:
-    """Guardrails on a reviewer's edit. Failures of `EDIT_BLOCKERS` mean the channel cannot
-    carry the text; the others are notes for the reviewer."""
-    from evals.checks import CheckContext
-    from evals.guardrails import review_draft
-
-    old = Draft.model_validate(payload["draft"])
-    new = old.model_copy(
-        update={"body": text.strip(), "subject": subject or old.subject, "model": "human"}
-    )
-    ctx = CheckContext(
-        facts=[Fact.model_validate(f) for f in payload["facts"]],
-        playbook=rt.playbook,
-        contact=Contact.model_validate(payload["contact"]),
-        sender_name=rt.settings.sender_name,
-        sender_company=rt.settings.sender_company,
-    )
-    return review_draft(new, ctx)
-
-
-EDIT_BLOCKERS = frozenset({"length", "placeholders"})
-
+async def decide(
+    rt: Workspace, ref: int | str, decision: Decision, *, confirmed: bool = True
+) -> ThreadRow:
+    """Take a reviewer's decision and resume the thread with it, exactly once. Confirmed by
+    default, as `gtm approve ID` is."""
+    taken = await take_decision(rt, ref, decision, confirmed=confirmed)
+    return await apply_decision(rt, taken.row)

@@ -94,12 +94,12 @@ async def open_workspace(
     pb = playbook or load_playbook(settings.playbook)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     outbox = Outbox(settings.path("outbox.sqlite"), clock=clock)
-    suppressions = SuppressionList(settings.path("suppressions.sqlite"))
+    suppressions = SuppressionList(settings.path("suppressions.sqlite"), clock=clock)
     ledger = Ledger(settings.path("ledger.sqlite"), clock=clock)
     memory = ChromaMemory(settings.path("memory", "chroma"))
     with _closing_all(outbox, suppressions, ledger, memory):
         async with contextlib.AsyncExitStack() as stack:
-            providers = await stack.enter_async_context(open_providers(settings))
+            providers = await stack.enter_async_context(open_providers(settings, clock=clock))
             model: BaseChatModel
             if with_model:
                 model, description = await stack.enter_async_context(

@@ -182,7 +182,7 @@ def status(
 
 
 def _print_headroom(rt: Workspace) -> None:
-    from agents.send import limits_for, next_opening, paced
+    from agents.pacing import limits_for, next_opening, paced
 
     now = rt.deps.clock()
     lanes: tuple[tuple[str, bool, tuple[Step, ...]], ...] = (

@@ -6,36 +6,36 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.panel import Panel
 
 from gtm.app.ledger import DecisionRecord, ThreadRow
 from gtm.app.runner import (
-    EDIT_BLOCKERS,
     DecisionRefused,
-    decide,
-    pending_payload,
-    review_edit,
+    EditRefused,
+    apply_decision,
+    pending_request,
+    take_decision,
     unsendable,
 )
 from gtm.app.settings import Settings
 from gtm.app.workspace import open_workspace
 from gtm.cli.common import app, err, fail, now, out, print_attention, run_sync, settings_of
-from gtm.domain.models import Decision, Draft, Fact, Review
+from gtm.domain.approval import ApprovalRequest
+from gtm.domain.models import Decision
 from gtm.domain.playbook import PlaybookError
 
 # --------------------------------------------------------------------------- inbox
 
 
-def _draft_view(row: ThreadRow, payload: dict[str, Any], history: list[DecisionRecord]) -> Panel:
-    draft = Draft.model_validate(payload["draft"])
-    facts = {f["id"]: Fact.model_validate(f) for f in payload["facts"]}
-    contact = payload["contact"]
+def _draft_view(row: ThreadRow, request: ApprovalRequest, history: list[DecisionRecord]) -> Panel:
+    draft, contact = request.draft, request.contact
+    facts = {f.id: f for f in request.facts}
     lines = [
-        f"[bold]{row.company}[/bold]  tier {payload.get('tier') or '-'}  ·  {draft.channel} "
-        f"({draft.step})  ·  to {contact['name']}, {contact.get('title') or 'title unknown'}",
+        f"[bold]{row.company}[/bold]  tier {request.tier or '-'}  ·  {draft.channel} "
+        f"({draft.step})  ·  to {contact.name}, {contact.title or 'title unknown'}",
         f"prompt {draft.prompt_version}  ·  model {draft.model}",
         "",
     ]
@@ -51,17 +51,16 @@ def _draft_view(row: ThreadRow, payload: dict[str, Any], history: list[DecisionR
         )
     if not draft.cited_fact_ids:
         lines.append("  none")
-    findings = payload.get("findings") or []
-    lines.append("[bold]Guardrails[/bold]: " + ("all passed" if not findings else ""))
-    for fnd in findings:
-        lines.append(f"  [red]✗ {fnd['check']}[/red]: {fnd['finding']}")
-    if blockers := unsendable(payload):
+    lines.append("[bold]Guardrails[/bold]: " + ("all passed" if not request.findings else ""))
+    for fnd in request.findings:
+        lines.append(f"  [red]✗ {fnd.check}[/red]: {fnd.finding}")
+    if blockers := unsendable(request):
         why = "; ".join(blockers)
         lines.append(f"[red]cannot be sent as written[/red] ({why}): edit or regenerate it")
     for d in history:  # earlier decisions on this thread, such as a regenerate
         note = f": {d.note}" if d.note else ""
         lines.append(f"[dim]{d.at:%Y-%m-%d %H:%M} UTC {d.action} by {d.reviewer}{note}[/dim]")
-    title = f"#{row.id}" + ("  [red]FLAGGED[/red]" if payload.get("flagged") else "")
+    title = f"#{row.id}" + ("  [red]FLAGGED[/red]" if request.flagged else "")
     return Panel("\n".join(lines), title=title, title_align="left", highlight=False)
 
 
@@ -88,10 +87,10 @@ def inbox(
             rows.sort(key=lambda r: (r.waiting_since or r.updated_at, r.id))
             shown = 0
             for row in rows:
-                payload = await pending_payload(rt, row)
-                if payload is None:
+                request = await pending_request(rt, row.thread_id)
+                if request is None:
                     continue
-                out.print(_draft_view(row, payload, rt.ledger.history(row.thread_id)))
+                out.print(_draft_view(row, request, rt.ledger.history(row.thread_id)))
                 shown += 1
             print_attention(rt, campaign)
             return shown
@@ -117,17 +116,24 @@ def _serve_inbox(settings: Settings, *, host: str, port: int) -> None:
         raise fail(str(exc)) from None
 
 
-
 # --------------------------------------------------------------------------- decisions
 
 
 def _decide(ctx: typer.Context, ref: str, decision: Decision, *, with_model: bool = False) -> None:
+    """Take the decision under the runner's policy and apply it. Naming the draft's id after
+    `gtm inbox` showed its findings is the confirmation a flagged draft needs."""
+
     async def go() -> ThreadRow:
         async with open_workspace(settings_of(ctx), with_model=with_model) as rt:
-            return await decide(rt, ref, decision)
+            taken = await take_decision(rt, ref, decision, confirmed=True)
+            for note in taken.notes:
+                err.print(f"[yellow]note[/yellow] {note}", highlight=False)
+            return await apply_decision(rt, taken.row)
 
     try:
         row = run_sync(go())
+    except EditRefused as exc:
+        raise fail(str(exc)) from None
     except DecisionRefused as exc:
         raise fail(str(exc), code=1) from None
     note = f" ({row.detail})" if row.detail else ""
@@ -153,9 +159,6 @@ def edit(
     settings = settings_of(ctx)
     if text is None:
         text = _edit_in_editor(ctx, draft_id)
-    if not text.strip():
-        raise fail("the edited text is empty; nothing was sent")
-    _check_edit(ctx, draft_id, text, subject)
     _decide(
         ctx,
         draft_id,
@@ -163,20 +166,20 @@ def edit(
     )
 
 
-def _current(ctx: typer.Context, draft_id: str) -> dict[str, Any]:
-    async def go() -> dict[str, Any] | None:
+def _current(ctx: typer.Context, draft_id: str) -> ApprovalRequest:
+    async def go() -> ApprovalRequest | None:
         async with open_workspace(settings_of(ctx), with_model=False) as rt:
             row = rt.ledger.get(draft_id)
-            return await pending_payload(rt, row) if row else None
+            return await pending_request(rt, row.thread_id) if row else None
 
-    payload = run_sync(go())
-    if payload is None:
+    request = run_sync(go())
+    if request is None:
         raise fail(f"draft {draft_id} is not waiting for a decision", code=1)
-    return payload
+    return request
 
 
 def _edit_in_editor(ctx: typer.Context, draft_id: str) -> str:
-    body = Draft.model_validate(_current(ctx, draft_id)["draft"]).body
+    body = _current(ctx, draft_id).draft.body
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     with tempfile.NamedTemporaryFile("w+", suffix=".txt", delete=False) as fh:
         fh.write(body)
@@ -188,23 +191,6 @@ def _edit_in_editor(ctx: typer.Context, draft_id: str) -> str:
         raise fail(f"editor {editor!r} failed: {exc}") from None
     finally:
         os.unlink(path)
-
-
-def _check_edit(ctx: typer.Context, draft_id: str, text: str, subject: str | None) -> None:
-    """Refuse an edit the channel cannot carry; warn about other guardrail findings."""
-
-    async def go() -> Review:
-        async with open_workspace(settings_of(ctx), with_model=False) as rt:
-            row = rt.ledger.get(draft_id)
-            payload = await pending_payload(rt, row) if row else None
-            if payload is None:
-                raise fail(f"draft {draft_id} is not waiting for a decision", code=1)
-            return review_edit(rt, payload, text, subject)
-
-    for r in run_sync(go()).failures:
-        if r.check in EDIT_BLOCKERS:
-            raise fail(f"edit refused ({r.check}): {r.finding}")
-        err.print(f"[yellow]note[/yellow] {r.check}: {r.finding}", highlight=False)
 
 
 @app.command(rich_help_panel="Review")
@@ -239,4 +225,3 @@ def regenerate(
         ),
         with_model=True,
     )
-

@@ -4,6 +4,7 @@ Pure pydantic and no I/O beyond reading a playbook file. Every other layer speak
 and nothing here imports from any other part of gtm-agents.
 """
 
+from gtm.domain.approval import ApprovalRequest, Finding
 from gtm.domain.models import (
     Account,
     AccountStatus,
@@ -30,6 +31,7 @@ from gtm.domain.threads import thread_id_for
 __all__ = [
     "Account",
     "AccountStatus",
+    "ApprovalRequest",
     "Channel",
     "CheckResult",
     "Contact",
@@ -38,6 +40,7 @@ __all__ = [
     "Draft",
     "Fact",
     "FactKind",
+    "Finding",
     "OutboxEntry",
     "OutboxState",
     "Playbook",

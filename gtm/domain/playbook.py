@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from gtm.domain.models import Account
+from gtm.domain.models import Account, Step
 
 __all__ = ["Playbook", "PlaybookError", "TierMatch", "load_playbook", "DEFAULT_PLAYBOOK"]
 
@@ -145,6 +145,15 @@ class ChannelLimits(_Strict):
     email_subject_max_chars: int = Field(gt=0)
     email_body_max_chars: int = Field(gt=0)
     email_body_max_words: int = Field(gt=0)
+
+    def max_chars(self, step: Step) -> int:
+        """How long a step's message body may be: the writer is told this figure and the `length`
+        check enforces it. (A profile visit sends no text; it falls back to the email body's.)"""
+        if step == "linkedin_connect":
+            return self.linkedin_note_max_chars
+        if step == "linkedin_message":
+            return self.linkedin_message_max_chars
+        return self.email_body_max_chars
 
 
 class Cooldown(_Strict):

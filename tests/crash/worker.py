@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from gtm.app.accounts import load_accounts
-from gtm.app.runner import decide, pending_payload, run_campaign
+from gtm.app.runner import decide, pending_request, run_campaign
 from gtm.app.settings import Settings
 from gtm.app.workspace import open_workspace
-from gtm.domain.models import Decision, Draft, Receipt
+from gtm.domain.models import Decision, Receipt
 from tools.channels import LinkedInChannel
 
 CAMPAIGN = "crash"
@@ -148,13 +148,13 @@ async def main(args: argparse.Namespace) -> int:
         await run_campaign(rt, listing.accounts, campaign=CAMPAIGN, channel="linkedin")
         done = acked(args.journal)
         for row in rt.ledger.rows(campaign=CAMPAIGN, status="waiting_for_approval"):
-            payload = await pending_payload(rt, row)
-            if payload is None:
+            asked = await pending_request(rt, row.thread_id)
+            if asked is None:
                 continue
             if row.thread_id in done:
                 journal.write(ev="lost", thread=row.thread_id)  # approved before, asked again
             action = choice(row.account_id)
-            draft = Draft.model_validate(payload["draft"])
+            draft = asked.draft
             decision = Decision(
                 action=action,  # type: ignore[arg-type]
                 text=draft.body.replace("Would you", "Would you perhaps")

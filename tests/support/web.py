@@ -80,7 +80,7 @@ def take_and_die(data: str, draft_id: int, reviewer: str) -> None:
     async def go() -> None:
         async with open_workspace(Settings(data_dir=Path(data)), with_model=False) as rt:
             decision = Decision(action="approve", reviewer=reviewer, at=datetime.now(UTC))
-            await take_decision(rt, draft_id, decision)
+            await take_decision(rt, draft_id, decision, confirmed=True)
             os._exit(0)
 
     asyncio.run(go())

@@ -1,0 +1,96 @@
+"""Eligibility: whether a person may be contacted at all, now, in this campaign.
+
+Reads only (CRM, suppression list, outbox, memory). The intake node asks it for every candidate
+contact, and the send node asks again right before each send, so an opt-out or a new deal that
+arrives while a draft waits for approval still stops it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from agents.context import Deps
+from gtm.domain.models import Account, Channel, Contact, SkipReason
+
+__all__ = ["already_in_campaign", "reachable", "suppression_reason"]
+
+
+def reachable(contact: Contact, channel: Channel) -> bool:
+    """Whether the contact has an address on the channel."""
+    return bool(contact.linkedin_url if channel == "linkedin" else contact.email)
+
+
+async def suppression_reason(
+    deps: Deps, account: Account, contact: Contact, campaign: str
+) -> tuple[SkipReason, str] | None:
+    """Why this person at this account must not be contacted now, or None.
+
+    Called at intake and again right before each send.
+    """
+    if (c := deps.playbook.competitor_of(account)) is not None:
+        return "competitor", f"{account.company} is a competitor ({c.name})"
+    company = await deps.crm.find_company(account.domain)
+    if company is not None:
+        if company.is_customer:
+            return "customer", f"CRM lifecycle stage is '{company.lifecycle_stage}'"
+        if company.open_deals:
+            return "open_deal", f"{company.open_deals} open deal(s) in the CRM"
+    listed = deps.suppressions.check(contact, account)
+    if listed:
+        return "suppressed", listed
+    record = await deps.crm.find_contact(contact)
+    if record is not None:
+        if record.opted_out:
+            return "suppressed", f"{contact.name} opted out (CRM)"
+        # The CRM may know this person under an identifier the list row lacks: an opt-out
+        # recorded against their email also covers the LinkedIn-only row, and the reverse.
+        listed = deps.suppressions.check_identifiers(
+            email=record.email, linkedin_url=record.linkedin_url
+        )
+        if listed:
+            return "suppressed", listed
+    now = deps.clock()
+    cooldown = deps.playbook.cooldown
+    for entry in deps.outbox.sent_since(
+        now - timedelta(days=max(cooldown.person_days, cooldown.account_days)),
+        contact_key=contact.key,
+        account_id=account.account_id,
+    ):
+        if entry.campaign == campaign:
+            continue  # this campaign's own earlier step (the visit before a connect)
+        age = now - entry.created_at
+        if entry.contact_key == contact.key and age < timedelta(days=cooldown.person_days):
+            return "cooldown", (
+                f"{contact.name} was contacted {age.days} day(s) ago in campaign "
+                f"{entry.campaign} (cooldown {cooldown.person_days} days)"
+            )
+        if entry.account_id == account.account_id and age < timedelta(days=cooldown.account_days):
+            return "cooldown", (
+                f"{account.company} was contacted {age.days} day(s) ago in campaign "
+                f"{entry.campaign} (account cooldown {cooldown.account_days} days)"
+            )
+    for touch in await deps.memory.history(account.account_id, limit=200):
+        if touch.kind != "send":
+            continue
+        age = now - touch.at
+        if touch.contact == contact.name and age < timedelta(days=cooldown.person_days):
+            return "cooldown", (
+                f"{contact.name} was contacted {age.days} day(s) ago "
+                f"(cooldown {cooldown.person_days} days)"
+            )
+        if age < timedelta(days=cooldown.account_days):
+            return "cooldown", (
+                f"{account.company} was contacted {age.days} day(s) ago "
+                f"(account cooldown {cooldown.account_days} days)"
+            )
+    return None
+
+
+def already_in_campaign(
+    deps: Deps, campaign: str, account: Account, contact: Contact
+) -> tuple[SkipReason, str] | None:
+    """The same person reached through another account row of this campaign."""
+    for entry in deps.outbox.entries(campaign=campaign):
+        if entry.contact_key == contact.key and entry.account_id != account.account_id:
+            return "duplicate", f"{contact.name} is already in this campaign via {entry.account_id}"
+    return None

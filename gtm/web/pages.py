@@ -1,0 +1,264 @@
+"""The inbox pages: the queue, one draft, a decision on it, and a batch approval.
+
+Decisions go through the runner's `take_decision`, the same policy `gtm approve` meets; these
+handlers only turn its refusals into pages (422 for what the policy refuses, 409 for a draft
+that cannot take a decision now) and hand what it accepted to the background worker.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from gtm.app.ledger import ThreadRow
+from gtm.app.runner import (
+    DecisionNotAllowed,
+    DecisionRefused,
+    NeedsConfirmation,
+    pending_request,
+    take_decision,
+    thread_values,
+    unsendable,
+)
+from gtm.domain.models import Decision, Touch
+from gtm.web.security import inbox_of, login_required, posted, session_of
+from gtm.web.views import QueueFilters, build_queue
+
+if TYPE_CHECKING:
+    from gtm.web.app import WebInbox
+
+__all__ = ["queue", "draft_page", "decide", "batch"]
+
+VERB = {
+    "approve": "Approved",
+    "edit": "Edited and approved",
+    "reject": "Rejected",
+    "regenerate": "Sent back for a rewrite",
+}
+
+CONFIRM_FLAGGED = (
+    "The guardrails flagged this draft. Tick the box to say you checked the findings and it is "
+    "right to send as written, or edit it."
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def queue(request: Request) -> Response:
+    session = session_of(request)
+    if session is None:
+        return login_required(request)
+    inbox = inbox_of(request)
+    filters = QueueFilters.parse(request.query_params)
+    q = build_queue(inbox.rt.ledger, inbox.rt.playbook, filters, now=_now())
+    recent = inbox.rt.ledger.recently_decided(limit=15)
+    needs_human = inbox.rt.deps.outbox.entries(state="unknown")
+    flash, session.flash = session.flash, []
+    return inbox.render(
+        "queue.html",
+        session=session,
+        q=q,
+        filters=filters,
+        recent=recent,
+        errors=inbox.worker.errors,
+        needs_human=needs_human,
+        flash=flash,
+        now=_now(),
+    )
+
+
+async def _draft_context(inbox: WebInbox, row: ThreadRow) -> dict[str, Any]:
+    """Everything the draft view shows; empty if the draft is no longer waiting."""
+    rt = inbox.rt
+    asked = await pending_request(rt, row.thread_id)
+    if asked is None:
+        return {}
+    values = await thread_values(rt, row.thread_id)
+    draft, facts, contact = asked.draft, asked.facts, asked.contact
+    account = values.get("account")
+    crm: dict[str, Any] = {}
+    try:
+        if account is not None:
+            crm["company"] = await rt.deps.crm.find_company(account.domain)
+        crm["contact"] = await rt.deps.crm.find_contact(contact)
+    except Exception as exc:  # noqa: BLE001 - the draft view still works without the CRM
+        crm["error"] = f"{type(exc).__name__}: {exc}"
+    touches: list[Touch] = [  # earlier touches: not research facts, not this thread's drafts
+        t
+        for t in await rt.deps.memory.history(row.account_id, limit=30)
+        if t.kind != "fact" and not (t.kind == "draft" and t.campaign == row.campaign)
+    ]
+    return {
+        "draft": draft,
+        "cited": [f for fid in draft.cited_fact_ids for f in facts if f.id == fid],
+        "missing_citations": [
+            fid for fid in draft.cited_fact_ids if fid not in {f.id for f in facts}
+        ],
+        "other_facts": [f for f in facts if f.id not in draft.cited_fact_ids],
+        "quarantined": list(values.get("quarantined") or []),
+        "findings": asked.findings,
+        "spans": [s for fnd in asked.findings for s in fnd.spans],
+        "unsendable": unsendable(asked),
+        "contact": contact,
+        "account": account,
+        "crm": crm,
+        "touches": touches,
+    }
+
+
+async def draft_page(
+    request: Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    notes: list[str] | None = None,
+    edited: str | None = None,
+) -> Response:
+    session = session_of(request)
+    if session is None:
+        return login_required(request)
+    inbox = inbox_of(request)
+    row = inbox.rt.ledger.get(request.path_params["draft_id"])
+    if row is None:
+        return inbox.render(
+            "message.html", status=404, title="No such draft", message="", session=session
+        )
+    filters = QueueFilters.parse(request.query_params)
+    q = build_queue(inbox.rt.ledger, inbox.rt.playbook, filters, now=_now())
+    prev_id, next_id = q.neighbours(row.id)
+    open_ = row.status == "waiting_for_approval" and not row.deciding
+    ctx = await _draft_context(inbox, row) if open_ else {}
+    flash, session.flash = session.flash, []
+    return inbox.render(
+        "draft.html",
+        status=status,
+        session=session,
+        row=row,
+        filters=filters,
+        prev_id=prev_id,
+        next_id=next_id,
+        batch_ok=q.batch_allowed(row),
+        error=error,
+        notes=notes or [],
+        edited=edited,
+        flash=flash,
+        worker_error=inbox.worker.errors.get(row.id),
+        history=inbox.rt.ledger.history(row.thread_id),
+        now=_now(),
+        **ctx,
+    )
+
+
+def _decision(form: FormData, reviewer: str) -> Decision | str:
+    """The decision a form asks for, or what is missing from it. Whether the draft may take it
+    is `take_decision`'s call."""
+
+    def text(name: str) -> str:
+        v = form.get(name)
+        return v.strip() if isinstance(v, str) else ""
+
+    action = text("action")
+    at = _now()
+    if action == "approve":
+        return Decision(action="approve", reviewer=reviewer, at=at)
+    if action == "edit":
+        return Decision(
+            action="edit",
+            text=text("text"),
+            subject=text("subject") or None,
+            reviewer=reviewer,
+            at=at,
+        )
+    if action == "reject":
+        if not text("reason"):
+            return "Say why you reject it; the reason is kept for next time."
+        return Decision(action="reject", reason=text("reason"), reviewer=reviewer, at=at)
+    if action == "regenerate":
+        if not text("instructions"):
+            return "Say what the rewrite should change."
+        return Decision(
+            action="regenerate", instructions=text("instructions"), reviewer=reviewer, at=at
+        )
+    return f"Unknown action {action!r}."
+
+
+async def decide(request: Request) -> Response:
+    checked = await posted(request)
+    if isinstance(checked, Response):
+        return checked
+    session, form = checked
+    inbox = inbox_of(request)
+    decision = _decision(form, session.reviewer)
+    if isinstance(decision, str):
+        text = form.get("text")
+        edited = text if isinstance(text, str) else None
+        return await draft_page(request, status=422, error=decision, edited=edited)
+    filters = QueueFilters.parse(request.query_params)
+    # The queue as it stands before the decision: where to go next once this draft has left it.
+    q = build_queue(inbox.rt.ledger, inbox.rt.playbook, filters, now=_now())
+    try:
+        taken = await take_decision(
+            inbox.rt,
+            request.path_params["draft_id"],
+            decision,
+            confirmed=form.get("confirm") == "yes",
+        )
+    except NeedsConfirmation:
+        return await draft_page(request, status=422, error=CONFIRM_FLAGGED)
+    except DecisionRefused as exc:
+        status = 422 if isinstance(exc, DecisionNotAllowed) else 409
+        edited = decision.text if decision.action == "edit" else None
+        why = str(exc)
+        return await draft_page(
+            request, status=status, error=why[:1].upper() + why[1:], edited=edited
+        )
+    row = taken.row
+    inbox.worker.submit(row)
+    session.flash.append(("ok", f"{VERB[decision.action]} #{row.id} {row.company}."))
+    session.flash += [("note", f"Note on #{row.id}: {n}") for n in taken.notes]
+    nxt = q.after(row.id)
+    target = f"/drafts/{nxt}" if nxt is not None else "/"
+    qs = filters.query()
+    return RedirectResponse(f"{target}?{qs}" if qs else target, status_code=303)
+
+
+async def batch(request: Request) -> Response:
+    """Approve the ticked drafts of batch-review tiers; flagged ones are never among them."""
+    checked = await posted(request)
+    if isinstance(checked, Response):
+        return checked
+    session, form = checked
+    inbox = inbox_of(request)
+    filters = QueueFilters.parse(request.query_params)
+    q = build_queue(inbox.rt.ledger, inbox.rt.playbook, filters, now=_now())
+    approved, refused = [], []
+    for raw in form.getlist("ids"):
+        row = inbox.rt.ledger.get(raw) if isinstance(raw, str) and raw.isdigit() else None
+        if row is None:
+            refused.append(f"#{raw}: no such draft")
+            continue
+        if not q.batch_allowed(row):
+            why = "flagged by the guardrails" if row.flagged else "its tier needs one-by-one review"
+            refused.append(f"#{row.id} {row.company}: {why}")
+            continue
+        decision = Decision(action="approve", reviewer=session.reviewer, at=_now())
+        try:
+            taken = await take_decision(inbox.rt, row.id, decision, confirmed=False)
+        except DecisionRefused as exc:
+            refused.append(str(exc))
+            continue
+        inbox.worker.submit(taken.row)
+        approved.append(f"#{taken.row.id}")
+    if approved:
+        session.flash.append(("ok", f"Batch-approved {len(approved)}: {', '.join(approved)}."))
+    if not approved and not refused:
+        session.flash.append(("note", "Nothing was selected."))
+    session.flash += [("error", f"Not approved: {r}") for r in refused]
+    qs = filters.query()
+    return RedirectResponse(f"/?{qs}" if qs else "/", status_code=303)
