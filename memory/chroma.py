@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import contextlib
+import shutil
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import chromadb
+import chromadb.errors
 from chromadb.api.types import Documents, EmbeddingFunction
 from chromadb.config import Settings
 
@@ -16,9 +20,13 @@ from gtm.domain.models import Touch
 from memory.base import names_person
 from memory.embedding import MiniLMEmbedding
 
-__all__ = ["ChromaMemory"]
+__all__ = ["ChromaMemory", "COLLECTION", "ERASE_COPY"]
 
 COLLECTION = "touches"
+ERASE_COPY = "touches-next"
+"""Where an erasure copies the records that stay, before it takes the old name."""
+_METADATA = {"hnsw:space": "cosine"}
+_PAGE = 1000
 
 
 class ChromaMemory:
@@ -32,15 +40,26 @@ class ChromaMemory:
         self._client = chromadb.PersistentClient(
             path=str(path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
         )
-        self._collection = self._client.get_or_create_collection(
+        self._embedding = embedding or MiniLMEmbedding()
+        self._collection = self._open()
+
+    def _open(self) -> Any:
+        """The collection, finishing whatever an erasure that died part-way left (`_erase`)."""
+        names = {c.name for c in self._client.list_collections()}
+        if ERASE_COPY in names and COLLECTION not in names:  # died after dropping the old copy
+            ef: Any = self._embedding
+            self._client.get_collection(ERASE_COPY, embedding_function=ef).modify(name=COLLECTION)
+        elif ERASE_COPY in names:  # died while copying: the old collection is intact
+            self._client.delete_collection(ERASE_COPY)
+        return self._client.get_or_create_collection(
             COLLECTION,
-            embedding_function=embedding or MiniLMEmbedding(),  # type: ignore[arg-type]
-            metadata={"hnsw:space": "cosine"},
+            embedding_function=self._embedding,  # type: ignore[arg-type]
+            metadata=_METADATA,
         )
 
     def close(self) -> None:
         # PersistentClient has no close(); dropping the reference releases the handles.
-        self._collection = None  # type: ignore[assignment]
+        self._collection = None
 
     @staticmethod
     def _meta(t: Touch) -> dict[str, Any]:
@@ -144,31 +163,77 @@ class ChromaMemory:
             if names_person(self._touch(d, dict(m)), needles)
         ]
         if ids:
-            await asyncio.to_thread(self._collection.delete, ids=ids)
-            await asyncio.to_thread(self._scrub_log, ids)
+            await asyncio.to_thread(self._erase, set(ids))
         return len(ids)
-
-    def _scrub_log(self, ids: list[str]) -> None:
-        """Chroma keeps every write in its own log table (`embeddings_queue`) until the vector
-        index next persists, so a deleted document would still be on disk. Drop the erased ids'
-        entries (their add and their delete: a replay then never sees them) and rewrite the file
-        without free pages."""
-        db = sqlite3.connect(self._path / "chroma.sqlite3", timeout=30)
-        try:
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                db.execute(
-                    f"DELETE FROM embeddings_queue WHERE id IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                )
-            db.commit()
-            db.execute("VACUUM")
-        finally:
-            db.close()
 
     async def forget_account(self, account_id: str) -> int:
         got = await asyncio.to_thread(self._collection.get, where={"account_id": account_id})
         ids = got["ids"]
         if ids:
-            await asyncio.to_thread(self._collection.delete, ids=ids)
+            await asyncio.to_thread(self._erase, set(ids))
         return len(ids)
+
+    def _erase(self, ids: set[str]) -> None:
+        """Delete `ids` so that no copy stays on disk, using only Chroma's own operations.
+
+        A delete through the API leaves the documents in Chroma's write-ahead log until the
+        vector index next persists, which for a small memory may be never. So the records that
+        stay are copied into a fresh collection, the old collection is dropped (which takes its
+        log with it), the fresh one takes the old name, and Chroma's own `vacuum` rewrites the
+        file without free pages. Chroma leaves a dropped collection's vector-index directory
+        behind: those directories (every one that existed before the copy) are removed.
+
+        A crash part-way leaves either the old collection intact (the copy is discarded on the
+        next open) or only the copy (it is renamed on the next open): never neither.
+        """
+        before = self._segment_dirs()
+        with contextlib.suppress(chromadb.errors.NotFoundError):
+            self._client.delete_collection(ERASE_COPY)
+        ef: Any = self._embedding
+        fresh = self._client.create_collection(
+            ERASE_COPY, embedding_function=ef, metadata=_METADATA
+        )
+        offset = 0
+        while True:
+            page = self._collection.get(
+                include=["documents", "metadatas", "embeddings"], limit=_PAGE, offset=offset
+            )
+            if not page["ids"]:
+                break
+            offset += len(page["ids"])
+            keep = [n for n, i in enumerate(page["ids"]) if i not in ids]
+            if keep:
+                docs, metas = page["documents"] or [], page["metadatas"] or []
+                vectors = page["embeddings"]
+                assert vectors is not None
+                fresh.add(
+                    ids=[page["ids"][n] for n in keep],
+                    documents=[docs[n] for n in keep],
+                    metadatas=[metas[n] for n in keep],
+                    embeddings=[vectors[n] for n in keep],
+                )
+        self._client.delete_collection(COLLECTION)
+        fresh.modify(name=COLLECTION)
+        self._collection = self._open()
+        for stale in before:
+            shutil.rmtree(stale, ignore_errors=True)
+        _vacuum(self._path)
+
+    def _segment_dirs(self) -> set[Path]:
+        return {d for d in self._path.iterdir() if d.is_dir()}
+
+
+def _vacuum(path: Path) -> None:
+    """Chroma's own `chroma vacuum`: purge what its log may drop, then rewrite the file.
+
+    Run as a child process: the command prints to the terminal from native code.
+    """
+    cmd = "import sys, chromadb_rust_bindings as b; b.cli(['chroma', *sys.argv[1:]])"
+    done = subprocess.run(
+        [sys.executable, "-c", cmd, "vacuum", "--path", str(path), "--force"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"chroma vacuum failed on {path}: {done.stderr.strip()[-500:]}")
