@@ -21,6 +21,9 @@ from types import TracebackType
 from typing import IO, Any
 
 import httpx
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -29,6 +32,7 @@ __all__ = [
     "build_chat_model",
     "EmbeddedModel",
     "EmbeddedModelUnavailable",
+    "ModelReplyError",
     "open_chat_model",
 ]
 
@@ -52,6 +56,67 @@ class EmbeddedModelUnavailable(RuntimeError):
     """The embedded model cannot start; the message says how to fix it."""
 
 
+class ModelReplyError(RuntimeError):
+    """The model endpoint failed, or answered with something that is not a chat completion
+    (an HTML page, no choices, JSON of another shape). The account's thread fails with this
+    reason and the next run retries it. The message never holds the API key."""
+
+
+class _GuardedChatOpenAI(ChatOpenAI):
+    """`ChatOpenAI` whose failures are scrubbed of the key and whose replies are checked.
+
+    Endpoints echo the key in a 401 (OpenAI: "Incorrect API key provided: sk-…"), and the
+    exception text travels into stderr, the ledger, checkpoints and alerts. The error is rebuilt
+    outside the `except` block, so no chained exception carries the original text either.
+    """
+
+    def _secrets(self) -> list[str]:
+        key = self.openai_api_key
+        return [key.get_secret_value()] if isinstance(key, SecretStr) else []
+
+    def _failure(self, exc: Exception) -> ModelReplyError:
+        text = f"{type(exc).__name__}: {exc}"
+        for secret in self._secrets():
+            if secret:
+                text = text.replace(secret, "***")
+        return ModelReplyError(f"model endpoint {self.openai_api_base or ''}: {text}"[:600])
+
+    def _checked(self, result: ChatResult) -> ChatResult:
+        if not result.generations:
+            raise ModelReplyError("the model endpoint answered with no choices")
+        return result
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        try:
+            result = super()._generate(messages, stop, run_manager, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - rebuilt below without the key
+            failure = self._failure(exc)
+        else:
+            return self._checked(result)
+        raise failure
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        try:
+            result = await super()._agenerate(messages, stop, run_manager, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - rebuilt below without the key
+            failure = self._failure(exc)
+        else:
+            return self._checked(result)
+        raise failure
+
+
 def build_chat_model(settings: ModelSettings, *, base_url: str, model: str) -> ChatOpenAI:
     """The one constructor for every endpoint.
 
@@ -59,7 +124,7 @@ def build_chat_model(settings: ModelSettings, *, base_url: str, model: str) -> C
     limit also goes as `max_tokens` in the body; without it one call can run to the context limit.
     """
     key = settings.api_key or SecretStr("sk-no-key-required")
-    return ChatOpenAI(
+    return _GuardedChatOpenAI(
         base_url=base_url,
         model=model,
         api_key=key,
