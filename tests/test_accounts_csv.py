@@ -152,3 +152,65 @@ def test_arbitrary_cells_never_crash(tmp_path: Path, rows: list[list[str]]) -> N
     for e in result.errors:
         assert e.file == "fuzz.csv" and e.row >= 2
         assert e.field in COLUMNS or e.field == "(row)"
+
+
+def test_an_unclosed_quote_is_named_at_its_row_and_the_rows_below_still_load(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        HEADER,
+        GOOD,
+        'Lexora,lexora.law,Omar Haddad,"Head of Engineering,,omar@lexora.law,legal tech,x',
+        "Docsy,docsy.io,Lee Park,CTO,,lee@docsy.io,documentation,y",
+        "Kestrel,kestrel.ai,Ann Wu,CEO,,ann@kestrel.ai,legal tech,z",
+    ]
+    result = load_accounts(write(tmp_path, "\n".join(rows) + "\n"))
+    assert [str(e) for e in result.errors] == [
+        "list.csv:3:(row): a quote opened on this row is never closed (it runs on to line 5); "
+        "close it or remove it"
+    ]
+    assert [a.account_id for a in result.accounts] == ["quillcode.dev", "docsy.io", "kestrel.ai"]
+
+
+@pytest.mark.parametrize("field", ["contact_name", "contact_title", "company", "email"])
+def test_a_line_break_in_a_one_line_field_is_rejected(tmp_path: Path, field: str) -> None:
+    cells = dict(zip(HEADER.split(","), next(csv.reader([GOOD])), strict=True))
+    cells["domain"] = "lexora.law"
+    cells["email"] = "omar@lexora.law"
+    cells["linkedin_url"] = ""
+    cells[field] = cells[field][:3] + "\n" + cells[field][3:]
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(cells.values())
+    assert errors(tmp_path, buf.getvalue().rstrip("\n")) == [
+        f"list.csv:3:{field}: contains a line break (only description and signals may)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        "https://de.linkedin.com/in/Omar-Haddad/",
+        "www.linkedin.com/in/omar-haddad",
+        "linkedin.com/in/omar-haddad?trk=public_profile",
+        "http://uk.linkedin.com/in/omar-haddad#about",
+        "https://m.linkedin.com/in/omar-haddad",
+    ],
+)
+def test_every_spelling_of_a_profile_url_loads_as_one_url(tmp_path: Path, spelled: str) -> None:
+    row = f"Lexora,lexora.law,Omar Haddad,CTO,{spelled},,legal tech,x"
+    result = load_accounts(write(tmp_path, "\n".join([HEADER, row]) + "\n"))
+    assert result.errors == []
+    (contact,) = result.accounts[0].contacts
+    assert contact.linkedin_url == "https://www.linkedin.com/in/omar-haddad"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["https://www.linkedin.com/company/lexora", "https://linkedin.com.evil.example/in/x", "x"],
+)
+def test_what_is_not_a_profile_url_is_rejected(tmp_path: Path, value: str) -> None:
+    row = f"Lexora,lexora.law,Omar Haddad,CTO,{value},,legal tech,x"
+    assert errors(tmp_path, row) == [
+        f"list.csv:3:linkedin_url: {value!r} is not a profile URL like "
+        "'https://www.linkedin.com/in/name'"
+    ]

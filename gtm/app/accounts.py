@@ -10,6 +10,7 @@ import csv
 import io
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
+from gtm.domain.identity import PROFILE_URL_EXAMPLE, profile_url
 from gtm.domain.models import Account, Contact
 
 __all__ = ["load_accounts", "AccountList", "RowError", "AccountListError", "COLUMNS", "REQUIRED"]
@@ -36,12 +38,13 @@ OPTIONAL = (
     "owner",
 )
 COLUMNS = REQUIRED + OPTIONAL
+MULTILINE = frozenset({"description", "signals", "tech_stack"})
+"""Columns whose cells may hold line breaks; a name, title or address never does."""
 MAX_ROWS = 100_000
 
 _TRUE = {"yes", "y", "true", "1"}
 _FALSE = {"no", "n", "false", "0", ""}
 _HOST = re.compile(r"^(?=.{3,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_LINKEDIN = re.compile(r"^https?://(?:[a-z]{2,3}\.)?linkedin\.com/in/([A-Za-z0-9\-_%.]+)/?$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -104,14 +107,10 @@ def _email(value: str) -> str | None:
 def _linkedin(value: str) -> str | None:
     if not value:
         return None
-    v = value.strip().split("?", 1)[0].split("#", 1)[0]
-    m = _LINKEDIN.match(v)
-    if not m:
-        raise _Bad(
-            "linkedin_url",
-            f"{value!r} is not a profile URL like 'https://www.linkedin.com/in/name'",
-        )
-    return f"https://www.linkedin.com/in/{m.group(1)}"
+    url = profile_url(value)
+    if url is None:
+        raise _Bad("linkedin_url", f"{value!r} is not a profile URL like '{PROFILE_URL_EXAMPLE}'")
+    return url
 
 
 def _website(value: str) -> str | None:
@@ -188,18 +187,30 @@ def load_accounts(path: Path) -> AccountList:
     groups: dict[str, dict[str, Any]] = {}
     seen_rows: dict[tuple[str, ...], int] = {}
     seen_people: dict[str, int] = {}
-    line = reader.line_num
+    lines = io.StringIO(text, newline="").readlines()
+    records = _records(lines, reader.line_num + 1)
     while True:
-        start = line + 1
         try:
-            cells = next(reader)
+            start, end, cells = next(records)
         except StopIteration:
             break
-        except csv.Error as exc:
-            result.errors.append(RowError(name, start, "(row)", f"cannot parse ({exc})"))
-            line = reader.line_num
+        if isinstance(cells, csv.Error):
+            result.errors.append(RowError(name, start, "(row)", f"cannot parse ({cells})"))
             continue
-        line = reader.line_num
+        if end > start and _runaway("".join(lines[start - 1 : end])):
+            # A quote opened on this row and never closed swallows the rows below it: reject
+            # this row and read the file again from the next line, so the others still load.
+            result.errors.append(
+                RowError(
+                    name,
+                    start,
+                    "(row)",
+                    f"a quote opened on this row is never closed (it runs on to line {end}); "
+                    "close it or remove it",
+                )
+            )
+            records = _records(lines, start + 1)
+            continue
         if not any(c.strip() for c in cells):
             continue
         result.rows_read += 1
@@ -247,6 +258,32 @@ def load_accounts(path: Path) -> AccountList:
     return result
 
 
+def _records(lines: list[str], first: int) -> Iterator[tuple[int, int, list[str] | csv.Error]]:
+    """(first line, last line, cells or the parse error) of each record from line `first` on."""
+    reader = csv.reader(io.StringIO("".join(lines[first - 1 :]), newline=""))
+    done = 0
+    while True:
+        try:
+            cells: list[str] | csv.Error = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            cells = exc
+        yield first + done, first - 1 + reader.line_num, cells
+        done = reader.line_num
+
+
+def _runaway(record: str) -> bool:
+    """A quote left open: the record only ends because the file does (a lenient reader takes
+    everything after the quote, every row below it included, as one cell)."""
+    try:
+        for _ in csv.reader(io.StringIO(record, newline=""), strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
 def _person_keys(c: Contact) -> list[str]:
     return [k for k in (c.email, c.linkedin_url.lower() if c.linkedin_url else None) if k]
 
@@ -255,6 +292,8 @@ def _validate(row: dict[str, str]) -> tuple[Contact, dict[str, Any]]:
     for col, value in row.items():
         if _CONTROL.search(value):
             raise _Bad(col, "contains control characters")
+        if col not in MULTILINE and "\n" in value:
+            raise _Bad(col, "contains a line break (only description and signals may)")
     for col in REQUIRED:
         if not row.get(col):
             raise _Bad(col, "is empty")

@@ -1,0 +1,44 @@
+"""How a person is recognised across lists, suppression, erasure and the outbox.
+
+A LinkedIn profile arrives in many spellings: with or without a scheme, `www.`, a country
+subdomain (`de.linkedin.com`), the mobile host, a trailing slash, a query string, mixed case.
+Every place a profile URL enters the product reduces it with `profile_url`, so a person who
+opted out under one spelling is recognised under every other.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+__all__ = ["profile_url", "PROFILE_URL_EXAMPLE"]
+
+PROFILE_URL_EXAMPLE = "https://www.linkedin.com/in/name"
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+_SUBDOMAIN = re.compile(r"(?:www|m|mobile|[a-z]{2}|[a-z]{2}-[a-z]{2})")
+_PATH = re.compile(r"/in/([^/\s?#]+)/?", re.IGNORECASE)
+
+
+def profile_url(value: str) -> str | None:
+    """`https://www.linkedin.com/in/<slug>` with the slug lower-cased, or None when `value` is
+    not a LinkedIn member profile URL (a company page, a post, another site, junk)."""
+    v = value.strip()
+    if not v or any(c.isspace() for c in v):
+        return None
+    if not _SCHEME.match(v):
+        v = "https://" + v
+    try:
+        parts = urlsplit(v)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or parts.port is not None:
+        return None
+    if host != "linkedin.com":
+        sub, dot, rest = host.partition(".")
+        if not dot or rest != "linkedin.com" or not _SUBDOMAIN.fullmatch(sub):
+            return None
+    m = _PATH.fullmatch(parts.path)
+    if m is None:
+        return None
+    return f"https://www.linkedin.com/in/{m.group(1).lower()}"
