@@ -376,7 +376,12 @@ async def apply_decision(rt: Workspace, row: ThreadRow) -> ThreadRow:
         if recorded is None:  # applied already (by a run that replayed it)
             return rt.ledger.get(row.id) or row
         payload, kind = await _next_payload(rt, row.thread_id, {}, claimed=True)
-        if kind != "decided":  # the pause it answered is gone: nothing to resume
+        if kind == "resume":
+            # The graph took this decision and its process died before the thread ended (a
+            # kill mid-send): carry the thread on. The send step never repeats an action that
+            # may have happened; it leaves it to a human.
+            return await advance(rt, row.thread_id, None)
+        if kind != "decided":  # the pause it answered is gone and the thread ended
             return rt.ledger.get(row.id) or row
         return await advance(rt, row.thread_id, payload)
     finally:
