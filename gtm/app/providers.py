@@ -142,7 +142,12 @@ def open_email(s: Settings, *, clock: Clock = _now) -> EmailChannel:
 
 def open_alerts(s: Settings, *, clock: Clock = _now) -> Alerts:
     if s.slack_webhook_url is not None:
-        return SlackAlerts.open(_secret(s.slack_webhook_url), timeout=s.http_timeout_s)
+        return SlackAlerts.open(
+            _secret(s.slack_webhook_url),
+            timeout=s.http_timeout_s,
+            queue=s.path("alerts.sqlite"),
+            clock=clock,
+        )
     return LocalAlerts(s.path("alerts.jsonl"), clock=clock)
 
 

@@ -63,6 +63,9 @@ def run(
                 f"model: {rt.model_description}",
                 highlight=False,
             )
+            alerts = rt.deps.alerts
+            if alerts is not None:
+                await alerts.flush()  # alerts an earlier run could not deliver
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -88,8 +91,8 @@ def run(
                     concurrency=concurrency,
                     on_progress=tick,
                 )
-            if summary.failures and rt.deps.alerts is not None:
-                await rt.deps.alerts.alert(
+            if summary.failures and alerts is not None:
+                await alerts.alert(
                     "error",
                     f"campaign {name}: {len(summary.failures)} account(s) failed: "
                     + "; ".join(summary.failures[:5]),
