@@ -206,7 +206,13 @@ def test_every_spelling_of_a_profile_url_loads_as_one_url(tmp_path: Path, spelle
 
 @pytest.mark.parametrize(
     "value",
-    ["https://www.linkedin.com/company/lexora", "https://linkedin.com.evil.example/in/x", "x"],
+    [
+        "https://www.linkedin.com/company/lexora",
+        "https://linkedin.com.evil.example/in/x",
+        "x",
+        "javascript:alert(1)",
+        "http://[::1",
+    ],
 )
 def test_what_is_not_a_profile_url_is_rejected(tmp_path: Path, value: str) -> None:
     row = f"Lexora,lexora.law,Omar Haddad,CTO,{value},,legal tech,x"

@@ -30,9 +30,10 @@ def profile_url(value: str) -> str | None:
     try:
         parts = urlsplit(v)
         host = (parts.hostname or "").lower()
-    except ValueError:
+        port = parts.port
+    except ValueError:  # an unclosed IPv6 bracket, a port that is not a number
         return None
-    if parts.scheme.lower() not in ("http", "https") or parts.port is not None:
+    if parts.scheme.lower() not in ("http", "https") or port is not None:
         return None
     if host != "linkedin.com":
         sub, dot, rest = host.partition(".")
