@@ -63,6 +63,12 @@ def test_a_team_playbook_changes_behaviour(tmp_path: Path) -> None:
         ),
         ({"guardrails__banned_phrases": ["(unclosed"]}, "guardrails.banned_phrases"),
         ({"goals__accept_rate": 3}, "goals.accept_rate"),
+        # YAML's `true` is not the number 1: a cap of `true` is a mistake, not one a week.
+        (
+            {"caps__linkedin_connection_requests_per_week": True},
+            "caps.linkedin_connection_requests_per_week",
+        ),
+        ({"cooldown__person_days": True}, "cooldown.person_days"),
     ],
 )
 def test_bad_playbook_names_file_and_field(
@@ -88,3 +94,11 @@ def test_each_step_has_one_character_limit() -> None:
     assert lim.max_chars("linkedin_connect") == lim.linkedin_note_max_chars == 300
     assert lim.max_chars("linkedin_message") == lim.linkedin_message_max_chars
     assert lim.max_chars("email") == lim.email_body_max_chars
+
+
+def test_the_fingerprint_is_what_the_rules_say_not_where_they_were_read(tmp_path: Path) -> None:
+    default = load_playbook(None)
+    same = load_playbook(_custom(tmp_path))  # the same rules, re-dumped under another name
+    assert same.source != default.source and same.fingerprint == default.fingerprint
+    tighter = load_playbook(_custom(tmp_path, caps__linkedin_connection_requests_per_week=2))
+    assert tighter.fingerprint != default.fingerprint

@@ -491,3 +491,14 @@ def test_a_claim_is_taken_over_at_once_only_from_a_dead_process(tmp_path: Path) 
     assert ledger.claim(row.id, "second")
     assert not ledger.claim(row.id, "third")
     ledger.close()
+
+
+def test_an_id_no_draft_can_have_is_a_404_not_a_500(web: WebInboxProcess) -> None:
+    client = _client(web, "Prober")
+    for ref in ("0", "9" * 19, "9" * 40):
+        page = client.get(f"/drafts/{ref}")
+        assert page.status_code == 404, (ref, page.status_code)
+        posted = client.post(
+            f"/drafts/{ref}/decide", data={"action": "approve", "csrf": _csrf(client)}
+        )
+        assert posted.status_code in (404, 409), (ref, posted.status_code, posted.text[:200])

@@ -328,6 +328,8 @@ class Ledger:
 
     def get(self, ref: int | str) -> ThreadRow | None:
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            if not 0 < int(ref) < 2**63:  # SQLite's integers end there: no such draft
+                return None
             r = self._db.execute("SELECT * FROM threads WHERE id = ?", (int(ref),)).fetchone()
         else:
             r = self._db.execute("SELECT * FROM threads WHERE thread_id = ?", (ref,)).fetchone()

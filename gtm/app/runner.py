@@ -92,8 +92,10 @@ def _derive(snapshot: StateSnapshot) -> dict[str, Any]:
 async def advance(rt: Workspace, thread_id: str, payload: Any) -> ThreadRow:
     """Run one thread until it pauses or ends, then index where it stands."""
     config = _config(thread_id)
+    known = rt.ledger.get(thread_id)
+    deps = rt.deps_for(known.campaign) if known is not None else rt.deps
     try:
-        await rt.graph.ainvoke(payload, config, context=rt.deps, durability="sync")
+        await rt.graph.ainvoke(payload, config, context=deps, durability="sync")
     except Exception as exc:  # noqa: BLE001 - one account's failure must not stop the batch
         snapshot = await rt.graph.aget_state(config)
         derived = _derive(snapshot)
@@ -279,8 +281,15 @@ def unsendable(request: ApprovalRequest) -> list[str]:
     return [f"{f.check}: {f.finding}" for f in request.findings if f.check in EDIT_BLOCKERS]
 
 
-def review_edit(rt: Workspace, request: ApprovalRequest, text: str, subject: str | None) -> Review:
-    """Guardrails on a reviewer's edit of the requested draft."""
+def review_edit(
+    rt: Workspace,
+    request: ApprovalRequest,
+    text: str,
+    subject: str | None,
+    *,
+    campaign: str | None = None,
+) -> Review:
+    """Guardrails on a reviewer's edit of the requested draft, under its campaign's playbook."""
     from evals.context import CheckContext
     from evals.guardrails import review_draft
 
@@ -290,7 +299,7 @@ def review_edit(rt: Workspace, request: ApprovalRequest, text: str, subject: str
     )
     ctx = CheckContext(
         facts=list(request.facts),
-        playbook=rt.playbook,
+        playbook=rt.playbook_for(campaign) if campaign else rt.playbook,
         contact=request.contact,
         sender_name=rt.settings.sender_name,
         sender_company=rt.settings.sender_company,
@@ -315,7 +324,9 @@ def _allowed(
                 "written needs confirming that the findings were checked"
             )
     if decision.action == "edit":
-        failures = review_edit(rt, request, decision.text or "", decision.subject).failures
+        failures = review_edit(
+            rt, request, decision.text or "", decision.subject, campaign=row.campaign
+        ).failures
         if blockers := [f"{r.check}: {r.finding}" for r in failures if r.check in EDIT_BLOCKERS]:
             raise EditRefused("edit refused — " + "; ".join(blockers))
         return tuple(f"{r.check}: {r.finding}" for r in failures)

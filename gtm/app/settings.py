@@ -212,7 +212,13 @@ class Settings(BaseSettings):
     def with_overrides(self, **values: Any) -> Settings:
         """A copy with the non-None values replaced (CLI options win over env and file)."""
         update = {k: v for k, v in values.items() if v is not None}
-        return self.model_copy(update=update)
+        new = self.model_copy(update=update)
+        if new.data_dir.exists() and not new.data_dir.is_dir():
+            source = "--data-dir" if "data_dir" in update else "GTM_DATA_DIR (env or config)"
+            raise SettingsError(
+                [SettingsProblem(source, "data_dir", f"{new.data_dir} is a file, not a directory")]
+            )
+        return new
 
 
 _SECRETS = frozenset(

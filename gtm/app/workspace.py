@@ -6,6 +6,7 @@ The CLI and the web inbox open one `Workspace`, use it, and close it. Nothing he
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from langgraph.graph.state import CompiledStateGraph
 from agents.context import Deps
 from agents.graph import build_graph, checkpoint_serde
 from agents.state import InputState, OutputState, State
+from gtm.app.campaigns import CampaignBook
 from gtm.app.ledger import Ledger
 from gtm.app.llm import open_chat_model
 from gtm.app.providers import open_providers
@@ -65,10 +67,25 @@ class ModelNotStarted(BaseChatModel):
 class Workspace:
     settings: Settings
     playbook: Playbook
+    """The playbook this command was opened with; a campaign may run under its own."""
     deps: Deps
     graph: Graph
     ledger: Ledger
     model_description: str
+    campaigns: CampaignBook
+
+    def playbook_for(self, campaign: str) -> Playbook:
+        """The playbook `campaign` was started with (or adopted), else this command's."""
+        record = self.campaigns.get(campaign)
+        return record.playbook if record is not None else self.playbook
+
+    def deps_for(self, campaign: str) -> Deps:
+        """The graph's context for one of `campaign`'s threads: its own playbook's caps,
+        tiers and guardrails, whatever playbook this command was given."""
+        pb = self.playbook_for(campaign)
+        if pb is self.deps.playbook:
+            return self.deps
+        return dataclasses.replace(self.deps, playbook=pb)
 
 
 @contextlib.contextmanager
@@ -96,8 +113,9 @@ async def open_workspace(
     outbox = Outbox(settings.path("outbox.sqlite"), clock=clock)
     suppressions = SuppressionList(settings.path("suppressions.sqlite"), clock=clock)
     ledger = Ledger(settings.path("ledger.sqlite"), clock=clock)
+    campaigns = CampaignBook(settings.path("ledger.sqlite"), clock=clock)
     memory = ChromaMemory(settings.path("memory", "chroma"))
-    with _closing_all(outbox, suppressions, ledger, memory):
+    with _closing_all(outbox, suppressions, ledger, campaigns, memory):
         async with contextlib.AsyncExitStack() as stack:
             providers = await stack.enter_async_context(open_providers(settings, clock=clock))
             model: BaseChatModel
@@ -137,4 +155,5 @@ async def open_workspace(
                 graph=build_graph(saver),
                 ledger=ledger,
                 model_description=description,
+                campaigns=campaigns,
             )

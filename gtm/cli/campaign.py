@@ -10,15 +10,28 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gtm.app.accounts import AccountListError, load_accounts
+from gtm.app.campaigns import CampaignBook, CampaignBusy, PlaybookMismatch, campaign_lock
 from gtm.app.ledger import ThreadRow
 from gtm.app.runner import (
     RunSummary,
     run_campaign,
 )
+from gtm.app.settings import Settings
 from gtm.app.workspace import Workspace, open_workspace
-from gtm.cli.common import app, err, fail, out, print_attention, run_sync, settings_of
+from gtm.cli.common import (
+    EXIT_ACCOUNTS_FAILED,
+    EXIT_BUSY,
+    EXIT_ROWS_REJECTED,
+    app,
+    err,
+    fail,
+    out,
+    print_attention,
+    run_sync,
+    settings_of,
+)
 from gtm.domain.models import Channel, Step
-from gtm.domain.playbook import PlaybookError, load_playbook
+from gtm.domain.playbook import Playbook, PlaybookError, load_playbook
 
 # --------------------------------------------------------------------------- run
 
@@ -33,7 +46,16 @@ def run(
     channel: Annotated[str, typer.Option(help="linkedin or email.")] = "linkedin",
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Accounts in flight.")] = 4,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N accounts.")] = None,
-    playbook: Annotated[Path | None, typer.Option(help="Playbook file for this run.")] = None,
+    playbook: Annotated[
+        Path | None,
+        typer.Option(help="Playbook file; a campaign keeps the one it was started with."),
+    ] = None,
+    adopt_playbook: Annotated[
+        bool,
+        typer.Option(
+            "--adopt-playbook", help="Switch a running campaign to the playbook given here."
+        ),
+    ] = False,
 ) -> None:
     """Run every account on the list through research → personalize → review → approval."""
     settings = settings_of(ctx).with_overrides(playbook=playbook)
@@ -47,10 +69,10 @@ def run(
         listing = load_accounts(accounts)
     except AccountListError as exc:
         raise fail(str(exc)) from None
-    for warning in listing.warnings:
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    for warning in listing.warnings:  # one line each, so they can be grepped
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     for e in listing.errors:
-        err.print(f"[red]rejected[/red] {e}", highlight=False)
+        err.print(f"[red]rejected[/red] {e}", highlight=False, soft_wrap=True)
     chosen = listing.accounts[:limit] if limit else listing.accounts
     name = campaign or accounts.stem
     if not chosen:
@@ -60,7 +82,7 @@ def run(
         async with open_workspace(settings, with_model=True, playbook=pb) as rt:
             out.print(
                 f"campaign [bold]{name}[/bold]: {len(chosen)} account(s) on {channel}, "
-                f"model: {rt.model_description}",
+                f"model: {rt.model_description}, playbook: {pb.source} ({pb.fingerprint[:12]})",
                 highlight=False,
             )
             alerts = rt.deps.alerts
@@ -99,8 +121,39 @@ def run(
                 )
             return summary, rt.model_description
 
-    summary, _ = run_sync(go())
+    try:
+        with campaign_lock(settings.data_dir, name):
+            pb = _campaign_playbook(settings, name, pb, adopt=adopt_playbook)
+            summary, _ = run_sync(go())
+    except CampaignBusy as exc:
+        raise fail(str(exc), code=EXIT_BUSY) from None
+    except PlaybookMismatch as exc:
+        raise fail(str(exc)) from None
     _print_summary(summary, rejected_rows=len(listing.errors))
+    if summary.by_status["failed"]:
+        raise typer.Exit(EXIT_ACCOUNTS_FAILED)
+    if listing.errors:
+        raise typer.Exit(EXIT_ROWS_REJECTED)
+
+
+def _campaign_playbook(settings: Settings, name: str, given: Playbook, *, adopt: bool) -> Playbook:
+    """The playbook `name` runs under: recorded on its first run, kept after (see
+    `gtm.app.campaigns`). Only a playbook the user named can conflict with it."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    book = CampaignBook(settings.path("ledger.sqlite"))
+    try:
+        chosen = book.resolve(name, given, explicit=settings.playbook is not None, adopt=adopt)
+    finally:
+        book.close()
+    if chosen is not given:
+        note = "adopted" if adopt else "kept"
+        err.print(
+            f"campaign {name}: {note} its playbook {chosen.source or 'the shipped default'} "
+            f"({chosen.fingerprint[:12]})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return chosen
 
 
 def _channel(value: str) -> Channel:

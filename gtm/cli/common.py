@@ -17,7 +17,35 @@ from gtm.app.settings import Settings, SettingsError, load_settings
 from gtm.app.workspace import Workspace
 from gtm.domain.playbook import PlaybookError
 
-__all__ = ["app", "out", "err", "settings_of", "fail", "run_sync", "now", "print_attention"]
+__all__ = [
+    "app",
+    "out",
+    "err",
+    "settings_of",
+    "fail",
+    "run_sync",
+    "now",
+    "print_attention",
+    "EXIT_REFUSED",
+    "EXIT_USAGE",
+    "EXIT_ROWS_REJECTED",
+    "EXIT_ACCOUNTS_FAILED",
+    "EXIT_BUSY",
+    "EXIT_INTERRUPTED",
+]
+
+# Exit statuses, so a script or CI can tell outcomes apart (README, "Exit status").
+EXIT_REFUSED = 1
+"""A decision was refused (already decided, unsendable), or `forget` matched nobody."""
+EXIT_USAGE = 2
+"""Bad usage, settings, playbook or file: nothing was done."""
+EXIT_ROWS_REJECTED = 3
+"""`gtm run`: some rows of the list were rejected; the good ones ran."""
+EXIT_ACCOUNTS_FAILED = 4
+"""`gtm run`: some accounts failed (each is listed); the next run retries them."""
+EXIT_BUSY = 5
+"""The campaign is being run by another process right now."""
+EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     help="Research, personalize, review and send account-based outreach, with a human approving.",
@@ -54,7 +82,7 @@ def _root(
         raise fail(str(exc)) from None
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
@@ -62,6 +90,12 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
+    except KeyboardInterrupt:
+        # Click would print a bare "Aborted!": say instead that stopping here is safe.
+        err.print(
+            "interrupted: run the same command again to continue where it stopped", soft_wrap=True
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except PlaybookError as exc:
         raise fail(str(exc)) from None
     except EmbeddedModelUnavailable as exc:
@@ -70,10 +104,8 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         raise fail(str(exc)) from None
 
 
-
 def now() -> datetime:
     return datetime.now(UTC)
-
 
 
 def print_attention(rt: Workspace, campaign: str | None) -> None:

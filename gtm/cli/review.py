@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.panel import Panel
 
+from gtm.app.campaigns import PlaybookMismatch
 from gtm.app.ledger import DecisionRecord, ThreadRow
 from gtm.app.runner import (
     DecisionRefused,
@@ -22,7 +23,17 @@ from gtm.app.runner import (
 )
 from gtm.app.settings import Settings
 from gtm.app.workspace import open_workspace
-from gtm.cli.common import app, err, fail, now, out, print_attention, run_sync, settings_of
+from gtm.cli.common import (
+    EXIT_REFUSED,
+    app,
+    err,
+    fail,
+    now,
+    out,
+    print_attention,
+    run_sync,
+    settings_of,
+)
 from gtm.domain.approval import ApprovalRequest
 from gtm.domain.models import Decision
 from gtm.domain.playbook import PlaybookError
@@ -123,8 +134,16 @@ def _decide(ctx: typer.Context, ref: str, decision: Decision, *, with_model: boo
     """Take the decision under the runner's policy and apply it. Naming the draft's id after
     `gtm inbox` showed its findings is the confirmation a flagged draft needs."""
 
+    settings = settings_of(ctx)
+
     async def go() -> ThreadRow:
-        async with open_workspace(settings_of(ctx), with_model=with_model) as rt:
+        async with open_workspace(settings, with_model=with_model) as rt:
+            row = rt.ledger.get(ref)
+            record = rt.campaigns.get(row.campaign) if row is not None else None
+            if settings.playbook is not None and record is not None:
+                # The decision applies under the campaign's playbook; naming another is a
+                # mistake to point out, not to act on.
+                rt.campaigns.resolve(record.name, rt.playbook, explicit=True, adopt=False)
             taken = await take_decision(rt, ref, decision, confirmed=True)
             for note in taken.notes:
                 err.print(f"[yellow]note[/yellow] {note}", highlight=False)
@@ -132,10 +151,10 @@ def _decide(ctx: typer.Context, ref: str, decision: Decision, *, with_model: boo
 
     try:
         row = run_sync(go())
-    except EditRefused as exc:
+    except (EditRefused, PlaybookMismatch) as exc:
         raise fail(str(exc)) from None
     except DecisionRefused as exc:
-        raise fail(str(exc), code=1) from None
+        raise fail(str(exc), code=EXIT_REFUSED) from None
     note = f" ({row.detail})" if row.detail else ""
     out.print(f"#{row.id} {row.company}: {decision.action} → {row.status}{note}", highlight=False)
 
@@ -174,7 +193,7 @@ def _current(ctx: typer.Context, draft_id: str) -> ApprovalRequest:
 
     request = run_sync(go())
     if request is None:
-        raise fail(f"draft {draft_id} is not waiting for a decision", code=1)
+        raise fail(f"draft {draft_id} is not waiting for a decision", code=EXIT_REFUSED)
     return request
 
 

@@ -6,6 +6,7 @@ The product reads every playbook number from here. The default ships as
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import time
 from functools import cached_property
@@ -57,7 +58,7 @@ class Segment(_Strict):
 
 
 class Tier(_Strict):
-    tier: int = Field(ge=1)
+    tier: int = Field(ge=1, strict=True)
     name: str
     review: Literal["always", "batch"] = Field(
         description="'always': a person reviews every draft; 'batch': drafts may be batch-approved."
@@ -72,10 +73,10 @@ class Competitor(_Strict):
 
 
 class Caps(_Strict):
-    linkedin_profile_visits_per_week: int = Field(ge=0)
-    linkedin_connection_requests_per_week: int = Field(ge=0)
-    linkedin_messages_per_week: int = Field(ge=0)
-    emails_per_day: int = Field(ge=0)
+    linkedin_profile_visits_per_week: int = Field(ge=0, strict=True)
+    linkedin_connection_requests_per_week: int = Field(ge=0, strict=True)
+    linkedin_messages_per_week: int = Field(ge=0, strict=True)
+    emails_per_day: int = Field(ge=0, strict=True)
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -140,11 +141,11 @@ class Pacing(_Strict):
 
 
 class ChannelLimits(_Strict):
-    linkedin_note_max_chars: int = Field(gt=0)
-    linkedin_message_max_chars: int = Field(gt=0)
-    email_subject_max_chars: int = Field(gt=0)
-    email_body_max_chars: int = Field(gt=0)
-    email_body_max_words: int = Field(gt=0)
+    linkedin_note_max_chars: int = Field(gt=0, strict=True)
+    linkedin_message_max_chars: int = Field(gt=0, strict=True)
+    email_subject_max_chars: int = Field(gt=0, strict=True)
+    email_body_max_chars: int = Field(gt=0, strict=True)
+    email_body_max_words: int = Field(gt=0, strict=True)
 
     def max_chars(self, step: Step) -> int:
         """How long a step's message body may be: the writer is told this figure and the `length`
@@ -157,15 +158,15 @@ class ChannelLimits(_Strict):
 
 
 class Cooldown(_Strict):
-    person_days: int = Field(ge=0)
-    account_days: int = Field(ge=0)
+    person_days: int = Field(ge=0, strict=True)
+    account_days: int = Field(ge=0, strict=True)
 
 
 class Guardrails(_Strict):
-    min_cited_facts: int = Field(ge=0)
-    max_revisions: int = Field(ge=0)
-    min_asks: int = Field(ge=0)
-    max_asks: int = Field(ge=1)
+    min_cited_facts: int = Field(ge=0, strict=True)
+    max_revisions: int = Field(ge=0, strict=True)
+    min_asks: int = Field(ge=0, strict=True)
+    max_asks: int = Field(ge=1, strict=True)
     banned_phrases: tuple[str, ...]
     pitch_phrases: tuple[str, ...]
     urgency_phrases: tuple[str, ...]
@@ -227,15 +228,15 @@ class Evals(_Strict):
 class Goals(_Strict):
     accept_rate: float = Field(ge=0, le=1)
     response_rate: float = Field(ge=0, le=1)
-    meetings_per_week: int = Field(ge=0)
-    email_responses_per_week: int = Field(ge=0)
-    qualified_opportunities_per_month: int = Field(ge=0)
+    meetings_per_week: int = Field(ge=0, strict=True)
+    email_responses_per_week: int = Field(ge=0, strict=True)
+    qualified_opportunities_per_month: int = Field(ge=0, strict=True)
 
 
 class RedFlags(_Strict):
     accept_rate_below: float = Field(ge=0, le=1)
     response_rate_below: float = Field(ge=0, le=1)
-    meetings_per_week_below: int = Field(ge=0)
+    meetings_per_week_below: int = Field(ge=0, strict=True)
 
 
 class EscalationRule(_Strict):
@@ -251,7 +252,7 @@ class EscalationRule(_Strict):
         "alert_owner_now", "notify_owner", "create_task", "record", "suppress_everywhere"
     ]
     description: str
-    due_hours: int | None = Field(default=None, ge=1)
+    due_hours: int | None = Field(default=None, ge=1, strict=True)
 
 
 class Escalations(_Strict):
@@ -295,6 +296,17 @@ class Playbook(_Strict):
     escalations: Escalations
     evals: Evals
     source: str = Field(default="", description="File the playbook was read from.")
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of what the playbook says (not where it was read from): two files that
+        validate to the same rules share it, and any change of a cap, tier or rule changes it."""
+        return hashlib.sha256(self.model_dump_json(exclude={"source"}).encode()).hexdigest()
+
+    def as_json(self) -> str:
+        """The rules as JSON, to record with a campaign; `Playbook.model_validate_json` reads
+        them back."""
+        return self.model_dump_json(exclude={"source"})
 
     @field_validator("tiers")
     @classmethod
