@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
+from evals.unicode import Folded, fold, mixed_script_words, reveal
+
 __all__ = [
     "find_injection",
     "Claim",
@@ -266,19 +268,26 @@ def longest_common_run(a: str, b: str) -> str:
 
 
 # Text a page hides from its human reader is written for a machine: zero-width characters,
-# Unicode tag characters ("ASCII smuggling"), bidi overrides, and markup that hides text.
+# invisible operators (U+2061-U+2064), Unicode tag characters ("ASCII smuggling"), bidi
+# overrides, and markup that hides text. Soft hyphens and direction marks have honest uses in
+# real text: they are not flagged, only removed before matching (see `evals.unicode`).
 _HIDDEN_CHARS = re.compile(
-    "[\u200b-\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069\U000e0000-\U000e007f]"
+    "[\u200b-\u200d\u2060-\u2064\u206a-\u206f\ufeff\u202a-\u202e\u2066-\u2069"
+    "\U000e0000-\U000e007f]"
 )
 _HIDDEN_MARKUP = re.compile(
     r"<!--|display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|"
     r"color\s*:\s*(?:#fff(?:fff)?\b|white\b)|<\s*(?:script|style|iframe)\b",
     re.IGNORECASE,
 )
-# Chat-template tokens and role headers: a fact never legitimately speaks as a role.
+# Chat-template tokens and role headers: a fact never legitimately speaks as a role. A header
+# starts the text or follows punctuation ("…, SYSTEM:", "(assistant:", "- system:"); in capitals
+# ("… SYSTEM: …") it is a header wherever it stands.
 _ROLE_MARKERS = re.compile(
     r"<\|[a-z_]+\|>|\[/?INST\]|<<\s*SYS\s*>>|</?\s*(?:system|assistant|instructions?)\s*>|"
-    r"(?:^|[\n.;:!?]\s*)(?:system|assistant|developer)\s*(?:message|prompt)?\s*:|"
+    r"(?:^|[\n.,;:!?()\[\]{}>\"'“”‘’*|—–]\s*|(?:^|\s)-\s*)"
+    r"(?:system|assistant|developer)\s*(?:message|prompt)?\s*:|"
+    r"\b(?-i:SYSTEM|ASSISTANT|DEVELOPER)(?:\s*(?-i:MESSAGE|PROMPT))?\s*:|"
     r"#{2,}\s*(?:system|instructions?|assistant)\b",
     re.IGNORECASE,
 )
@@ -287,17 +296,41 @@ _ROLE_MARKERS = re.compile(
 def find_injection(text: str, patterns: Sequence[re.Pattern[str]]) -> tuple[int, str] | None:
     """Where `text` starts trying to instruct a writer, and why, or None.
 
-    Hidden characters or markup, chat-role markers, and the playbook's `injection_phrases`
-    (`patterns`). Research quarantines such a fact; review flags a draft that repeats it."""
+    Hidden characters or markup, chat-role markers, the playbook's `injection_phrases`
+    (`patterns`), and words disguised with look-alike letters. Markup, markers and phrases are
+    matched in the folded text (`evals.unicode.fold`: no invisible characters, NFKC, look-alikes
+    as ASCII), so "Ig\u00adnore", "Іgnore" (Cyrillic І) or fullwidth letters change nothing; the
+    offset is in `text` as given. Research quarantines such a fact; review flags a draft that
+    repeats it."""
     hits: list[tuple[int, str]] = []
     if m := _HIDDEN_CHARS.search(text):
         hits.append((m.start(), "hidden characters"))
-    if m := _HIDDEN_MARKUP.search(text):
-        hits.append((m.start(), f"hidden markup {m.group(0)!r}"))
-    if m := _ROLE_MARKERS.search(text):
-        hits.append((m.start(), f"a fake role message {m.group(0).strip()!r}"))
-    for p in patterns:
-        if m := p.search(text):
-            hits.append((m.start(), f"an instruction {m.group(0)!r}"))
-            break
-    return min(hits) if hits else None
+    folded = fold(text)
+    if m := _search(_HIDDEN_MARKUP, folded):
+        hits.append(_hit(text, folded, m, "hidden markup"))
+    if m := _search(_ROLE_MARKERS, folded):
+        hits.append(_hit(text, folded, m, "a fake role message"))
+    phrases = [m for p in patterns if (m := _search(p, folded))]
+    if phrases:
+        hits.append(_hit(text, folded, min(phrases, key=lambda m: m.start()), "an instruction"))
+    for at, word, scripts in mixed_script_words(text)[:1]:
+        mix = " and ".join(scripts)
+        hits.append((at, f"a word mixing {mix} letters, a look-alike disguise: {reveal(word)}"))
+    # The earliest; at one place, the first kind above ("an instruction", disguised, says more
+    # than the disguised word it starts with).
+    return min(hits, key=lambda hit: (hit[0], hits.index(hit))) if hits else None
+
+
+def _search(pattern: re.Pattern[str], folded: Folded) -> re.Match[str] | None:
+    """The earliest match in any reading of the folded text."""
+    found = [m for reading in folded.readings if (m := pattern.search(reading))]
+    return min(found, key=lambda m: m.start(), default=None)
+
+
+def _hit(text: str, folded: Folded, m: re.Match[str], what: str) -> tuple[int, str]:
+    """The match at its place in `text`; the reason quotes it as read, and as written if not."""
+    start, end = folded.span(*m.span())
+    read, written = m.group(0).strip(), text[start:end].strip()
+    if read == written:
+        return start, f"{what} {read!r}"
+    return start, f"{what} {read!r}, disguised as {reveal(written)}"
