@@ -24,9 +24,12 @@ $(BIN)/python:
 
 # A new 3.11 venv ships pip 23.2, which backtracks and fails on this stack: upgrade it first.
 # llama-cpp-python (extra `local`) compiles from source once (~6-8 min on 2 cores), then pip caches it.
+# GGML_NATIVE=OFF builds for AVX2 rather than for this CPU: a native build on a CPU with AMX
+# (some cloud machines) segfaults on the first completion, and the cached wheel would carry it
+# to every later venv.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install --quiet -e '.[local,dev]'
 	touch $(STAMP)
 
 $(CHROMIUM):
