@@ -10,7 +10,11 @@
   act twice. The caller gets `UnavailableError(maybe_applied=True)` and decides.
 - Errors map to a small hierarchy, all under `ProviderError`: `AuthError` (and its `ScopeError`,
   raised by a client's own check), `NotFoundError`, `RateLimitedError`, `ValidationError`,
-  `UnavailableError`.
+  `UnavailableError`, and `PagingError` for a listing that does not end.
+- `collect_pages` reads a paged listing to its end, with a bound: a provider that keeps
+  answering "there is more" (or repeats a cursor) fails the read instead of looping forever, and
+  a listing cut short is never taken for the whole (a missed open deal or an unseen note of ours
+  would let the pipeline act on a wrong picture).
 - Secrets never reach logs or errors: headers are never logged, and messages are scrubbed of
   the secrets the client was given.
 """
@@ -20,10 +24,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from aiolimiter import AsyncLimiter
@@ -42,7 +46,9 @@ __all__ = [
     "RateLimitedError",
     "ValidationError",
     "UnavailableError",
+    "PagingError",
     "HttpClient",
+    "collect_pages",
 ]
 
 log = logging.getLogger("gtm.http")
@@ -89,6 +95,41 @@ class UnavailableError(ProviderError):
     ) -> None:
         super().__init__(provider, message, status=status)
         self.maybe_applied = maybe_applied
+
+
+class PagingError(ProviderError):
+    """A listing did not end within its bound, or the provider repeated a cursor. What was read
+    is not the whole listing, so nothing may be decided from it."""
+
+
+_T = TypeVar("_T")
+_C = TypeVar("_C", bound=Hashable)
+
+
+async def collect_pages(
+    provider: str,
+    what: str,
+    fetch: Callable[[_C | None], Awaitable[tuple[list[_T], _C | None]]],
+    *,
+    max_pages: int,
+) -> list[_T]:
+    """Every item of a paged listing. `fetch(cursor)` returns one page and the next cursor (None
+    on the last page; the first call gets None). Raises `PagingError` when the listing has not
+    ended after `max_pages` pages or a cursor comes back a second time."""
+    items: list[_T] = []
+    seen: set[_C] = set()
+    cursor: _C | None = None
+    for _ in range(max_pages):
+        page, cursor = await fetch(cursor)
+        items += page
+        if cursor is None:
+            return items
+        if cursor in seen:
+            raise PagingError(provider, f"{what}: the provider sent the same page cursor twice")
+        seen.add(cursor)
+    raise PagingError(
+        provider, f"{what}: still more after {max_pages} pages ({len(items)} items); stopped"
+    )
 
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -1,17 +1,22 @@
 """HubSpot CRM client (CRM v3 objects, v4 associations) behind the `CRM` Protocol.
 
-Auth: a private-app access token (`GTM_HUBSPOT_TOKEN`), sent as a Bearer token. Scopes used:
-`crm.objects.companies.read/write`, `crm.objects.contacts.read/write`,
-`crm.objects.deals.read`, `crm.objects.owners.read`, and notes/tasks through the contacts and
-companies scopes.
+Auth: a private-app access token (`GTM_HUBSPOT_TOKEN`), sent as a Bearer token. Scopes used
+(`REQUIRED_SCOPES`, checked by `gtm doctor`): `crm.objects.companies.read/write`,
+`crm.objects.contacts.read/write` (notes and tasks are engagements HubSpot gates with the
+contacts scopes), `crm.objects.deals.read` (open deals) and `crm.objects.owners.read` (the
+account owner, read at intake).
 
 - Find-or-create: search (`filterGroups`/`sorts`/`properties`/`limit`/`after`) by domain or
-  email, create only if nothing matches. Creates carry `associations`.
+  email, create only if nothing matches. Creates carry `associations`. A record that exists is
+  never updated: what the CRM holds wins over the account list.
 - Touches are notes associated with the company and the contact; tasks likewise.
 - HubSpot has no idempotency keys, so each note and task carries a `gtm<hash>` token
   (`tools.crm_notes`), and writing searches for the token first. Search is eventually
   consistent (a few seconds); the outbox is the first guard against a second write, this is
   the second.
+- Associations (deals and notes of a company) are read page by page (500 a page, `after`
+  cursors) up to `MAX_PAGES`; a listing that does not end is a `PagingError`, never a partial
+  answer.
 - Limits: 100 requests per 10 s per private app, and 5 search requests per second per account.
 """
 
@@ -32,7 +37,7 @@ from tools.crm import (
     still_held,
 )
 from tools.crm_notes import decode_note, encode_note, encode_task, token_for, utc_z
-from tools.http import HttpClient, ScopeError, UnavailableError
+from tools.http import HttpClient, ScopeError, UnavailableError, collect_pages
 
 __all__ = ["HubSpotCRM", "ASSOC"]
 
@@ -54,6 +59,7 @@ CONTACT_PROPS = [
     "hs_email_optout",
     "associatedcompanyid",
 ]
+MAX_PAGES = 100  # of 500 associations: 50,000 deals or notes on one company is not a real one
 
 
 def _assoc(to_id: str, type_id: int) -> dict[str, Any]:
@@ -133,21 +139,23 @@ class HubSpotCRM:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _associated(self, obj: str, obj_id: str, to: str) -> list[str]:
-        ids: list[str] = []
-        after: str | None = None
-        while True:
-            params = {"limit": 500, **({"after": after} if after else {})}
+        """Ids of every `to` record associated with the record, read to the last page."""
+
+        async def page(after: str | None) -> tuple[list[str], str | None]:
             resp = await self._http.request(
                 "GET",
                 f"/crm/v4/objects/{obj}/{obj_id}/associations/{to}",
-                params=params,
+                params={"limit": 500, **({"after": after} if after else {})},
                 idempotent=True,
             )
             data = resp.json()
-            ids += [str(r["toObjectId"]) for r in data.get("results", [])]
-            after = ((data.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
-                return ids
+            ids = [str(r["toObjectId"]) for r in data.get("results") or []]
+            nxt = ((data.get("paging") or {}).get("next") or {}).get("after")
+            return ids, (str(nxt) if nxt else None)
+
+        return await collect_pages(
+            "hubspot", f"{to} associated with {obj} {obj_id}", page, max_pages=MAX_PAGES
+        )
 
     async def _batch_read(self, obj: str, ids: list[str], props: list[str]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -206,20 +214,13 @@ class HubSpotCRM:
         "crm.objects.contacts.read",
         "crm.objects.contacts.write",
         "crm.objects.deals.read",
+        "crm.objects.owners.read",
     )
 
     async def check(self) -> str:
-        """Auth, scopes and rate-limit headroom, reading only."""
-        await self._http.request(
-            "GET", "/crm/v3/objects/companies", params={"limit": 1}, idempotent=True
-        )
-        h = self._http.last_headers
-        headroom = (
-            f"{h.get('X-HubSpot-RateLimit-Remaining')}/{h.get('X-HubSpot-RateLimit-Max')} "
-            "requests left in the window"
-            if "X-HubSpot-RateLimit-Max" in h
-            else "no rate-limit headers"
-        )
+        """Auth, scopes and rate-limit headroom, reading only. The token's scopes are compared
+        with `REQUIRED_SCOPES` first, so a missing one is named rather than met later as a 403
+        on whichever call needs it (an owner lookup at intake, a note after a send)."""
         resp = await self._http.request(
             "POST",
             "/oauth/v2/private-apps/get/access-token-info",
@@ -230,6 +231,16 @@ class HubSpotCRM:
         missing = [sc for sc in self.REQUIRED_SCOPES if sc not in scopes]
         if missing:
             raise ScopeError("hubspot", f"the private app lacks scopes: {', '.join(missing)}")
+        await self._http.request(
+            "GET", "/crm/v3/objects/companies", params={"limit": 1}, idempotent=True
+        )
+        h = self._http.last_headers
+        headroom = (
+            f"{h.get('X-HubSpot-RateLimit-Remaining')}/{h.get('X-HubSpot-RateLimit-Max')} "
+            "requests left in the window"
+            if "X-HubSpot-RateLimit-Max" in h
+            else "no rate-limit headers"
+        )
         return f"token valid, scopes ok, {headroom}"
 
     async def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int | str:

@@ -3,7 +3,9 @@
 Each provider is opened by the same factory runs use and asked for its `check()`, which only
 reads: HubSpot's token info and one company page, Attio's `/v2/self`, Dux-Soup's queue size, an
 SMTP session up to NOOP, a Slack webhook with an empty payload (refused without posting), and
-for a local backend where it keeps its data.
+for a local backend where it keeps its data. A configured model endpoint is asked for its model
+list (`GET {base_url}/models`, a few seconds at most): a closed port, a refused key or a URL
+that is no OpenAI-compatible API root is a failure, never "ok". The key is sent, never shown.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from gtm.app.providers import (
     Seam,
@@ -25,10 +28,12 @@ from gtm.app.providers import (
 )
 from gtm.app.settings import Settings, default_config_path
 from tools.channels import ChannelError
-from tools.http import AuthError, ProviderError
+from tools.http import AuthError, HttpClient, NotFoundError, ProviderError
 from tools.provider import Provider
 
 __all__ = ["Finding", "diagnose"]
+
+MODEL_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,67 @@ async def _check(s: Settings, seam: Seam, opener: Callable[[Settings], Provider]
         return Finding(component, False, str(exc), fix_other)
 
 
+def _shown(url: str) -> str:
+    """The endpoint as doctor prints it: no user, password or query (where keys can hide)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+async def _model(s: Settings) -> Finding:
+    """Reach the configured endpoint as a run would, asking only for its model list."""
+    if not s.model_base_url:
+        return Finding(
+            "model",
+            True,
+            "embedded SmolLM2 via llama.cpp (set GTM_MODEL_BASE_URL for a real model)",
+        )
+    ms = s.model_settings()
+    key = ms.api_key.get_secret_value() if ms.api_key else ""
+    parts = urlsplit(s.model_base_url)
+    listing = urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/models"))
+    shown = _shown(s.model_base_url)
+    client = HttpClient(
+        "model",
+        listing,
+        headers={"Authorization": f"Bearer {key}"} if key else {},
+        secrets=[key, parts.password or "", parts.query],
+        timeout=MODEL_TIMEOUT_S,
+        attempts=1,
+    )
+    try:
+        async with contextlib.aclosing(client):
+            body = (await client.request("GET", listing, idempotent=True)).json()
+    except AuthError as exc:
+        fix = "check GTM_MODEL_API_KEY (or OPENAI_API_KEY): the endpoint refused it"
+        return Finding("model", False, str(exc), fix)
+    except NotFoundError as exc:
+        fix = "GTM_MODEL_BASE_URL must be the API root, e.g. https://api.openai.com/v1"
+        return Finding("model", False, str(exc), fix)
+    except ProviderError as exc:
+        fix = (
+            "the endpoint answers but fails: check its status or log, then run doctor again"
+            if exc.status
+            else "start the model server or correct GTM_MODEL_BASE_URL; "
+            "unset it to use the embedded model"
+        )
+        return Finding("model", False, str(exc), fix)
+    except ValueError:
+        fix = "GTM_MODEL_BASE_URL must be an OpenAI-compatible API root, e.g. .../v1"
+        return Finding("model", False, f"{shown}/models did not answer JSON", fix)
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        fix = "GTM_MODEL_BASE_URL must be an OpenAI-compatible API root, e.g. .../v1"
+        return Finding("model", False, f"{shown}/models is not an OpenAI model list", fix)
+    ids = [str(m.get("id")) for m in data if isinstance(m, dict)]
+    name = s.model or "default model"
+    listed = (
+        "" if not s.model or s.model in ids else f"; {s.model} is not among its {len(ids)} models"
+    )
+    return Finding("model", True, f"endpoint {shown} ({name}) answers{listed}")
+
+
 async def diagnose(s: Settings) -> list[Finding]:
     out: list[Finding] = []
     cfg = default_config_path()
@@ -105,15 +171,7 @@ async def diagnose(s: Settings) -> list[Finding]:
         writable = False
     if not writable:
         out.append(Finding("data dir", False, f"{s.data_dir} is not writable", "set GTM_DATA_DIR"))
-    out.append(
-        Finding(
-            "model",
-            True,
-            f"endpoint {s.model_base_url} ({s.model or 'default model'})"
-            if s.model_base_url
-            else "embedded SmolLM2 via llama.cpp (set GTM_MODEL_BASE_URL for a real model)",
-        )
-    )
+    out.append(await _model(s))
     missing = missing_settings(s)
     for name in missing:
         out.append(Finding("settings", False, f"{name} is not set", f"export {name}=..."))

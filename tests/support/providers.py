@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 Answer = tuple[int, dict[str, str], Any]
@@ -90,7 +90,7 @@ class FakeProvider:
     def error_body(self, status: int) -> Any:
         return {"status": "error", "message": f"injected {status}"}
 
-    def __enter__(self) -> FakeProvider:
+    def __enter__(self) -> Self:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -161,10 +161,20 @@ def _now() -> str:
 # ---------------------------------------------------------------------------------- HubSpot
 
 
+_HS_GATE = {"notes": "contacts", "tasks": "contacts"}  # engagements ride on the contacts scopes
+
+
 class FakeHubSpot(FakeProvider):
-    """CRM v3 objects (search, create, batch read), v4 associations, owners, token info."""
+    """CRM v3 objects (search, create, batch read), v4 associations, owners, token info.
+
+    As HubSpot does: every endpoint checks the private app's scopes and answers a missing one
+    with 403 `MISSING_SCOPES`; search pages at most 200, batch read takes at most 100 inputs,
+    association listings page 500 at a time with `paging.next.after`; a default association
+    adds a link and leaves the contact's primary company as it was.
+    """
 
     ASSOC_OK = {279, 1, 190, 202, 192, 204}
+    ASSOC_PAGE = 500
 
     def __init__(self, token: str = "pat-test-token", scopes: list[str] | None = None) -> None:
         super().__init__()
@@ -194,6 +204,44 @@ class FakeHubSpot(FakeProvider):
     def _headers(self) -> dict[str, str]:
         return {"X-HubSpot-RateLimit-Max": "100", "X-HubSpot-RateLimit-Remaining": "97"}
 
+    @staticmethod
+    def needs(method: str, seg: list[str]) -> list[str]:
+        """The scopes an endpoint requires (none for the token-info call)."""
+
+        def scope(obj: str, access: str) -> str:
+            return f"crm.objects.{_HS_GATE.get(obj, obj)}.{access}"
+
+        if seg[:3] == ["crm", "v3", "owners"]:
+            return ["crm.objects.owners.read"]
+        if seg[:3] == ["crm", "v3", "objects"] and len(seg) > 3:
+            reads = method == "GET" or seg[4:] in (["search"], ["batch", "read"])
+            return [scope(seg[3], "read" if reads else "write")]
+        if seg[:3] == ["crm", "v4", "objects"] and len(seg) > 6:
+            if method == "GET":
+                return [scope(seg[3], "read"), scope(seg[6], "read")]
+            return [scope(seg[3], "write")]
+        return []
+
+    def _missing_scopes(self, need: list[str]) -> Answer:
+        return (
+            403,
+            {},
+            {
+                "status": "error",
+                "message": "This app hasn't been granted all required scopes to make this call. "
+                "Read more about required scopes here: https://developers.hubspot.com/scopes.",
+                "correlationId": str(uuid.uuid4()),
+                "errors": [
+                    {
+                        "message": "One or more of the following scopes are required.",
+                        "context": {"requiredGranularScopes": need},
+                    }
+                ],
+                "links": {"scopes": "https://developers.hubspot.com/scopes"},
+                "category": "MISSING_SCOPES",
+            },
+        )
+
     def _view(self, obj: str, oid: str, props: list[str] | None) -> dict[str, Any]:
         p = self.objects[obj][oid]
         shown = {k: p.get(k) for k in props} if props else dict(p)
@@ -204,7 +252,7 @@ class FakeHubSpot(FakeProvider):
         self.assoc.add((b, bid, a, aid))
 
     # seeding, as a CRM admin would
-    def set_company(self, domain: str, **kw: Any) -> None:
+    def set_company(self, domain: str, **kw: Any) -> str:
         cid = next(
             (i for i, p in self.objects["companies"].items() if p.get("domain") == domain), None
         )
@@ -215,10 +263,11 @@ class FakeHubSpot(FakeProvider):
             self.objects["companies"][cid]["lifecyclestage"] = kw["lifecycle_stage"]
         if "owner" in kw:
             self.objects["companies"][cid]["hubspot_owner_id"] = "77"
-        for _ in range(kw.get("open_deals", 0)):
+        for closed in [True] * kw.get("closed_deals", 0) + [False] * kw.get("open_deals", 0):
             did = str(next(self._ids))
-            self.objects["deals"][did] = {"dealname": "x", "hs_is_closed": "false"}
+            self.objects["deals"][did] = {"dealname": "x", "hs_is_closed": str(closed).lower()}
             self._link("companies", cid, "deals", did)
+        return cid
 
     def set_opted_out(self, contact: Any) -> None:
         email = (contact.email or "").lower()
@@ -235,6 +284,9 @@ class FakeHubSpot(FakeProvider):
         if headers.get("authorization") != f"Bearer {self.token}":
             return self._err(401, "Authentication credentials not found.", "INVALID_AUTHENTICATION")
         seg = path.strip("/").split("/")
+        need = [sc for sc in self.needs(method, seg) if sc not in self.scopes]
+        if need:
+            return self._missing_scopes(need)
         body = _json(raw)
         h = self._headers()
         if path == "/oauth/v2/private-apps/get/access-token-info" and method == "POST":
@@ -250,6 +302,8 @@ class FakeHubSpot(FakeProvider):
                 return self._search(obj, body, h)
             if len(seg) == 6 and seg[4:] == ["batch", "read"] and method == "POST":
                 ids = [str(i.get("id")) for i in (body or {}).get("inputs", [])]
+                if len(ids) > 100:
+                    return self._err(400, "at most 100 inputs per batch", "VALIDATION_ERROR")
                 found = [
                     self._view(obj, i, body.get("properties"))
                     for i in ids
@@ -266,28 +320,36 @@ class FakeHubSpot(FakeProvider):
             if oid not in self.objects.get(obj, {}):
                 return self._err(404, f"{obj} {oid} not found", "OBJECT_NOT_FOUND")
             if len(seg) == 7 and seg[5] == "associations" and method == "GET":
-                to = seg[6]
-                ids = sorted(
-                    b for (a, aid, t, b) in self.assoc if a == obj and aid == oid and t == to
-                )
-                return (
-                    200,
-                    h,
-                    {"results": [{"toObjectId": int(i), "associationTypes": []} for i in ids]},
-                )
+                return 200, h, self.associations(obj, oid, seg[6], query)
             if len(seg) == 9 and seg[5:7] == ["associations", "default"] and method == "PUT":
                 to, to_id = seg[7], seg[8]
                 if to_id not in self.objects.get(to, {}):
                     return self._err(404, f"{to} {to_id} not found", "OBJECT_NOT_FOUND")
                 self._link(obj, oid, to, to_id)
-                if obj == "contacts" and to == "companies":
-                    self.objects["contacts"][oid]["associatedcompanyid"] = to_id
+                if obj == "contacts" and to == "companies":  # the primary company stays
+                    self.objects["contacts"][oid].setdefault("associatedcompanyid", to_id)
                 return (
                     200,
                     h,
                     {"status": "COMPLETE", "results": [{"from": {"id": oid}, "to": {"id": to_id}}]},
                 )
         return self._err(404, f"no route {method} {path}", "NOT_FOUND")
+
+    def associations(self, obj: str, oid: str, to: str, query: dict[str, str]) -> dict[str, Any]:
+        """One page of a v4 association listing: at most 500, `after` for the next page."""
+        ids = sorted(
+            (b for (a, aid, t, b) in self.assoc if a == obj and aid == oid and t == to), key=int
+        )
+        limit = min(int(query.get("limit", self.ASSOC_PAGE)), self.ASSOC_PAGE)
+        start = int(query.get("after") or 0)
+        out: dict[str, Any] = {
+            "results": [
+                {"toObjectId": int(i), "associationTypes": []} for i in ids[start : start + limit]
+            ]
+        }
+        if start + limit < len(ids):
+            out["paging"] = {"next": {"after": str(start + limit)}}
+        return out
 
     def _search(self, obj: str, body: Any, h: dict[str, str]) -> Answer:
         required = {"filterGroups", "sorts", "properties", "limit", "after"}
@@ -357,8 +419,38 @@ class FakeHubSpot(FakeProvider):
 # ---------------------------------------------------------------------------------- Attio
 
 
+def _attio_needs(method: str, seg: list[str]) -> list[str]:
+    """The scopes Attio's reference lists for each endpoint the client uses."""
+    records = ["object_configuration:read"]
+    if seg[:2] == ["v2", "objects"] and len(seg) >= 4 and seg[3] == "records":
+        reads = method == "GET" or seg[4:] == ["query"]
+        return [f"record_permission:{'read' if reads else 'read-write'}", *records]
+    if seg == ["v2", "notes"]:
+        note = "note:read" if method == "GET" else "note:read-write"
+        return [note, *records, "record_permission:read"]
+    if seg == ["v2", "tasks"]:
+        task = "task:read" if method == "GET" else "task:read-write"
+        return [task, *records, "record_permission:read", "user_management:read"]
+    if seg[:2] == ["v2", "lists"] and len(seg) == 3:
+        return ["list_configuration:read"]
+    if seg[:2] == ["v2", "lists"] and len(seg) == 4 and seg[3] == "entries":
+        entry = "list_entry:read" if method == "GET" else "list_entry:read-write"
+        return [entry, "list_configuration:read"]
+    return []
+
+
 class FakeAttio(FakeProvider):
-    """REST v2: record query and assert, notes, tasks, list entries, /v2/self."""
+    """REST v2: record query, assert and update, notes, tasks, list entries, /v2/self.
+
+    As Attio does: every endpoint checks the token's scopes (a `read-write` scope grants its
+    `read`) and answers a missing one with 403; queries page by `limit`/`offset` (500 by
+    default), notes at most 50 a page (10 by default); an assert replaces every attribute it
+    carries except the matching one, whose values it adds to; an update (`PATCH`) appends to
+    multiselect attributes and replaces the others.
+    """
+
+    MULTISELECT = ("domains", "email_addresses")
+    NOTES_MAX = 50
 
     def __init__(
         self, token: str = "attio-test-token", lists: tuple[str, ...] = ("outreach",)
@@ -378,7 +470,9 @@ class FakeAttio(FakeProvider):
             "object_configuration:read",
             "note:read-write",
             "task:read-write",
+            "user_management:read",
             "list_entry:read-write",
+            "list_configuration:read",
         ]
 
     def error_body(self, status: int) -> Any:
@@ -392,6 +486,14 @@ class FakeAttio(FakeProvider):
     def _err(self, status: int, kind: str, code: str, message: str) -> Answer:
         return status, {}, {"status_code": status, "type": kind, "code": code, "message": message}
 
+    def _invalid(self, message: str) -> Answer:
+        return self._err(400, "invalid_request_error", "validation_type", message)
+
+    def _granted(self, scope: str) -> bool:
+        return scope in self.scopes or (
+            scope.endswith(":read") and scope.replace(":read", ":read-write") in self.scopes
+        )
+
     def _record(self, obj: str, rid: str) -> dict[str, Any]:
         return {
             "id": {"workspace_id": "ws1", "object_id": obj, "record_id": rid},
@@ -399,7 +501,7 @@ class FakeAttio(FakeProvider):
             "values": self.records[obj][rid],
         }
 
-    def set_company(self, domain: str, **kw: Any) -> None:
+    def set_company(self, domain: str, **kw: Any) -> str:
         rid = next(
             (
                 r
@@ -418,11 +520,13 @@ class FakeAttio(FakeProvider):
             self.records["companies"][rid]["lifecycle_stage"] = [
                 {"option": {"title": kw["lifecycle_stage"]}}
             ]
-        for _ in range(kw.get("open_deals", 0)):
+        stages = ["Won 🎉"] * kw.get("closed_deals", 0) + ["In Progress"] * kw.get("open_deals", 0)
+        for stage in stages:
             self.records["deals"][str(uuid.uuid4())] = {
                 "associated_company": [{"target_object": "companies", "target_record_id": rid}],
-                "stage": [{"status": {"title": "In Progress"}}],
+                "stage": [{"status": {"title": stage}}],
             }
+        return rid
 
     def set_opted_out(self, contact: Any) -> None:
         email = (contact.email or "").lower()
@@ -459,6 +563,20 @@ class FakeAttio(FakeProvider):
                 return False
         return True
 
+    @staticmethod
+    def _page(items: list[Any], limit: Any, offset: Any) -> list[Any]:
+        start = int(offset or 0)
+        return items[start : start + int(limit)]
+
+    def _merge(self, held: dict[str, Any], values: dict[str, Any], adds: tuple[str, ...]) -> None:
+        """Write `values` into the record: the `adds` attributes gain new values, others are
+        replaced."""
+        for slug, new in values.items():
+            if slug in adds:
+                held[slug] = [*held.get(slug, []), *(v for v in new if v not in held.get(slug, []))]
+            else:
+                held[slug] = new
+
     def route(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes
     ) -> Answer:
@@ -466,6 +584,11 @@ class FakeAttio(FakeProvider):
             return self._err(401, "auth_error", "unauthorized", "Invalid or missing API key.")
         body = _json(raw)
         seg = path.strip("/").split("/")
+        missing = [sc for sc in _attio_needs(method, seg) if not self._granted(sc)]
+        if missing:
+            return self._err(
+                403, "auth_error", "forbidden", f"Token is missing scopes: {', '.join(missing)}"
+            )
         if path == "/v2/self" and method == "GET":
             return (
                 200,
@@ -477,111 +600,11 @@ class FakeAttio(FakeProvider):
                 },
             )
         if seg[:2] == ["v2", "objects"] and len(seg) >= 4 and seg[3] == "records":
-            obj = seg[2]
-            if obj not in self.records:
-                return self._err(
-                    404, "invalid_request_error", "not_found", f"Object {obj} not found."
-                )
-            if len(seg) == 5 and seg[4] == "query" and method == "POST":
-                flt = (body or {}).get("filter") or {}
-                hits = [
-                    self._record(obj, r)
-                    for r, v in self.records[obj].items()
-                    if self._matches(v, flt)
-                ]
-                return 200, {}, {"data": hits[: (body or {}).get("limit", 500)]}
-            if len(seg) == 4 and method in ("PUT", "POST"):
-                values = ((body or {}).get("data") or {}).get("values")
-                if not isinstance(values, dict):
-                    return self._err(
-                        400, "invalid_request_error", "validation_type", "data.values is required"
-                    )
-                for slug, v in values.items():
-                    if not isinstance(v, list):
-                        return self._err(
-                            400,
-                            "invalid_request_error",
-                            "validation_type",
-                            f"Attribute {slug} must be an array of values.",
-                        )
-                if method == "POST":
-                    rid = str(uuid.uuid4())
-                    self.records[obj][rid] = values
-                    return 200, {}, {"data": self._record(obj, rid)}
-                attr = query.get("matching_attribute")
-                if attr not in ("domains", "email_addresses"):
-                    return self._err(
-                        400,
-                        "invalid_request_error",
-                        "validation_type",
-                        "matching_attribute must be a unique attribute",
-                    )
-                key = next(iter(values[attr][0].values()))
-                for rid, v in self.records[obj].items():
-                    if any(next(iter(i.values())) == key for i in v.get(attr, [])):
-                        v.update(values)
-                        return 200, {}, {"data": self._record(obj, rid)}
-                rid = str(uuid.uuid4())
-                self.records[obj][rid] = values
-                return 200, {}, {"data": self._record(obj, rid)}
-        if path == "/v2/notes" and method == "GET":
-            hits = [
-                n
-                for n in self.notes
-                if n["parent_object"] == query.get("parent_object")
-                and n["parent_record_id"] == query.get("parent_record_id")
-            ]
-            return 200, {}, {"data": hits[: int(query.get("limit", 10))]}
-        if path == "/v2/notes" and method == "POST":
-            d = (body or {}).get("data") or {}
-            if d.get("format") not in ("plaintext", "markdown") or not d.get("title"):
-                return self._err(
-                    400, "invalid_request_error", "validation_type", "format and title are required"
-                )
-            if d.get("parent_record_id") not in self.records.get(d.get("parent_object", ""), {}):
-                return self._err(
-                    404, "invalid_request_error", "not_found", "Parent record not found."
-                )
-            note = {
-                "id": {"workspace_id": "ws1", "note_id": str(uuid.uuid4())},
-                "parent_object": d["parent_object"],
-                "parent_record_id": d["parent_record_id"],
-                "title": d["title"],
-                "content_plaintext": d["content"],
-                "created_at": d.get("created_at") or _now(),
-            }
-            self.notes.append(note)
-            return 200, {}, {"data": note}
-        if path == "/v2/tasks" and method == "GET":
-            hits = [
-                t
-                for t in self.tasks
-                if any(
-                    r["target_record_id"] == query.get("linked_record_id")
-                    for r in t["linked_records"]
-                )
-            ]
-            return 200, {}, {"data": hits}
-        if path == "/v2/tasks" and method == "POST":
-            d = (body or {}).get("data") or {}
-            if (
-                d.get("format") != "plaintext"
-                or "deadline_at" not in d
-                or "linked_records" not in d
-            ):
-                return self._err(
-                    400,
-                    "invalid_request_error",
-                    "validation_type",
-                    "content, format, deadline_at, linked_records required",
-                )
-            task = {
-                "id": {"workspace_id": "ws1", "task_id": str(uuid.uuid4())},
-                "content_plaintext": d["content"],
-                "linked_records": d["linked_records"],
-            }
-            self.tasks.append(task)
-            return 200, {}, {"data": task}
+            return self._records(method, seg, query, body)
+        if seg == ["v2", "notes"]:
+            return self._notes(method, query, body)
+        if seg == ["v2", "tasks"]:
+            return self._tasks(method, query, body)
         if seg[:2] == ["v2", "lists"] and len(seg) == 3 and method == "GET":
             if seg[2] not in self.lists:
                 return self._err(404, "invalid_request_error", "not_found", "List not found.")
@@ -598,6 +621,101 @@ class FakeAttio(FakeProvider):
             )
             return 200, {}, {"data": entry}
         return self._err(404, "invalid_request_error", "not_found", f"no route {method} {path}")
+
+    def _records(self, method: str, seg: list[str], query: dict[str, str], body: Any) -> Answer:
+        obj = seg[2]
+        if obj not in self.records:
+            return self._err(404, "invalid_request_error", "not_found", f"Object {obj} not found.")
+        if len(seg) == 5 and seg[4] == "query" and method == "POST":
+            flt = (body or {}).get("filter") or {}
+            hits = [
+                self._record(obj, r) for r, v in self.records[obj].items() if self._matches(v, flt)
+            ]
+            return 200, {}, {"data": self._page(hits, body.get("limit", 500), body.get("offset"))}
+        if method not in ("PUT", "POST", "PATCH") or len(seg) not in (4, 5):
+            return self._err(404, "invalid_request_error", "not_found", f"no route {method}")
+        values = ((body or {}).get("data") or {}).get("values")
+        if not isinstance(values, dict):
+            return self._invalid("data.values is required")
+        for slug, v in values.items():
+            if not isinstance(v, list):
+                return self._invalid(f"Attribute {slug} must be an array of values.")
+        if len(seg) == 5 and method == "PATCH":
+            if seg[4] not in self.records[obj]:
+                return self._err(404, "invalid_request_error", "not_found", "Record not found.")
+            self._merge(self.records[obj][seg[4]], values, self.MULTISELECT)
+            return 200, {}, {"data": self._record(obj, seg[4])}
+        if len(seg) == 4 and method == "POST":
+            rid = str(uuid.uuid4())
+            self.records[obj][rid] = values
+            return 200, {}, {"data": self._record(obj, rid)}
+        attr = query.get("matching_attribute")
+        if len(seg) != 4 or method != "PUT" or attr not in ("domains", "email_addresses"):
+            return self._invalid("matching_attribute must be a unique attribute")
+        key = next(iter(values[attr][0].values()))
+        for rid, v in self.records[obj].items():
+            if any(next(iter(i.values())) == key for i in v.get(attr, [])):
+                self._merge(v, values, (attr,))
+                return 200, {}, {"data": self._record(obj, rid)}
+        rid = str(uuid.uuid4())
+        self.records[obj][rid] = values
+        return 200, {}, {"data": self._record(obj, rid)}
+
+    def note_page(self, query: dict[str, str]) -> Answer:
+        """One page of `GET /v2/notes`: 10 by default, at most 50."""
+        limit = int(query.get("limit", 10))
+        if not 0 < limit <= self.NOTES_MAX:
+            return self._invalid(f"limit must be between 1 and {self.NOTES_MAX}")
+        hits = [
+            n
+            for n in self.notes
+            if n["parent_object"] == query.get("parent_object")
+            and n["parent_record_id"] == query.get("parent_record_id")
+        ]
+        return 200, {}, {"data": self._page(hits, limit, query.get("offset"))}
+
+    def _notes(self, method: str, query: dict[str, str], body: Any) -> Answer:
+        if method == "GET":
+            return self.note_page(query)
+        d = (body or {}).get("data") or {}
+        if d.get("format") not in ("plaintext", "markdown") or not d.get("title"):
+            return self._invalid("format and title are required")
+        if d.get("parent_record_id") not in self.records.get(d.get("parent_object", ""), {}):
+            return self._err(404, "invalid_request_error", "not_found", "Parent record not found.")
+        note = {
+            "id": {"workspace_id": "ws1", "note_id": str(uuid.uuid4())},
+            "parent_object": d["parent_object"],
+            "parent_record_id": d["parent_record_id"],
+            "title": d["title"],
+            "content_plaintext": d["content"],
+            "created_at": d.get("created_at") or _now(),
+        }
+        self.notes.append(note)
+        return 200, {}, {"data": note}
+
+    def _tasks(self, method: str, query: dict[str, str], body: Any) -> Answer:
+        if method == "GET":
+            hits = [
+                t
+                for t in self.tasks
+                if "linked_record_id" not in query
+                or any(
+                    r["target_record_id"] == query["linked_record_id"]
+                    and r["target_object"] == query.get("linked_object")
+                    for r in t["linked_records"]
+                )
+            ]
+            return 200, {}, {"data": self._page(hits, query.get("limit", 500), query.get("offset"))}
+        d = (body or {}).get("data") or {}
+        if d.get("format") != "plaintext" or "deadline_at" not in d or "linked_records" not in d:
+            return self._invalid("content, format, deadline_at, linked_records required")
+        task = {
+            "id": {"workspace_id": "ws1", "task_id": str(uuid.uuid4())},
+            "content_plaintext": d["content"],
+            "linked_records": d["linked_records"],
+        }
+        self.tasks.append(task)
+        return 200, {}, {"data": task}
 
 
 # ---------------------------------------------------------------------------------- Dux-Soup
