@@ -148,3 +148,160 @@ def test_a_do_not_contact_csv_lands_its_good_rows_and_names_the_bad(
     assert "ann@acme.example" in listed and "competitor.example" in listed
     assert gtm("suppress").returncode == 2
     assert gtm("forget", "not an identifier", "--yes").returncode == 2
+
+
+# ------------------------------------------------------------ issue 14: who a person is
+
+
+LEE = (
+    "Lexora,lexora.law,legal tech,Contract review for mid-size law firms.,Lee Park,"
+    "General Counsel,https://www.linkedin.com/in/lee-park,lee@lexora.law,"
+)
+KIM = (
+    "Lexora,lexora.law,legal tech,Contract review for mid-size law firms.,Kim Vale,"
+    "CTO,https://www.linkedin.com/in/kim-vale,kim@lexora.law,"
+)
+
+
+def ledger(data: Path, sql: str) -> list[tuple[object, ...]]:
+    db = sqlite3.connect(data / "ledger.sqlite")
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def test_suppress_refuses_junk_and_stores_one_form_of_each_identifier(
+    gtm: Gtm, tmp_path: Path
+) -> None:
+    junk = gtm(
+        "suppress",
+        "--email", "not-an-email",
+        "--domain", "acme",
+        "--domain", "jane@acme.example",
+        "--linkedin", "https://www.linkedin.com/company/quillcode",
+        "--email", "ann@acme.example",
+    )  # fmt: skip
+    assert junk.returncode == 2, junk.stdout + junk.stderr
+    said = " ".join(junk.stderr.split())
+    assert "--email: 'not-an-email' is not an email address" in said
+    assert "--domain: 'acme' is not a domain" in said
+    assert "--domain: 'jane@acme.example' is an email address, not a domain" in said
+    assert "--linkedin: 'https://www.linkedin.com/company/quillcode' is not a LinkedIn" in said
+    assert "ann@acme.example" not in gtm("suppress", "--list").stdout  # nothing was added
+
+    # A profile in a country spelling, a domain given as a URL: each lands in its one form.
+    ok = gtm(
+        "suppress", "--linkedin", "de.linkedin.com/in/Dana-Ruiz/", "--domain",
+        "https://www.Competitor.example/pricing",
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    listed = gtm("suppress", "--list").stdout
+    assert "https://www.linkedin.com/in/dana-ruiz" in listed and "de.linkedin" not in listed
+    assert "competitor.example" in listed and "pricing" not in listed
+    csv = tmp_path / "accounts.csv"
+    csv.write_text(f"{HEADER}\n{DANA}\n", encoding="utf-8")
+    run = gtm("run", str(csv), "--campaign", "c1")
+    assert run.returncode == 0 and "skipped: suppressed" in run.stdout, run.stdout + run.stderr
+
+
+def test_forget_finds_a_person_under_any_profile_spelling_and_says_when_nothing_matches(
+    gtm: Gtm, tmp_path: Path
+) -> None:
+    csv = tmp_path / "accounts.csv"
+    csv.write_text(f"{HEADER}\n{DANA}\n", encoding="utf-8")
+    assert gtm("run", str(csv), "--campaign", "c1").returncode == 0
+    assert gtm("approve", "1").returncode == 0
+    data = tmp_path / "data"
+    dana = ["dana@quillcode.dev", "linkedin.com/in/dana-ruiz", "Dana Ruiz"]
+    assert files_mentioning(data, dana)
+
+    gone = gtm("forget", "https://de.linkedin.com/in/Dana-Ruiz/?trk=public", "--yes")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert files_mentioning(data, dana) == {}, "a country spelling of her profile erased nothing"
+
+    again = gtm("forget", "dana@quillcode.dev", "--yes")
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "erased before" in " ".join(again.stderr.split())
+    nobody = gtm("forget", "nobody@quillcode.dev", "--yes")
+    assert nobody.returncode == 1, nobody.stdout + nobody.stderr
+    assert "Nothing was erased" in " ".join(nobody.stderr.split())
+    erasures = sqlite3.connect(data / "suppressions.sqlite")
+    try:
+        assert erasures.execute("SELECT COUNT(*) FROM erasures").fetchone() == (1,)
+    finally:
+        erasures.close()
+    assert gtm("forget", "https://www.linkedin.com/company/quillcode", "--yes").returncode == 2
+
+
+def test_forgetting_a_colleague_keeps_the_thread_that_wrote_to_someone_else(
+    gtm: Gtm, tmp_path: Path
+) -> None:
+    csv = tmp_path / "accounts.csv"
+    csv.write_text(f"{HEADER}\n{OMAR}\n{LEE}\n{KIM}\n", encoding="utf-8")
+    assert gtm("run", str(csv), "--campaign", "c1").returncode == 0  # a draft to Omar waits
+    data = tmp_path / "data"
+    lee = ["lee@lexora.law", "lee-park", "Lee Park"]
+    kim = ["kim@lexora.law", "kim-vale", "Kim Vale"]
+    assert files_mentioning(data, lee) and files_mentioning(data, kim)
+
+    # Lee was never written to: only Lee goes; Omar's waiting draft stays and can be sent.
+    gone = gtm("forget", "lee@lexora.law", "--yes")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert ledger(data, "SELECT status, skip_reason FROM threads") == [
+        ("waiting_for_approval", None)
+    ]
+    assert files_mentioning(data, lee) == {}, "Lee's data survived the erasure"
+    sent = gtm("approve", "1")
+    assert sent.returncode == 0 and "→ sent" in sent.stdout, sent.stdout + sent.stderr
+
+    # Kim, after the send: the thread stays sent, with its decision history.
+    gone = gtm("forget", "https://www.linkedin.com/in/kim-vale", "--yes")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert ledger(data, "SELECT status FROM threads") == [("sent",)]
+    assert ledger(data, "SELECT action FROM decisions") == [("approve",)]
+    assert files_mentioning(data, kim) == {}, "Kim's data survived the erasure"
+    assert files_mentioning(data, ["omar@lexora.law", "Omar Haddad"]), "only they were erased"
+    status = gtm("status", "--campaign", "c1")
+    assert "sent" in status.stdout and "erased" not in status.stdout, status.stdout
+
+
+def test_forgetting_one_of_the_people_a_skip_names_keeps_the_skip(gtm: Gtm, tmp_path: Path) -> None:
+    added = gtm("suppress", "--email", "lee@lexora.law", "--email", "omar@lexora.law")
+    assert added.returncode == 0, added.stdout + added.stderr
+    csv = tmp_path / "accounts.csv"
+    csv.write_text(f"{HEADER}\n{LEE}\n{OMAR}\n", encoding="utf-8")
+    assert gtm("run", str(csv), "--campaign", "c1").returncode == 0
+    data = tmp_path / "data"
+    ((detail,),) = ledger(data, "SELECT detail FROM threads")
+    assert "lee@lexora.law" in str(detail) and "omar@lexora.law" in str(detail)
+
+    assert gtm("forget", "lee@lexora.law", "--yes").returncode == 0
+    ((status, reason, detail),) = ledger(data, "SELECT status, skip_reason, detail FROM threads")
+    assert (status, reason) == ("skipped", "suppressed")
+    assert "lee@lexora.law" not in str(detail) and "omar@lexora.law" in str(detail)
+    assert files_mentioning(data, ["lee@lexora.law", "lee-park", "Lee Park"]) == {}
+
+
+def test_a_kept_draft_that_named_the_erased_person_cannot_go_out_as_written(
+    gtm: Gtm, tmp_path: Path
+) -> None:
+    # Omar's draft quotes the company's description, which names his colleague Lee.
+    omar = OMAR.replace("Contract review for mid-size law firms.", "Contract review led by Lee Park.")
+    assert omar != OMAR
+    csv = tmp_path / "accounts.csv"
+    csv.write_text(f"{HEADER}\n{omar}\n{LEE}\n", encoding="utf-8")
+    assert gtm("run", str(csv), "--campaign", "c1").returncode == 0
+    before = gtm("inbox")
+    assert "led by Lee Park" in before.stdout, before.stdout
+
+    assert gtm("forget", "lee@lexora.law", "--yes").returncode == 0
+    after = gtm("inbox")
+    assert "led by [erased]" in after.stdout and "Lee" not in after.stdout, after.stdout
+    refused = gtm("approve", "1")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "cannot be sent as written" in refused.stderr and "[erased]" in refused.stderr
+    assert ledger(tmp_path / "data", "SELECT status FROM threads") == [("waiting_for_approval",)]
+    note = "Hi Omar, saw Lexora at LegalTech Week this year. Open to comparing notes on review?"
+    edited = gtm("edit", "1", "--text", note)
+    assert edited.returncode == 0 and "→ sent" in edited.stdout, edited.stdout + edited.stderr

@@ -14,6 +14,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gtm.domain.identity import profile_url
 from gtm.domain.models import Account, Contact
 from tools.provider import HoldsPeople
 
@@ -29,10 +30,13 @@ __all__ = [
 
 
 def normalise_linkedin(url: str | None) -> str | None:
-    """A profile URL as every CRM stores and matches it: lower-case, no query, no trailing /."""
-    if not url:
+    """A profile URL as every CRM stores and matches it: `gtm.domain.identity.profile_url`'s
+    form, so `de.linkedin.com/in/x/` and `https://www.linkedin.com/in/X` are one person. A
+    value that is no member profile (a company page, junk a CRM holds) names no one; it is
+    kept trimmed and lower-cased, without query or trailing slash, as before."""
+    if not url or not url.strip():
         return None
-    return url.strip().lower().split("?", 1)[0].rstrip("/")
+    return profile_url(url) or url.strip().lower().split("?", 1)[0].rstrip("/")
 
 
 class _Record(BaseModel):

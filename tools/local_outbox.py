@@ -17,8 +17,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from gtm.domain.identity import profile_url
 from gtm.domain.models import Receipt
 from tools.sqlite import compact, connect
+from tools.suppression import normalise
 
 __all__ = ["LocalLinkedInOutbox", "LocalEmailOutbox", "LinkedInAction"]
 
@@ -36,7 +38,9 @@ class LinkedInAction(BaseModel):
 
 
 def _profile(url: str) -> str:
-    return url.strip().lower().split("?", 1)[0].rstrip("/")
+    """The one form of a profile URL (`gtm.domain.identity.profile_url`), so an erasure asked
+    for under any spelling finds the actions logged under another."""
+    return profile_url(url) or url.strip().lower().split("?", 1)[0].rstrip("/")
 
 
 class LocalLinkedInOutbox:
@@ -174,11 +178,11 @@ class LocalEmailOutbox:
         from email import message_from_bytes
         from email.utils import parseaddr
 
-        want = {e.strip().lower() for e in emails}
+        want = {normalise("email", e) for e in emails}
         n = 0
         for path in self.messages():
             to = parseaddr(str(message_from_bytes(path.read_bytes())["To"]))[1]
-            if to.lower() in want:
+            if normalise("email", to) in want:
                 path.unlink()
                 n += 1
         return n

@@ -4,6 +4,12 @@ An entry is forever. A person who opts out on one channel is entered under every
 know for them (email, profile, person key), so no channel reaches them again. A person erased
 on request (`gtm forget`) stays suppressed under a one-way hash, so the list itself no longer
 holds who they were.
+
+Every identifier is stored and probed in one canonical form, so a person listed under one
+spelling is recognised under every other: an email as email-validator normalises it, in lower
+case; a domain bare (no scheme, path or `www.`); a profile URL as `gtm.domain.identity.profile_url`
+gives it. Values stored by earlier versions (lower-cased, `https://www.linkedin.com/in/slug`)
+already are in that form.
 """
 
 from __future__ import annotations
@@ -15,11 +21,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
+from email_validator import EmailNotValidError, validate_email
+
+from gtm.domain.identity import PROFILE_URL_EXAMPLE, profile_url
 from gtm.domain.models import Account, Contact
 from tools.sqlite import compact, connect
 
-__all__ = ["SuppressionList", "SuppressionKind", "normalise", "fingerprint", "ImportReport"]
+__all__ = [
+    "SuppressionList",
+    "SuppressionKind",
+    "SuppressionError",
+    "normalise",
+    "canonical",
+    "email_address",
+    "domain_name",
+    "fingerprint",
+    "why_invalid",
+    "ImportReport",
+]
 
 SuppressionKind = Literal["email", "domain", "linkedin", "person_key", "erased"]
 _COLUMNS: dict[str, SuppressionKind] = {
@@ -28,22 +49,77 @@ _COLUMNS: dict[str, SuppressionKind] = {
     "linkedin_url": "linkedin",
     "linkedin": "linkedin",
 }
+_SCHEMA_VERSION = 1
+"""1: entries stored in a non-canonical spelling also carry their canonical one."""
+
+
+class SuppressionError(ValueError):
+    """A value is not what its kind says: not an email address, a domain or a profile URL."""
+
+
+def email_address(value: str) -> str | None:
+    """The address as email-validator normalises it, lower-cased; None when it is not one."""
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        return None
+
+
+def domain_name(value: str) -> str | None:
+    """The bare domain of `value` (`https://www.Acme.ai/pricing` → `acme.ai`); None for junk,
+    an email address, or a host with no public suffix shape (`acme`, `localhost`)."""
+    v = value.strip().lower()
+    if not v or "@" in v or any(c.isspace() for c in v):
+        return None
+    try:
+        host = urlsplit(v if "://" in v else f"https://{v}").hostname or ""
+    except ValueError:
+        return None
+    host = host.rstrip(".").removeprefix("www.")
+    try:  # email-validator holds the domain rules (labels, IDNA, reserved names)
+        return validate_email(f"x@{host}", check_deliverability=False).domain.lower()
+    except EmailNotValidError:
+        return None
+
+
+def canonical(kind: SuppressionKind, value: str) -> str | None:
+    """The one stored form of `value` as a `kind`, or None when it is not a valid one."""
+    if kind == "email":
+        return email_address(value)
+    if kind == "domain":
+        return domain_name(value)
+    if kind == "linkedin":
+        return profile_url(value)
+    if kind == "person_key":  # a contact's key: its email, else its profile URL, else its name
+        v = value.strip().lower()
+        return (email_address(v) if "@" in v else profile_url(v)) or v or None
+    return value.strip().lower() or None  # "erased": a fingerprint
 
 
 def normalise(kind: SuppressionKind, value: str) -> str:
-    v = value.strip().lower()
-    if kind == "linkedin":
-        v = v.split("?", 1)[0].rstrip("/").replace("http://", "https://")
-        v = v.replace("https://linkedin.com", "https://www.linkedin.com")
-    if kind == "domain":
-        v = v.removeprefix("https://").removeprefix("http://").split("/", 1)[0]
-        v = v.removeprefix("www.")
-    return v
+    """The form a value is probed under: canonical when valid, else trimmed and lower-cased (a
+    malformed address in a CRM record must still meet the same malformed entry)."""
+    return canonical(kind, value) or value.strip().lower()
 
 
 def fingerprint(kind: SuppressionKind, value: str) -> str:
     """The one-way form an erased person's identifier is kept under."""
     return hashlib.sha256(f"{kind}:{normalise(kind, value)}".encode()).hexdigest()
+
+
+def why_invalid(kind: SuppressionKind, value: str) -> str | None:
+    """Why `value` cannot be entered as a `kind`, or None when it can."""
+    if canonical(kind, value) is not None:
+        return None
+    if kind == "email":
+        return f"{value!r} is not an email address"
+    if kind == "domain":
+        if "@" in value:
+            return f"{value!r} is an email address, not a domain"
+        return f"{value!r} is not a domain like 'example.com'"
+    if kind == "linkedin":
+        return f"{value!r} is not a LinkedIn profile URL like '{PROFILE_URL_EXAMPLE}'"
+    return f"{value!r} is empty"
 
 
 @dataclass
@@ -67,14 +143,39 @@ class SuppressionList:
             " at TEXT NOT NULL, fingerprint TEXT NOT NULL, requested_by TEXT NOT NULL,"
             " erased TEXT NOT NULL);",
         )
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Give entries that earlier versions stored in another spelling (`de.linkedin.com/…`,
+        no scheme) their canonical form too, so the people they name stay suppressed."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] >= _SCHEMA_VERSION:
+            return
+        rows = self._db.execute(
+            "SELECT kind, value, reason, added_at FROM suppressions WHERE kind != 'erased'"
+        ).fetchall()
+        for r in rows:
+            form = canonical(r["kind"], r["value"])
+            if form is not None and form != r["value"]:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)",
+                    (r["kind"], form, r["reason"], r["added_at"]),
+                )
+        self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
 
     def add(self, kind: SuppressionKind, value: str, reason: str) -> None:
+        """Enter one identifier; raises `SuppressionError` when it is not a valid `kind`."""
+        problem = why_invalid(kind, value)
+        if problem:
+            raise SuppressionError(problem)
+        self._put(kind, normalise(kind, value), reason)
+
+    def _put(self, kind: SuppressionKind, form: str, reason: str) -> None:
         self._db.execute(
             "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)",
-            (kind, normalise(kind, value), reason, self._clock().isoformat()),
+            (kind, form, reason, self._clock().isoformat()),
         )
 
     def entries(self) -> list[tuple[str, str, str]]:
@@ -88,29 +189,48 @@ class SuppressionList:
     def add_person(
         self, *, email: str | None, linkedin_url: str | None, person_key: str | None, reason: str
     ) -> int:
-        """Suppress one person under every identifier given (an opt-out covers all channels)."""
+        """Suppress one person under every identifier given (an opt-out covers all channels).
+
+        These come from the person's own records (a CRM, an account list), so a malformed one
+        is still entered, in the form it is probed under: refusing it would let them through."""
         n = 0
         for kind, value in (
             ("email", email),
             ("linkedin", linkedin_url),
             ("person_key", person_key),
         ):
-            if value:
-                self.add(kind, value, reason)  # type: ignore[arg-type]
+            if value and value.strip():
+                self._put(kind, normalise(kind, value), reason)  # type: ignore[arg-type]
                 n += 1
         return n
 
-    def erase(self, identifiers: list[tuple[SuppressionKind, str]], reason: str) -> None:
-        """Replace a person's plain entries by hashed ones: still suppressed, no longer named."""
+    def erase(self, identifiers: list[tuple[SuppressionKind, str]], reason: str) -> int:
+        """Replace a person's plain entries by hashed ones: still suppressed, no longer named.
+        Returns how many plain entries it replaced."""
+        n = 0
         for kind, value in identifiers:
-            self._db.execute(
+            n += self._db.execute(
                 "DELETE FROM suppressions WHERE kind = ? AND value = ?",
                 (kind, normalise(kind, value)),
-            )
+            ).rowcount
             self._db.execute(
                 "INSERT OR IGNORE INTO suppressions VALUES ('erased', ?, ?, ?)",
                 (fingerprint(kind, value), reason, self._clock().isoformat()),
             )
+        return n
+
+    def named(self, identifiers: list[tuple[SuppressionKind, str]]) -> tuple[int, bool]:
+        """How many plain entries name these identifiers, and whether one of them is already
+        kept as an erased person's hash."""
+        plain = sum(self._count(kind, normalise(kind, value)) for kind, value in identifiers)
+        hashed = any(self._count("erased", fingerprint(k, v)) for k, v in identifiers)
+        return plain, hashed
+
+    def _count(self, kind: SuppressionKind, form: str) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM suppressions WHERE kind = ? AND value = ?", (kind, form)
+        ).fetchone()
+        return int(row[0])
 
     def record_erasure(self, fingerprint: str, requested_by: str, erased: dict[str, int]) -> None:
         """Keep proof that an erasure happened, without keeping who it was."""
@@ -151,7 +271,7 @@ class SuppressionList:
                 value = row.get(column, "")
                 if not value:
                     continue
-                problem = _invalid(kind, value)
+                problem = why_invalid(kind, value)
                 if problem:
                     errors.append(f"{path}: row {line}: {column}: {problem}")
                     continue
@@ -185,7 +305,7 @@ class SuppressionList:
         if person_key:
             probes.append(("person_key", person_key))
         if email:
-            probes += [("email", email), ("domain", email.rsplit("@", 1)[-1])]
+            probes += [("email", email), ("domain", normalise("email", email).rsplit("@", 1)[-1])]
         if linkedin_url:
             probes.append(("linkedin", linkedin_url))
         for kind, value in probes:
@@ -201,14 +321,3 @@ class SuppressionList:
                     shown = probe if probe_kind != "erased" else "(erased person)"
                     return f"{kind} {shown} is on the do-not-contact list: {row[0]}"
         return None
-
-
-def _invalid(kind: SuppressionKind, value: str) -> str | None:
-    v = normalise(kind, value)
-    if kind == "email" and (v.count("@") != 1 or "." not in v.rsplit("@", 1)[1]):
-        return f"{value!r} is not an email address"
-    if kind == "domain" and ("." not in v or " " in v or "@" in v):
-        return f"{value!r} is not a domain"
-    if kind == "linkedin" and "linkedin.com/" not in v:
-        return f"{value!r} is not a LinkedIn profile URL"
-    return None

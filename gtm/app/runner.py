@@ -2,8 +2,7 @@
 
 The CLI and the web inbox both go through these functions, so `gtm approve` and a click in the
 browser meet one decision policy (`take_decision`) and resume the graph in exactly the same way.
-This module alone addresses checkpoints; others read or erase them through `thread_values`,
-`pending_request` and `erase_threads`.
+Checkpoints are read and erased only through `gtm.app.checkpoints`.
 """
 
 from __future__ import annotations
@@ -15,10 +14,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.types import Command, StateSnapshot
 
+from gtm.app.checkpoints import (
+    erase_threads,
+    pending_request,
+    rewrite_threads,
+    thread_config,
+    thread_values,
+)
 from gtm.app.ledger import ThreadRow
 from gtm.app.workspace import Workspace
 from gtm.domain.approval import ApprovalRequest
@@ -32,6 +36,7 @@ __all__ = [
     "thread_values",
     "pending_request",
     "erase_threads",
+    "rewrite_threads",
     "decide",
     "take_decision",
     "apply_decision",
@@ -52,10 +57,6 @@ PREVIEW_CHARS = 140
 
 STALE_PENDING = timedelta(minutes=15)
 """No provider call takes this long (timeouts and retries included): older `pending` is dead."""
-
-
-def _config(thread_id: str) -> RunnableConfig:
-    return {"configurable": {"thread_id": thread_id}}
 
 
 def _unfinished(snapshot: StateSnapshot) -> bool:
@@ -91,7 +92,7 @@ def _derive(snapshot: StateSnapshot) -> dict[str, Any]:
 
 async def advance(rt: Workspace, thread_id: str, payload: Any) -> ThreadRow:
     """Run one thread until it pauses or ends, then index where it stands."""
-    config = _config(thread_id)
+    config = thread_config(thread_id)
     known = rt.ledger.get(thread_id)
     deps = rt.deps_for(known.campaign) if known is not None else rt.deps
     try:
@@ -137,7 +138,7 @@ async def _next_payload(
     """
     if not claimed and rt.ledger.busy(thread_id):
         return None, "busy"  # a reviewer's decision is being applied by another process
-    config = _config(thread_id)
+    config = thread_config(thread_id)
     snapshot = await rt.graph.aget_state(config)
     if not snapshot.values:
         return inp, "new"
@@ -204,38 +205,6 @@ async def run_campaign(
 
     await asyncio.gather(*(one(a) for a in accounts))
     return summary
-
-
-# --------------------------------------------------------------------------- checkpoints
-# The runner owns the checkpoint config: every read or erasure of a thread's checkpoints is here.
-
-
-async def thread_values(rt: Workspace, thread_id: str) -> dict[str, Any]:
-    """The state a thread's latest checkpoint holds; empty if it has none."""
-    snapshot = await rt.graph.aget_state(_config(thread_id))
-    return dict(snapshot.values or {})
-
-
-async def pending_request(rt: Workspace, thread_id: str) -> ApprovalRequest | None:
-    """What a waiting thread asks its reviewer, or None if it is not waiting."""
-    snapshot = await rt.graph.aget_state(_config(thread_id))
-    if not snapshot.interrupts:
-        return None
-    return ApprovalRequest.from_interrupt(snapshot.interrupts[0].value)
-
-
-async def erase_threads(rt: Workspace, thread_ids: list[str]) -> int:
-    """Delete these threads' checkpoints, then reclaim the file space so the data leaves the
-    disk too (SQLite keeps deleted pages until VACUUM). Returns how many threads it erased."""
-    saver = rt.graph.checkpointer
-    if not thread_ids or saver is None or isinstance(saver, bool):
-        return 0
-    for tid in thread_ids:
-        await saver.adelete_thread(tid)
-    if isinstance(saver, AsyncSqliteSaver):
-        await saver.conn.execute("VACUUM")
-        await saver.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return len(thread_ids)
 
 
 # --------------------------------------------------------------------------- decisions
@@ -312,7 +281,13 @@ def _allowed(
 ) -> tuple[str, ...]:
     """The decision policy on a waiting draft: raises `DecisionNotAllowed`, or returns notes."""
     if decision.action == "approve":
-        if blockers := unsendable(request):
+        # The findings were computed when the draft was written; its text may have changed
+        # since (an erasure leaves "[erased]"), so what blocks a send is checked again now.
+        current = review_edit(
+            rt, request, request.draft.body, request.draft.subject, campaign=row.campaign
+        )
+        late = [f"{r.check}: {r.finding}" for r in current.failures if r.check in EDIT_BLOCKERS]
+        if blockers := list(dict.fromkeys([*unsendable(request), *late])):
             raise Unsendable(
                 f"draft {row.id} ({row.company}) cannot be sent as written — "
                 + "; ".join(blockers)
@@ -365,7 +340,7 @@ async def take_decision(
             "right now"
         )
     try:
-        snapshot = await rt.graph.aget_state(_config(row.thread_id))
+        snapshot = await rt.graph.aget_state(thread_config(row.thread_id))
         if not snapshot.interrupts:
             raise DecisionRefused(f"draft {row.id} ({row.company}) is already decided")
         pause = snapshot.interrupts[0]

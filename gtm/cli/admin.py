@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from gtm.app.workspace import open_workspace
-from gtm.cli.common import app, err, fail, out, run_sync, settings_of
+from gtm.cli.common import EXIT_BUSY, EXIT_REFUSED, app, err, fail, out, run_sync, settings_of
 from gtm.domain.models import Contact
+from tools.suppression import SuppressionKind, canonical, why_invalid
 
 # ---------------------------------------------------------------- suppress, forget
 
@@ -31,6 +33,16 @@ def suppress(
     show: Annotated[bool, typer.Option("--list", help="List the entries instead.")] = False,
 ) -> None:
     """Add people or domains to the do-not-contact list, forever, on every channel."""
+    given: list[tuple[str, SuppressionKind, str]] = [
+        *(("--email", "email", v) for v in email or []),
+        *(("--domain", "domain", v) for v in domain or []),
+        *(("--linkedin", "linkedin", v) for v in linkedin or []),
+    ]
+    refused = [f"{opt}: {why}" for opt, kind, v in given if (why := why_invalid(kind, v))]
+    if refused:  # nothing is added when one value is wrong: fix it and run the command again
+        raise fail("nothing added; " + "; ".join(refused))
+    emails = [canonical("email", v) or v for _, kind, v in given if kind == "email"]
+    urls = [canonical("linkedin", v) or v for _, kind, v in given if kind == "linkedin"]
 
     async def go() -> int:
         async with open_workspace(settings_of(ctx), with_model=False) as rt:
@@ -47,8 +59,8 @@ def suppress(
             for d in domain or []:
                 sup.add("domain", d, reason)
                 added += 1
-            people = [Contact(name="", email=e) for e in email or []]
-            people += [Contact(name="", linkedin_url=u) for u in linkedin or []]
+            people = [Contact(name="", email=e) for e in emails]
+            people += [Contact(name="", linkedin_url=u) for u in urls]
             for probe in people:
                 # One channel suppresses all: add every identifier the CRM knows for them.
                 record = await rt.deps.crm.find_contact(probe)
@@ -64,7 +76,9 @@ def suppress(
                 added += report.added
                 failed = len(report.errors)
                 for e in report.errors:
-                    err.print(f"[red]rejected[/red] {e}", highlight=False, soft_wrap=True)
+                    err.print(
+                        f"[red]rejected[/red] {escape(str(e))}", highlight=False, soft_wrap=True
+                    )
             out.print(f"{added} do-not-contact entr{'y' if added == 1 else 'ies'} added.")
             return failed
 
@@ -81,9 +95,13 @@ def forget(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Erase a person from memory and the local stores (a GDPR erasure request)."""
-    from gtm.app.privacy import ForgetError
+    from gtm.app.privacy import ForgetBusy, ForgetError, NothingToForget, identify
     from gtm.app.privacy import forget as erase
 
+    try:
+        identify(person)  # refuse a malformed identifier before asking to confirm
+    except ForgetError as exc:
+        raise fail(str(exc)) from None
     if not yes and not typer.confirm(f"Erase everything about {person}? This cannot be undone"):
         raise typer.Exit(1)
 
@@ -93,13 +111,17 @@ def forget(
 
     try:
         result = run_sync(go())
+    except NothingToForget as exc:  # a valid request that erased nothing is not a success
+        raise fail(str(exc), code=EXIT_REFUSED) from None
+    except ForgetBusy as exc:
+        raise fail(str(exc), code=EXIT_BUSY) from None
     except ForgetError as exc:
         raise fail(str(exc)) from None
     done = ", ".join(f"{k} {v}" for k, v in result.erased.items())
     out.print(f"erased ({done}); erasure {result.fingerprint[:16]} recorded.", highlight=False)
     out.print("They stay on the do-not-contact list, as a one-way hash.")
     for note in result.notes:
-        err.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 # -------------------------------------------------------------------------- eval
@@ -167,7 +189,7 @@ def eval_(
         raise fail(str(exc)) from None
     _print_eval(report)
     for note in report.notes:
-        err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     if update_baseline and baseline is not None:
         save_baseline(report, baseline)
         out.print(f"baseline written: {baseline}", highlight=False)
