@@ -104,7 +104,10 @@ _PLACEHOLDER = re.compile(
     r"|\bX{3,}\b|\bTBD\b|\bINSERT\b|lorem ipsum",
     re.IGNORECASE,
 )
-_PLACEHOLDER_CASE = re.compile(r"\[(?:[A-Z][\w '’]*|f\d+)\]|<\s*[A-Z_]{2,}\s*>|%[A-Z_]{2,}%")
+_PLACEHOLDER_CASE = re.compile(
+    r"\[(?:[A-Z][\w '’]*|f\d+)\]|<\s*[A-Z_]{2,}\s*>|%[A-Z_]{2,}%"
+    r"|\[erased\]"  # what an erasure (`gtm forget`) leaves where a person was named
+)
 
 
 def placeholders(draft: Draft, ctx: CheckContext) -> CheckResult:

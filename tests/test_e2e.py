@@ -182,7 +182,8 @@ def test_bad_rows_are_reported_and_good_rows_still_run(tmp_path: Path, env: dict
     bad[cols.index("domain")] = "bad domain"
     csv = tmp_path / "list.csv"
     csv.write_text("\n".join([header, good, ",".join(bad)]) + "\n", encoding="utf-8")
-    res = _gtm(tmp_path / "d", "run", str(csv), "--campaign", "bad", env=env)
+    res = _gtm(tmp_path / "d", "run", str(csv), "--campaign", "bad", env=env, check=False)
+    assert res.returncode == 3, "rows were rejected: the exit status says so"
     assert re.search(r"list\.csv:3:(domain|email): ", res.stderr), res.stderr
     assert "rows rejected from the file" in res.stdout
     assert len(_ledger(tmp_path / "d")) == 1

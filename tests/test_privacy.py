@@ -287,7 +287,9 @@ def test_a_kept_draft_that_named_the_erased_person_cannot_go_out_as_written(
     gtm: Gtm, tmp_path: Path
 ) -> None:
     # Omar's draft quotes the company's description, which names his colleague Lee.
-    omar = OMAR.replace("Contract review for mid-size law firms.", "Contract review led by Lee Park.")
+    omar = OMAR.replace(
+        "Contract review for mid-size law firms.", "Contract review led by Lee Park."
+    )
     assert omar != OMAR
     csv = tmp_path / "accounts.csv"
     csv.write_text(f"{HEADER}\n{omar}\n{LEE}\n", encoding="utf-8")

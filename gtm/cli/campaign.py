@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -70,9 +71,9 @@ def run(
     except AccountListError as exc:
         raise fail(str(exc)) from None
     for warning in listing.warnings:  # one line each, so they can be grepped
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     for e in listing.errors:
-        err.print(f"[red]rejected[/red] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[red]rejected[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
     chosen = listing.accounts[:limit] if limit else listing.accounts
     name = campaign or accounts.stem
     if not chosen:
@@ -183,7 +184,7 @@ def _print_summary(s: RunSummary, *, rejected_rows: int) -> None:
             f"{s.resumed} resumed where they stopped."
         )
     for f in s.failures:
-        err.print(f"[red]failed[/red] {f}", highlight=False)
+        err.print(f"[red]failed[/red] {escape(f)}", highlight=False, soft_wrap=True)
     if s.by_status["waiting_for_approval"]:
         out.print("Next: [bold]gtm inbox[/bold], then gtm approve|edit|reject|regenerate ID")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 
 from gtm.app.campaigns import PlaybookMismatch
@@ -42,35 +43,41 @@ from gtm.domain.playbook import PlaybookError
 
 
 def _draft_view(row: ThreadRow, request: ApprovalRequest, history: list[DecisionRecord]) -> Panel:
+    """The draft as a reviewer must see it: every value escaped, so template debris such as
+    "[Company]" or "[erased]" shows instead of being read as Rich markup and vanishing."""
     draft, contact = request.draft, request.contact
     facts = {f.id: f for f in request.facts}
+    e = escape
     lines = [
-        f"[bold]{row.company}[/bold]  tier {request.tier or '-'}  ·  {draft.channel} "
-        f"({draft.step})  ·  to {contact.name}, {contact.title or 'title unknown'}",
-        f"prompt {draft.prompt_version}  ·  model {draft.model}",
+        f"[bold]{e(row.company)}[/bold]  tier {request.tier or '-'}  ·  {draft.channel} "
+        f"({draft.step})  ·  to {e(contact.name)}, {e(contact.title or 'title unknown')}",
+        f"prompt {e(draft.prompt_version)}  ·  model {e(draft.model)}",
         "",
     ]
     if draft.subject:
-        lines.append(f"[bold]Subject:[/bold] {draft.subject}")
-    lines += [draft.body or "[italic](empty draft)[/italic]", "", "[bold]Cited facts[/bold]"]
+        lines.append(f"[bold]Subject:[/bold] {e(draft.subject)}")
+    lines += [e(draft.body) or "[italic](empty draft)[/italic]", "", "[bold]Cited facts[/bold]"]
     for fid in draft.cited_fact_ids:
         f = facts.get(fid)
         lines.append(
-            f"  [{fid}] {f.text}  [dim]({f.source}{' · ' + f.url if f.url else ''})[/dim]"
+            f"  {e(f'[{fid}]')} {e(f.text)}  "
+            f"[dim]({e(f.source)}{e(' · ' + f.url) if f.url else ''})[/dim]"
             if f
-            else f"  [{fid}] [red]no such fact[/red]"
+            else f"  {e(f'[{fid}]')} [red]no such fact[/red]"
         )
     if not draft.cited_fact_ids:
         lines.append("  none")
     lines.append("[bold]Guardrails[/bold]: " + ("all passed" if not request.findings else ""))
     for fnd in request.findings:
-        lines.append(f"  [red]✗ {fnd.check}[/red]: {fnd.finding}")
+        lines.append(f"  [red]✗ {e(fnd.check)}[/red]: {e(fnd.finding)}")
     if blockers := unsendable(request):
-        why = "; ".join(blockers)
+        why = e("; ".join(blockers))
         lines.append(f"[red]cannot be sent as written[/red] ({why}): edit or regenerate it")
     for d in history:  # earlier decisions on this thread, such as a regenerate
         note = f": {d.note}" if d.note else ""
-        lines.append(f"[dim]{d.at:%Y-%m-%d %H:%M} UTC {d.action} by {d.reviewer}{note}[/dim]")
+        lines.append(
+            f"[dim]{d.at:%Y-%m-%d %H:%M} UTC {d.action} by {e(d.reviewer)}{e(note)}[/dim]"
+        )
     title = f"#{row.id}" + ("  [red]FLAGGED[/red]" if request.flagged else "")
     return Panel("\n".join(lines), title=title, title_align="left", highlight=False)
 
@@ -146,7 +153,7 @@ def _decide(ctx: typer.Context, ref: str, decision: Decision, *, with_model: boo
                 rt.campaigns.resolve(record.name, rt.playbook, explicit=True, adopt=False)
             taken = await take_decision(rt, ref, decision, confirmed=True)
             for note in taken.notes:
-                err.print(f"[yellow]note[/yellow] {note}", highlight=False)
+                err.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
             return await apply_decision(rt, taken.row)
 
     try:
@@ -156,7 +163,10 @@ def _decide(ctx: typer.Context, ref: str, decision: Decision, *, with_model: boo
     except DecisionRefused as exc:
         raise fail(str(exc), code=EXIT_REFUSED) from None
     note = f" ({row.detail})" if row.detail else ""
-    out.print(f"#{row.id} {row.company}: {decision.action} → {row.status}{note}", highlight=False)
+    out.print(
+        escape(f"#{row.id} {row.company}: {decision.action} → {row.status}{note}"),
+        highlight=False,
+    )
 
 
 @app.command(rich_help_panel="Review")
