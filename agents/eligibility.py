@@ -2,7 +2,9 @@
 
 Reads only (CRM, suppression list, outbox, memory). The intake node asks it for every candidate
 contact, and the send node asks again right before each send, so an opt-out or a new deal that
-arrives while a draft waits for approval still stops it.
+arrives while a draft waits for approval still stops it. At send time the outbox's cooldown is
+not read here but decided by `Outbox.reserve`, in the transaction that reserves the action: a
+read here and a reservation later would let two campaigns both pass the check.
 """
 
 from __future__ import annotations
@@ -11,8 +13,16 @@ from datetime import timedelta
 
 from agents.context import Deps
 from gtm.domain.models import Account, Channel, Contact, SkipReason
+from gtm.domain.playbook import Playbook
+from tools.outbox import CooldownHit, Cooldowns
 
-__all__ = ["already_in_campaign", "reachable", "suppression_reason"]
+__all__ = [
+    "already_in_campaign",
+    "cooldown_detail",
+    "cooldowns",
+    "reachable",
+    "suppression_reason",
+]
 
 
 def reachable(contact: Contact, channel: Channel) -> bool:
@@ -20,12 +30,40 @@ def reachable(contact: Contact, channel: Channel) -> bool:
     return bool(contact.linkedin_url if channel == "linkedin" else contact.email)
 
 
+def cooldowns(playbook: Playbook) -> Cooldowns:
+    """The playbook's rest periods after an action of another campaign."""
+    return Cooldowns(
+        person=timedelta(days=playbook.cooldown.person_days),
+        account=timedelta(days=playbook.cooldown.account_days),
+    )
+
+
+def cooldown_detail(hit: CooldownHit, account: Account, contact: Contact) -> str:
+    """Why a cooldown applies, in words, naming the campaign that contacted them."""
+    e, days = hit.entry, hit.window.days
+    if hit.scope == "person":
+        return (
+            f"{contact.name} was contacted {hit.age.days} day(s) ago in campaign "
+            f"{e.campaign} (cooldown {days} days)"
+        )
+    return (
+        f"{account.company} was contacted {hit.age.days} day(s) ago in campaign "
+        f"{e.campaign} (account cooldown {days} days)"
+    )
+
+
 async def suppression_reason(
-    deps: Deps, account: Account, contact: Contact, campaign: str
+    deps: Deps,
+    account: Account,
+    contact: Contact,
+    campaign: str,
+    *,
+    outbox_cooldown: bool = True,
 ) -> tuple[SkipReason, str] | None:
     """Why this person at this account must not be contacted now, or None.
 
-    Called at intake and again right before each send.
+    Called at intake and again right before each send. The send node passes
+    `outbox_cooldown=False`: its reservation decides the outbox's cooldown under the write lock.
     """
     if (c := deps.playbook.competitor_of(account)) is not None:
         return "competitor", f"{account.company} is a competitor ({c.name})"
@@ -49,29 +87,20 @@ async def suppression_reason(
         )
         if listed:
             return "suppressed", listed
+    if outbox_cooldown:
+        hit = deps.outbox.cooldown_hit(
+            campaign=campaign,
+            contact_key=contact.key,
+            account_id=account.account_id,
+            cooldown=cooldowns(deps.playbook),
+        )
+        if hit is not None:
+            return "cooldown", cooldown_detail(hit, account, contact)
     now = deps.clock()
     cooldown = deps.playbook.cooldown
-    for entry in deps.outbox.sent_since(
-        now - timedelta(days=max(cooldown.person_days, cooldown.account_days)),
-        contact_key=contact.key,
-        account_id=account.account_id,
-    ):
-        if entry.campaign == campaign:
-            continue  # this campaign's own earlier step (the visit before a connect)
-        age = now - entry.created_at
-        if entry.contact_key == contact.key and age < timedelta(days=cooldown.person_days):
-            return "cooldown", (
-                f"{contact.name} was contacted {age.days} day(s) ago in campaign "
-                f"{entry.campaign} (cooldown {cooldown.person_days} days)"
-            )
-        if entry.account_id == account.account_id and age < timedelta(days=cooldown.account_days):
-            return "cooldown", (
-                f"{account.company} was contacted {age.days} day(s) ago in campaign "
-                f"{entry.campaign} (account cooldown {cooldown.account_days} days)"
-            )
     for touch in await deps.memory.history(account.account_id, limit=200):
-        if touch.kind != "send":
-            continue
+        if touch.kind != "send" or touch.campaign == campaign:
+            continue  # as in the outbox, the campaign's own earlier touches are exempt
         age = now - touch.at
         if touch.contact == contact.name and age < timedelta(days=cooldown.person_days):
             return "cooldown", (

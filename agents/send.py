@@ -3,43 +3,57 @@
 Every action is reserved in the outbox under its idempotency key *before* the provider call.
 An action found `pending` on entry means an earlier attempt died between the call and the record:
 it becomes `unknown` and is never retried automatically. The caps and pacing come from
-`agents.pacing`; suppression is checked again here (`agents.eligibility`) right before sending.
+`agents.pacing`; suppression is checked again here (`agents.eligibility`) right before sending,
+and the cooldown against other campaigns is decided by the reservation itself, under the
+outbox's write lock, so two campaigns approved at once cannot both reach one person.
+
+After the reservation the entry never stays `pending` because of us: a problem found before the
+provider call marks it `failed` with the reason; an error the channel did not classify marks it
+`unknown` (the call may have acted), for a human.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from langgraph.runtime import Runtime
 
 from agents.context import Deps
-from agents.eligibility import suppression_reason
+from agents.eligibility import cooldown_detail, cooldowns, suppression_reason
 from agents.pacing import limits_for, next_opening, paced, steps_for
 from agents.state import State
 from gtm.domain.models import Receipt, Step, idempotency_key
 from tools.channels import ChannelError
+from tools.smtp import MessageError, check_recipient
 
 __all__ = ["send"]
 
 
-async def _perform(deps: Deps, state: State, step: Step, key: str) -> Receipt:
+def _prepare(deps: Deps, state: State, step: Step, key: str) -> Callable[[], Awaitable[Receipt]]:
+    """The provider call for one step, its arguments checked first. Raising here means nothing
+    reached the provider (e.g. an email whose recipient name holds a line break)."""
     draft, contact = state.draft, state.contact
     assert draft is not None and contact is not None
+    url = contact.linkedin_url or ""
     if step == "linkedin_visit":
-        return await deps.linkedin.visit(contact.linkedin_url or "", key=key)
+        return lambda: deps.linkedin.visit(url, key=key)
     if step == "linkedin_connect":
-        return await deps.linkedin.connect(contact.linkedin_url or "", draft.body, key=key)
+        return lambda: deps.linkedin.connect(url, draft.body, key=key)
     if step == "linkedin_message":
-        return await deps.linkedin.message(contact.linkedin_url or "", draft.body, key=key)
-    return await deps.email.send(
-        to=contact.email or "",
-        to_name=contact.name,
-        subject=draft.subject or "",
-        body=draft.body,
-        key=key,
+        return lambda: deps.linkedin.message(url, draft.body, key=key)
+    to, subject = contact.email or "", draft.subject or ""
+    check_recipient(to=to, to_name=contact.name, subject=subject)
+    return lambda: deps.email.send(
+        to=to, to_name=contact.name, subject=subject, body=draft.body, key=key
     )
+
+
+def _said(exc: BaseException) -> str:
+    """An unexpected error in a few words for the outbox and the events (never a traceback)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 async def send(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
@@ -47,7 +61,9 @@ async def send(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     draft, contact = state.draft, state.contact
     assert draft is not None and contact is not None
 
-    blocked = await suppression_reason(deps, state.account, contact, state.campaign)
+    blocked = await suppression_reason(
+        deps, state.account, contact, state.campaign, outbox_cooldown=False
+    )
     if blocked is not None:
         reason, detail = blocked
         return {
@@ -104,6 +120,7 @@ async def send(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
                 sender=sender,
                 limits=limits_for(deps.playbook, step, now, is_paced=is_paced),
                 min_gap=gap,
+                cooldown=cooldowns(deps.playbook),
             )
             if got.not_before is None:
                 break
@@ -116,6 +133,15 @@ async def send(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
                 )
             events.append(f"send: pacing, waited {wait:.0f}s before {step}")
             await deps.sleep(wait)
+        if got.cooldown is not None:
+            detail = cooldown_detail(got.cooldown, state.account, contact)
+            return {
+                "status": "skipped",
+                "skip_reason": "cooldown",
+                "skip_detail": f"at send time: {detail}",
+                "sent_keys": sent,
+                "events": [*events, f"send: blocked at send time (cooldown): {detail}"],
+            }
         if got.full is not None:
             lim = got.full
             return stop(
@@ -135,7 +161,13 @@ async def send(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
                 f"{step} reserved concurrently, not sending",
             )
         try:
-            receipt = await _perform(deps, state, step, key)
+            call = _prepare(deps, state, step, key)
+        except Exception as exc:
+            why = str(exc) if isinstance(exc, MessageError) else _said(exc)
+            deps.outbox.mark_failed(key, f"not sent, refused before the provider call: {why}")
+            return stop("failed", f"{step} not sent: {why}", f"{step} not sent: {why}")
+        try:
+            receipt = await call()
         except ChannelError as exc:
             if exc.maybe_sent:
                 deps.outbox.mark_unknown(key, f"the call broke off and may have acted: {exc}")
@@ -149,6 +181,10 @@ async def send(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
                 )
             deps.outbox.mark_failed(key, str(exc))
             return stop("failed", f"{step} failed: {exc}", f"{step} failed: {exc}")
+        except Exception as exc:
+            # The channel broke on something it does not classify: it may have acted already.
+            deps.outbox.mark_unknown(key, f"the channel raised {_said(exc)}; it may have acted")
+            return _needs_human(deps, key, "unknown", step, stop)
         deps.outbox.mark_sent(key, receipt.provider_id)
         sent.append(key)
         events.append(f"send: {step} sent ({receipt.provider_id})")

@@ -1,22 +1,28 @@
-"""Send-time safety in the graph: pacing, daily shares, provider failures, unknown outcomes."""
+"""Send-time safety in the graph: pacing, daily shares, provider failures, unknown outcomes,
+and sends that break before reaching the provider."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from langgraph.types import Command
 
 from agents.context import Deps
 from agents.pacing import limits_for, next_opening
 from gtm.domain.models import Account, Contact, Receipt
 from gtm.domain.playbook import Playbook, load_playbook
-from tests.support.fake_model import ScriptedChatModel
+from tests.support.fake_model import ScriptedChatModel, tool_call
+from tests.support.providers import SmtpInbox, free_port
 from tests.test_graph import ACME, cfg, deps, good_note, inp
 from tests.test_graph import env as graph_env
 from tools.channels import ChannelError
 from tools.fakes import InMemoryLinkedIn
+from tools.local_outbox import LocalEmailOutbox
+from tools.smtp import MessageError, SmtpEmail, check_recipient
 
 env = graph_env  # the same fixture: graph, twins, a real SQLite outbox and checkpointer
 
@@ -176,3 +182,117 @@ async def test_a_call_that_may_have_acted_is_never_repeated(env: dict[str, Any])
 def test_channel_error_never_calls_a_maybe_sent_action_retryable(maybe: bool) -> None:
     err = ChannelError("x", retryable=True, maybe_sent=maybe)
     assert err.retryable is not maybe
+
+
+# A send that breaks before or inside the provider call never leaves its outbox entry `pending`
+# (which a later run would turn into an `unknown` for a human to untangle).
+
+
+def unbuildable(n: int) -> Account:
+    """An account whose contact's name holds a line break: no email header can carry it."""
+    acct = account(n)
+    return acct.model_copy(
+        update={"contacts": (acct.contacts[0].model_copy(update={"name": "Dana\nRuiz"}),)}
+    )
+
+
+def email_note() -> Any:
+    args = good_note().tool_calls[0]["args"]
+    return tool_call("DraftOutput", {**args, "subject": "Retrieval at Quill"})
+
+
+async def test_an_email_that_cannot_be_built_is_failed_not_pending(
+    env: dict[str, Any], tmp_path: Path
+) -> None:
+    mail = LocalEmailOutbox(tmp_path / "mail", sender="me@vectorly.example")
+    d = deps(env, ScriptedChatModel.from_script([email_note()]), email=mail)
+    g, acct = env["graph"], unbuildable(7)
+    await g.ainvoke({**inp(acct, campaign="e1"), "channel": "email"}, cfg("e1"), context=d)
+    out = await g.ainvoke(Command(resume={"action": "approve"}), cfg("e1"), context=d)
+    assert out["status"] == "failed"
+    assert "recipient" in out["skip_detail"] and "line break" in out["skip_detail"]
+    ((entry,),) = [env["outbox"].entries()]
+    assert entry.state == "failed" and entry.error is not None
+    assert "refused before the provider call" in entry.error and "line break" in entry.error
+    assert "Dana" not in entry.error, "the error names the field, not the person"
+    assert not mail.messages()
+
+    # A later run does not try again on its own: a person fixes the row first.
+    await g.aupdate_state(cfg("e1"), {"status": "running"}, as_node="approve")
+    again = await g.ainvoke(None, cfg("e1"), context=d)
+    assert again["status"] == "failed" and not mail.messages()
+    assert [e.state for e in env["outbox"].entries()] == ["failed"]
+
+
+class BrokenLinkedIn(InMemoryLinkedIn):
+    """Acts on the connect, then breaks on something it does not classify (as a client
+    parsing an unexpected reply would)."""
+
+    def __init__(self) -> None:
+        super().__init__(sender="seat-1")
+        self.connects = 0
+
+    async def connect(self, profile_url: str, note: str, *, key: str) -> Receipt:
+        self.connects += 1
+        await super().connect(profile_url, note, key=key)
+        raise KeyError("messageid")
+
+
+async def test_an_unclassified_channel_error_is_unknown_at_once_and_not_retried(
+    env: dict[str, Any],
+) -> None:
+    li = BrokenLinkedIn()
+    d = deps(env, ScriptedChatModel.from_script([good_note()]), linkedin=li)
+    out = await approve(env, d, "k1")
+    assert out["status"] == "failed" and "unknown" in out["skip_detail"]
+    visit, connect = env["outbox"].entries()
+    assert (visit.state, connect.state) == ("sent", "unknown")
+    assert connect.error is not None and "KeyError" in connect.error
+
+    g = env["graph"]
+    await g.aupdate_state(cfg("k1"), {"status": "running"}, as_node="approve")
+    out = await g.ainvoke(None, cfg("k1"), context=d)
+    assert out["status"] == "failed" and li.connects == 1, "an unknown action is not retried"
+    li.close()
+
+
+@pytest.mark.parametrize(
+    ("to", "name", "subject", "field"),
+    [
+        ("dana@quill.dev", "Dana\nRuiz", "Hi", "recipient"),
+        ("dana@quill.dev", "Dana", "Hi\r\nBcc: everyone@quill.dev", "subject"),
+        ("dana@quill.dev, ceo@quill.dev", "Dana", "Hi", "recipient"),
+        ("dana@quill.dev\nBcc: x@y.dev", "Dana", "Hi", "recipient"),
+        ("dänä@quill.dev", "Dana", "Hi", "recipient"),
+    ],
+)
+async def test_smtp_refuses_a_message_it_cannot_build_before_connecting(
+    tmp_path: Path, to: str, name: str, subject: str, field: str
+) -> None:
+    inbox = SmtpInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    mail = SmtpEmail(
+        sender="me@vectorly.example",
+        sender_name="Alex",
+        host="127.0.0.1",
+        port=controller.port,
+        starttls=False,
+        ledger=tmp_path / "smtp.sqlite",
+    )
+    try:
+        with pytest.raises(MessageError, match=field):
+            check_recipient(to=to, to_name=name, subject=subject)
+        with pytest.raises(ChannelError) as caught:
+            await mail.send(to=to, to_name=name, subject=subject, body="b", key="k1")
+        err = caught.value
+        assert not err.retryable and not err.maybe_sent
+        assert "nothing sent" in str(err) and field in str(err)
+        assert "quill.dev" not in str(err) and "Ruiz" not in str(err)
+        # The same person, written properly, goes through: one message, one recipient.
+        await mail.send(to="dana@quill.dev", to_name="Dana Ruiz", subject="Hi", body="b", key="k2")
+    finally:
+        await mail.aclose()
+        controller.stop()
+    (only,) = inbox.messages
+    assert b"To: Dana Ruiz <dana@quill.dev>\r\n" in only

@@ -12,11 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from gtm.domain.models import Channel, OutboxEntry, OutboxState, Step
 from tools.sqlite import compact, connect, where
 
-__all__ = ["Outbox", "Limit", "Reservation", "iso_week_start"]
+__all__ = ["Cooldowns", "CooldownHit", "Outbox", "Limit", "Reservation", "iso_week_start"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -56,8 +57,29 @@ class Limit:
 
 
 @dataclass(frozen=True)
+class Cooldowns:
+    """How long a person, and anyone at their account, rests after an action of another
+    campaign. A window of zero (or less) does not apply."""
+
+    person: timedelta
+    account: timedelta
+
+
+@dataclass(frozen=True)
+class CooldownHit:
+    """The latest action of another campaign that keeps a person (`scope` "person") or their
+    account ("account") from being contacted now, and the window it falls in."""
+
+    entry: OutboxEntry
+    scope: Literal["person", "account"]
+    window: timedelta
+    age: timedelta
+
+
+@dataclass(frozen=True)
 class Reservation:
-    """What `Outbox.reserve` did. `entry` is None when a cap or the pacing gap stopped it."""
+    """What `Outbox.reserve` did. `entry` is None when a cooldown, a cap or the pacing gap
+    stopped it."""
 
     entry: OutboxEntry | None
     created: bool
@@ -66,6 +88,8 @@ class Reservation:
     used: int = 0
     not_before: datetime | None = None
     """Pacing: the earliest time this sender may act again."""
+    cooldown: CooldownHit | None = None
+    """The action of another campaign that puts this person or account in cooldown, if one does."""
 
 
 class Outbox:
@@ -103,18 +127,31 @@ class Outbox:
         sender: str,
         limits: Sequence[Limit] = (),
         min_gap: timedelta | None = None,
+        cooldown: Cooldowns | None = None,
     ) -> Reservation:
-        """Record a `pending` action under `key`, if no entry has it and the caps allow it.
+        """Record a `pending` action under `key`, if no entry has it, the person and account are
+        out of `cooldown`, and the caps allow it.
 
-        Counting and inserting happen in one transaction that holds SQLite's write lock, so two
-        processes sending as one seat cannot both take the last slot under a cap. `min_gap` is
-        the least time since this sender's previous action (pacing for live providers).
+        Deciding and inserting happen in one transaction that holds SQLite's write lock, so two
+        processes cannot both take the last slot under a cap, nor both contact one person from
+        two campaigns. `min_gap` is the least time since this sender's previous action (pacing
+        for live providers).
         """
         now = self._clock()
         with self._write_lock():
             existing = self.get(key)
             if existing is not None:
                 return Reservation(existing, created=False)
+            if cooldown is not None:
+                hit = self.cooldown_hit(
+                    campaign=campaign,
+                    contact_key=contact_key,
+                    account_id=account_id,
+                    cooldown=cooldown,
+                    now=now,
+                )
+                if hit is not None:
+                    return Reservation(None, created=False, cooldown=hit)
             for lim in limits:
                 used = self.count(sender, step, lim.since)
                 if used >= lim.limit:
@@ -181,16 +218,48 @@ class Outbox:
         ).fetchone()
         return int(row[0])
 
-    def sent_since(
-        self, since: datetime, *, contact_key: str, account_id: str
-    ) -> list[OutboxEntry]:
-        """Actions that reached (or may have reached) this person or account since a time."""
-        rows = self._db.execute(
-            "SELECT * FROM outbox WHERE created_at >= ? AND state IN ('sent', 'unknown', 'pending')"
-            " AND (contact_key = ? OR account_id = ?) ORDER BY created_at DESC",
-            (since.astimezone(UTC).isoformat(), contact_key, account_id),
-        ).fetchall()
-        return [self._entry(r) for r in rows]
+    def cooldown_hit(
+        self,
+        *,
+        campaign: str,
+        contact_key: str,
+        account_id: str,
+        cooldown: Cooldowns,
+        now: datetime | None = None,
+    ) -> CooldownHit | None:
+        """The latest action of another campaign that puts this person or account in cooldown.
+
+        Every state but `failed` counts: a `pending` or `unknown` action may be mid-call or may
+        have reached the person. The campaign's own actions are exempt (a visit before a connect).
+        `reserve` asks this under its write lock; read alone (at intake) it is only a forecast.
+        """
+        now = (now or self._clock()).astimezone(UTC)
+        windows = [
+            (column, value, window)
+            for column, value, window in (
+                ("contact_key", contact_key, cooldown.person),
+                ("account_id", account_id, cooldown.account),
+            )
+            if window > timedelta(0)
+        ]
+        if not windows:
+            return None
+        near = " OR ".join(f"({column} = ? AND created_at > ?)" for column, _, _ in windows)
+        args: list[str] = [campaign]
+        for _, value, window in windows:
+            args += [value, (now - window).isoformat()]
+        row = self._db.execute(
+            f"SELECT * FROM outbox WHERE campaign != ? AND state != 'failed' AND ({near})"
+            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            args,
+        ).fetchone()
+        if row is None:
+            return None
+        entry = self._entry(row)
+        age = now - entry.created_at
+        if entry.contact_key == contact_key and age < cooldown.person:
+            return CooldownHit(entry, "person", cooldown.person, age)
+        return CooldownHit(entry, "account", cooldown.account, age)
 
     def erase_contact(self, contact_key: str, replacement: str) -> int:
         """Replace a person's key by a one-way stand-in. The rows stay: they still count against

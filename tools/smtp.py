@@ -4,6 +4,8 @@ The Message-ID is derived from the outbox key, so the same key always yields the
 second send of one key can be recognised downstream. smtplib is synchronous; a send runs in a
 worker thread. A refusal before the message was accepted (auth, recipient, connection) raises
 `ChannelError`; retryable only when the server may simply be busy (4xx, connection refused).
+A message that cannot be built (a header would hold a line break, an address is not one valid
+address) raises `ChannelError` before any connection: nothing was sent.
 """
 
 from __future__ import annotations
@@ -13,15 +15,62 @@ import hashlib
 import smtplib
 import ssl
 from collections.abc import Sequence
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate
+from email.utils import formatdate
 from pathlib import Path
 
 from gtm.domain.models import Receipt
 from tools.channels import ChannelError
 from tools.sqlite import KeyLedger
 
-__all__ = ["SmtpEmail", "build_message"]
+__all__ = ["MessageError", "SmtpEmail", "build_message", "check_recipient"]
+
+_BAD_HEADER = (ValueError, IndexError, HeaderParseError)
+"""What the standard library raises for a header value it refuses (a line break, an address
+that does not parse or parses to more or less than one mailbox)."""
+
+
+class MessageError(ValueError):
+    """The message cannot be built as given. It names the field, never its value (an address
+    is personal data and errors end up in the outbox and the logs)."""
+
+
+def _address(what: str, name: str, addr: str) -> Address:
+    if not addr.isascii():  # the stdlib would encode it into a mangled, undeliverable address
+        raise MessageError(f"{what} is not one valid email address (it holds non-ASCII letters)")
+    try:
+        return Address(display_name=name, addr_spec=addr)
+    except _BAD_HEADER as exc:
+        raise MessageError(f"{what} is not one valid email address ({_why(exc)})") from None
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc)
+    if "CR or LF" in text or "linefeed" in text:
+        return "it holds a line break"
+    if "could be parsed" in text:
+        return "it holds more than one address"
+    return "it does not parse"
+
+
+def _set(msg: EmailMessage, header: str, value: str | Address, what: str) -> None:
+    try:
+        msg[header] = value
+    except _BAD_HEADER as exc:
+        raise MessageError(f"{what} cannot go in an email header ({_why(exc)})") from None
+
+
+def check_recipient(*, to: str, to_name: str, subject: str) -> None:
+    """Raise `MessageError` if a message to this person with this subject cannot be built.
+
+    The send node asks this of every email, whatever the channel, between reserving the action
+    and calling the provider, so a bad row fails with its reason instead of dying mid-send.
+    """
+    msg = EmailMessage()
+    _set(msg, "To", _address("the recipient's address or name", to_name, to), "the recipient")
+    _set(msg, "Subject", subject, "the subject")
 
 
 def build_message(
@@ -35,14 +84,16 @@ def build_message(
     key: str,
     unsubscribe: str,
 ) -> EmailMessage:
+    """The message as sent. Raises `MessageError` (before any connection) for a header that
+    cannot carry its value: a line break in a name or subject, a To that is not one address."""
     msg = EmailMessage()
-    msg["From"] = formataddr((sender_name, sender))
-    msg["To"] = formataddr((to_name, to))
-    msg["Subject"] = subject
+    _set(msg, "From", _address("the sender's address or name", sender_name, sender), "the sender")
+    _set(msg, "To", _address("the recipient's address or name", to_name, to), "the recipient")
+    _set(msg, "Subject", subject, "the subject")
     msg["Date"] = formatdate(usegmt=True)
     domain = sender.rsplit("@", 1)[-1]
     msg["Message-ID"] = f"<gtm.{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
-    msg["List-Unsubscribe"] = f"<{unsubscribe}>"
+    _set(msg, "List-Unsubscribe", f"<{unsubscribe}>", "the unsubscribe link")
     if unsubscribe.startswith("https:"):
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["X-GTM-Idempotency-Key"] = key
@@ -143,16 +194,19 @@ class SmtpEmail:
         done = self._done.get(key) if self._done else None
         if done:
             return Receipt(provider_id=done, detail="already sent")
-        msg = build_message(
-            sender=self.sender,
-            sender_name=self._name,
-            to=to,
-            to_name=to_name,
-            subject=subject,
-            body=body,
-            key=key,
-            unsubscribe=self._unsubscribe,
-        )
+        try:
+            msg = build_message(
+                sender=self.sender,
+                sender_name=self._name,
+                to=to,
+                to_name=to_name,
+                subject=subject,
+                body=body,
+                key=key,
+                unsubscribe=self._unsubscribe,
+            )
+        except MessageError as exc:
+            raise ChannelError(f"email not built, nothing sent: {exc}") from None
         await asyncio.to_thread(self._send, msg)
         if self._done:
             self._done.put(key, str(msg["Message-ID"]))

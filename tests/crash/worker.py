@@ -11,6 +11,11 @@ from outside at a random time or from inside at a chosen point (`--kill kind:n`)
 
 Every provider call and every decision is appended to a journal (fsync'd) *before* it happens,
 so the harness can count attempts the process itself can no longer report.
+
+Two workers may run at once on one data directory, each its own campaign (`--campaign`), over
+overlapping account lists: the harness's two-campaign trials. Each then keeps its account memory
+in its own `--memory-dir` (Chroma's embedded store is for one process; the outbox is the shared
+guard under test), and `--latency` gives its CRM and memory calls a live provider's delays.
 """
 
 from __future__ import annotations
@@ -19,17 +24,21 @@ import argparse
 import asyncio
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
+import random
 import signal
 from pathlib import Path
 from typing import Any
 
+import gtm.app.workspace
 from gtm.app.accounts import load_accounts
 from gtm.app.runner import decide, pending_request, run_campaign
 from gtm.app.settings import Settings
 from gtm.app.workspace import open_workspace
 from gtm.domain.models import Decision, Receipt
+from memory.chroma import ChromaMemory
 from tools.channels import LinkedInChannel
 
 CAMPAIGN = "crash"
@@ -65,6 +74,7 @@ class JournalingLinkedIn:
     inner: LinkedInChannel
     journal: Journal
     killer: Killer
+    campaign: str
 
     @property
     def sender(self) -> str:
@@ -75,7 +85,7 @@ class JournalingLinkedIn:
         return self.inner.live
 
     async def _call(self, kind: str, url: str, key: str, call: Any) -> Receipt:
-        self.journal.write(ev="attempt", kind=kind, url=url, key=key)
+        self.journal.write(ev="attempt", kind=kind, url=url, key=key, campaign=self.campaign)
         self.killer.tick("provider_before")
         receipt: Receipt = await call
         self.killer.tick("provider_after")
@@ -91,6 +101,25 @@ class JournalingLinkedIn:
     async def message(self, profile_url: str, text: str, *, key: str) -> Receipt:
         call = self.inner.message(profile_url, text, key=key)
         return await self._call("message", profile_url, key, call)
+
+
+class Slowed:
+    """Delegates to `inner`, each coroutine call after a random pause of up to `most` seconds:
+    a live CRM's or memory's latency, which widens the moments two processes interleave in."""
+
+    def __init__(self, inner: Any, most: float) -> None:
+        self._inner, self._most = inner, most
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        async def slowed(*a: Any, **kw: Any) -> Any:
+            await asyncio.sleep(random.uniform(0, self._most))
+            return await attr(*a, **kw)
+
+        return slowed
 
 
 def choice(account_id: str) -> str:
@@ -122,10 +151,20 @@ async def main(args: argparse.Namespace) -> int:
     )
     listing = load_accounts(args.accounts)
     journal, killer = Journal(args.journal), Killer(args.kill)
+    campaign: str = args.campaign
+    if args.memory_dir is not None:  # this process's own Chroma store (see the module doc)
+        own: Path = args.memory_dir
+        setattr(gtm.app.workspace, "ChromaMemory", lambda _path: ChromaMemory(own))  # noqa: B010
     async with open_workspace(settings, with_model=True) as rt:
         rt.deps = dataclasses.replace(
-            rt.deps, linkedin=JournalingLinkedIn(rt.deps.linkedin, journal, killer)
+            rt.deps, linkedin=JournalingLinkedIn(rt.deps.linkedin, journal, killer, campaign)
         )
+        if args.latency:
+            rt.deps = dataclasses.replace(
+                rt.deps,
+                crm=Slowed(rt.deps.crm, args.latency),
+                memory=Slowed(rt.deps.memory, args.latency),
+            )
         record = rt.ledger.record_decision
 
         def record_then_maybe_die(row_id: int, **kw: Any) -> None:
@@ -145,9 +184,9 @@ async def main(args: argparse.Namespace) -> int:
 
             setattr(saver, name, put_then_maybe_die)
 
-        await run_campaign(rt, listing.accounts, campaign=CAMPAIGN, channel="linkedin")
+        await run_campaign(rt, listing.accounts, campaign=campaign, channel="linkedin")
         done = acked(args.journal)
-        for row in rt.ledger.rows(campaign=CAMPAIGN, status="waiting_for_approval"):
+        for row in rt.ledger.rows(campaign=campaign, status="waiting_for_approval"):
             asked = await pending_request(rt, row.thread_id)
             if asked is None:
                 continue
@@ -177,4 +216,9 @@ if __name__ == "__main__":
     p.add_argument("--journal", type=Path, required=True)
     p.add_argument("--model-url", required=True)
     p.add_argument("--kill", default=None)
+    p.add_argument("--campaign", default=CAMPAIGN)
+    p.add_argument("--memory-dir", type=Path, default=None)
+    p.add_argument(
+        "--latency", type=float, default=0.0, help="most seconds a CRM or memory call waits"
+    )
     raise SystemExit(asyncio.run(main(p.parse_args())))
