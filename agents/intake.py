@@ -41,6 +41,8 @@ async def intake(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
             "out_of_tier", f"'{account.segment or account.description}' matches no playbook tier"
         )
 
+    if not account.contacts:  # the runner drops people erased on request from the list
+        return _skip("suppressed", "every person the list names here was erased on request")
     candidates = [c for c in account.contacts if reachable(c, state.channel)]
     if not candidates:
         field = "LinkedIn URL" if state.channel == "linkedin" else "email"

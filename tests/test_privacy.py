@@ -106,6 +106,10 @@ def test_forget_erases_a_person_everywhere_and_keeps_them_suppressed(
     assert "suppressed" in status.stdout or "cooldown" in status.stdout
     inbox = gtm("inbox")
     assert "Dana" not in inbox.stdout
+    # Running a campaign again on a list that still names her stores nothing about her.
+    rerun = gtm("run", str(csv), "--campaign", "c1")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert files_mentioning(data, dana) == {}, "a new run wrote her back"
 
 
 def test_an_opt_out_on_one_channel_covers_the_others(gtm: Gtm, tmp_path: Path) -> None:

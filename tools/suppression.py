@@ -282,6 +282,16 @@ class SuppressionList:
                 errors.append(f"{path}: row {line}: email/domain/linkedin_url: all empty")
         return ImportReport(added, errors)
 
+    def is_erased(self, contact: Contact) -> bool:
+        """Whether this person was erased on request (`gtm forget`): their data must not be
+        stored again, not even in a thread that would skip them."""
+        probes: list[tuple[SuppressionKind, str | None]] = [
+            ("email", contact.email),
+            ("linkedin", contact.linkedin_url),
+            ("person_key", contact.key),
+        ]
+        return any(self._count("erased", fingerprint(k, v)) for k, v in probes if v)
+
     def check(self, contact: Contact, account: Account) -> str | None:
         """Why this contact must not be contacted, or None."""
         return self.check_identifiers(

@@ -163,6 +163,15 @@ async def _next_payload(
     return None, "done"
 
 
+def _unerased(rt: Workspace, account: Account) -> Account:
+    """The account without the people erased on request: a list that still names them must not
+    put them back into a checkpoint (intake would skip them, but the thread would keep them)."""
+    kept = tuple(c for c in account.contacts if not rt.deps.suppressions.is_erased(c))
+    if len(kept) == len(account.contacts):
+        return account
+    return account.model_copy(update={"contacts": kept})
+
+
 async def run_campaign(
     rt: Workspace,
     accounts: list[Account],
@@ -183,7 +192,7 @@ async def run_campaign(
         async with gate:
             row = rt.ledger.ensure(campaign, account, channel)
             tid = thread_id_for(campaign, account.account_id)
-            inp = {"campaign": campaign, "channel": row.channel, "account": account}
+            inp = {"campaign": campaign, "channel": row.channel, "account": _unerased(rt, account)}
             payload, kind = await _next_payload(rt, tid, inp)
             if kind in ("waiting", "done", "busy"):
                 summary.already_done += 1
