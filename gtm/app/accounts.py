@@ -197,7 +197,9 @@ def load_accounts(path: Path) -> AccountList:
         if isinstance(cells, csv.Error):
             result.errors.append(RowError(name, start, "(row)", f"cannot parse ({cells})"))
             continue
-        if end > start and _runaway("".join(lines[start - 1 : end])):
+        # A quote left open runs the record on to the end of the file (the last row's does
+        # too, on one line): only such records are read again, strictly.
+        if (end > start or end >= len(lines)) and _runaway("".join(lines[start - 1 : end])):
             # A quote opened on this row and never closed swallows the rows below it: reject
             # this row and read the file again from the next line, so the others still load.
             result.errors.append(
