@@ -5,6 +5,7 @@ and nothing here imports from any other part of gtm-agents.
 """
 
 from gtm.domain.approval import ApprovalRequest, Finding
+from gtm.domain.events import Event, EventKind, ReplySignal
 from gtm.domain.models import (
     Account,
     AccountStatus,
@@ -38,6 +39,8 @@ __all__ = [
     "Decision",
     "DecisionAction",
     "Draft",
+    "Event",
+    "EventKind",
     "Fact",
     "FactKind",
     "Finding",
@@ -46,6 +49,7 @@ __all__ = [
     "Playbook",
     "PlaybookError",
     "Receipt",
+    "ReplySignal",
     "Review",
     "SkipReason",
     "Step",
