@@ -85,6 +85,18 @@ def test_forget_erases_a_person_everywhere_and_keeps_them_suppressed(
         ok = gtm("approve", draft)
         assert ok.returncode == 0 and "→ sent" in ok.stdout, ok.stdout + ok.stderr
     data = tmp_path / "data"
+    # What came back from her is personal data too.
+    reply = gtm(
+        "events",
+        "add",
+        "--kind",
+        "email_reply",
+        "--email",
+        "dana@quillcode.dev",
+        "--text",
+        "Thanks, Dana Ruiz here: interested, send details.",
+    )
+    assert reply.returncode == 0, reply.stdout + reply.stderr
     dana = ["dana@quillcode.dev", "linkedin.com/in/dana-ruiz", "Dana Ruiz"]
     assert files_mentioning(data, dana), "the campaign stored Dana somewhere"
 

@@ -12,6 +12,7 @@ __all__ = [
     "crm",
     "crm_notes",
     "duxsoup",
+    "events",
     "fakes",
     "http",
     "hubspot",

@@ -13,6 +13,7 @@ __all__ = [
     "evaluate",
     "ledger",
     "llm",
+    "loop",
     "privacy",
     "providers",
     "runner",

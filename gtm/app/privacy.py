@@ -274,6 +274,7 @@ async def forget(rt: Workspace, identifier: str, *, requested_by: str) -> Erasur
             result.notes.append(erased)
         else:
             result.erased[label] = erased
+    result.erased["events"] = rt.events.erase_person(sorted(person.emails), sorted(person.urls))
     result.erased["log mentions"] = _redact_logs(
         rt.settings.data_dir, [*hard, *sorted(person.names)]
     )

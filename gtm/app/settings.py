@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     duxsoup_user_id: str | None = None
     duxsoup_key: SecretStr | None = Field(default=None, description="Remote-control API key.")
     duxsoup_base_url: str = "https://app.dux-soup.com/xapi/remote/control"
+    duxsoup_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret path segment of the Dux-Soup webhook URL; unset = no receiver.",
+    )
     email: Literal["local", "smtp"] = Field(default="local")
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)

@@ -31,6 +31,7 @@ from gtm.app.providers import open_providers
 from gtm.app.settings import Settings
 from gtm.domain.playbook import Playbook, load_playbook
 from memory.chroma import ChromaMemory
+from tools.events import EventStore
 from tools.outbox import Outbox
 from tools.suppression import SuppressionList
 
@@ -73,6 +74,8 @@ class Workspace:
     ledger: Ledger
     model_description: str
     campaigns: CampaignBook
+    events: EventStore
+    """What came back (accepts, replies, bounces...), once each, matched to sent touches."""
 
     def playbook_for(self, campaign: str) -> Playbook:
         """The playbook `campaign` was started with (or adopted), else this command's."""
@@ -115,7 +118,8 @@ async def open_workspace(
     ledger = Ledger(settings.path("ledger.sqlite"), clock=clock)
     campaigns = CampaignBook(settings.path("ledger.sqlite"), clock=clock)
     memory = ChromaMemory(settings.path("memory", "chroma"))
-    with _closing_all(outbox, suppressions, ledger, campaigns, memory):
+    events = EventStore(settings.path("events.sqlite"), clock=clock)
+    with _closing_all(outbox, suppressions, ledger, campaigns, memory, events):
         async with contextlib.AsyncExitStack() as stack:
             providers = await stack.enter_async_context(open_providers(settings, clock=clock))
             model: BaseChatModel
@@ -156,4 +160,5 @@ async def open_workspace(
                 ledger=ledger,
                 model_description=description,
                 campaigns=campaigns,
+                events=events,
             )

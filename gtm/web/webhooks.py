@@ -1,0 +1,206 @@
+"""Dux-Soup's webhook: LinkedIn events in, from a post only the user's secret URL can make.
+
+How Dux-Soup delivers (its support article "Webhook by Example"): in Dux-Soup Options → Connect
+tab the user switches webhooks on and sets a *Target URL*, picks the event types to send, and can
+press *Send Sample*. Each event is one HTTP POST whose JSON body is an envelope
+`{"userid", "time", "type", "event", "data"}`: the Dux-Soup user, when the event was created
+(ISO 8601), the event type and its stage (e.g. `visit` / `create`), and the details, where a
+profile's `data` carries `id` and `Profile` (the profile URL).
+
+Dux-Soup offers no signing secret and no custom header: the target URL is all a user can set. So
+the secret is the URL: the receiver listens on `/webhooks/duxsoup/<secret>`, where the secret is
+`GTM_DUXSOUP_WEBHOOK_SECRET` (at least 32 URL-safe characters), compared in constant time. A post
+to any other path gets the same 404 as an unknown page. The secret is never logged: the server
+runs without an access log, and nothing here writes the path anywhere.
+
+Refused posts (wrong secret, body too large, not JSON, not the envelope, an event we take with
+no usable profile) get a 4xx and nothing of them is recorded. Event types this product does not
+act on (visits, scans, robot commands...) are acknowledged with 202 and recorded nowhere.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from gtm.app.loop import IngestReport, why_invalid
+from gtm.app.settings import Settings
+from gtm.domain.events import Event, EventKind
+from gtm.domain.identity import profile_url
+
+__all__ = [
+    "DUXSOUP_KINDS",
+    "MAX_BODY_BYTES",
+    "PayloadError",
+    "WebhookConfigError",
+    "check_secret",
+    "duxsoup_events",
+    "duxsoup_route",
+    "webhook_path",
+    "webhook_routes",
+]
+
+DUXSOUP_KINDS: Mapping[tuple[str, str], EventKind] = {
+    ("connected", "create"): "connection_accepted",
+    ("message", "received"): "message_received",
+}
+"""(type, stage) of a Dux-Soup post → the event it is. Only the envelope and the visit example
+of Dux-Soup's article could be checked; these two names follow its `type`/`event` scheme and
+must be confirmed with Dux-Soup's *Send Sample* before they are relied on. Every other pair is
+acknowledged and ignored."""
+
+MAX_BODY_BYTES = 256 * 1024
+_SECRET = re.compile(r"[A-Za-z0-9_-]{32,256}")
+
+
+class WebhookConfigError(ValueError):
+    """The configured webhook secret cannot guard a URL (too short, or not URL-safe)."""
+
+
+class PayloadError(ValueError):
+    """A post that is not a Dux-Soup event we can take; the message names the field only."""
+
+
+def check_secret(secret: str) -> str:
+    """`secret` if it can be the URL's secret path segment; raises `WebhookConfigError`."""
+    if not _SECRET.fullmatch(secret):
+        raise WebhookConfigError(
+            "GTM_DUXSOUP_WEBHOOK_SECRET must be 32 to 256 characters of A-Z a-z 0-9 _ - "
+            "(e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return secret
+
+
+def webhook_path(secret: str) -> str:
+    """The path to give Dux-Soup as its Target URL (after this server's address)."""
+    return f"/webhooks/duxsoup/{check_secret(secret)}"
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    userid: str
+    time: AwareDatetime
+    type: str
+    event: str
+    data: dict[str, Any]
+
+
+def _text(data: Mapping[str, Any]) -> str:
+    """The message text, from `data.Message` (unconfirmed, like `DUXSOUP_KINDS`); empty when
+    absent: the kind of event still holds without it."""
+    value = data.get("Message")
+    return value if isinstance(value, str) else ""
+
+
+def duxsoup_events(payload: Any) -> list[Event]:
+    """The events a Dux-Soup post carries (one envelope, or a list of them), leaving out the
+    types we do not act on. Raises `PayloadError` naming the field when the post is malformed.
+
+    The key is the Dux-Soup user, the type and stage, the record's `data.id` and the envelope's
+    `time`: a redelivered post is the same event, two messages from one person are two.
+    """
+    items = payload if isinstance(payload, list) else [payload]
+    if not items:
+        raise PayloadError("body: an empty list")
+    events: list[Event] = []
+    for n, item in enumerate(items):
+        where = f"[{n}]." if isinstance(payload, list) else ""
+        try:
+            env = _Envelope.model_validate(item)
+        except ValidationError as exc:
+            fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})
+            raise PayloadError(
+                ", ".join(where + f for f in fields) + ": missing or invalid"
+            ) from None
+        kind = DUXSOUP_KINDS.get((env.type.lower(), env.event.lower()))
+        if kind is None:
+            continue
+        record = env.data.get("id")
+        if not isinstance(record, str | int) or isinstance(record, bool) or str(record) == "":
+            raise PayloadError(f"{where}data.id: missing or invalid")
+        raw_profile = env.data.get("Profile")
+        url = profile_url(raw_profile) if isinstance(raw_profile, str) else None
+        if url is None:
+            raise PayloadError(f"{where}data.Profile: not a LinkedIn profile URL")
+        stamp = env.time.isoformat()
+        event = Event(
+            key=f"duxsoup:{env.userid}:{env.type.lower()}.{env.event.lower()}:{record}:{stamp}",
+            source="duxsoup",
+            kind=kind,
+            channel="linkedin",
+            at=env.time,
+            linkedin_url=url,
+            text=_text(env.data),
+        )
+        if (why := why_invalid(event)) is not None:
+            raise PayloadError(f"{where}{why}")
+        events.append(event)
+    return events
+
+
+async def _body(request: Request) -> bytes | None:
+    """The body, or None once it passes `MAX_BODY_BYTES` (read no further)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def duxsoup_route(secret: str, ingest: Callable[[Sequence[Event]], IngestReport]) -> Route:
+    """A Starlette route for Dux-Soup's posts, to add to any app's routes (`gtm serve`,
+    `gtm inbox --web`). `ingest` takes the events in (`gtm.app.loop.ingest` bound to the open
+    workspace); it runs on the server's event loop, where the workspace's stores were opened."""
+    expected = check_secret(secret).encode()
+
+    async def receive(request: Request) -> Response:
+        given = str(request.path_params.get("secret", "")).encode()
+        if not hmac.compare_digest(given, expected):
+            return PlainTextResponse("Not Found", status_code=404)
+        body = await _body(request)
+        if body is None:
+            return JSONResponse({"error": "body too large"}, status_code=413)
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            return JSONResponse({"error": "body: not JSON"}, status_code=400)
+        try:
+            events = duxsoup_events(payload)
+        except PayloadError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        if not events:
+            return JSONResponse({"ignored": True}, status_code=202)
+        report = ingest(events)
+        return JSONResponse(
+            {
+                "new": report.new,
+                "duplicate": report.duplicate,
+                "matched": report.matched,
+                "unmatched": report.unmatched,
+            }
+        )
+
+    return Route("/webhooks/duxsoup/{secret}", receive, methods=["POST"])
+
+
+def webhook_routes(
+    settings: Settings, ingest: Callable[[Sequence[Event]], IngestReport]
+) -> list[Route]:
+    """The webhook routes `settings` asks for: Dux-Soup's when `GTM_DUXSOUP_WEBHOOK_SECRET` is
+    set (raising `WebhookConfigError` if it cannot guard a URL), else none."""
+    secret = settings.duxsoup_webhook_secret
+    if secret is None:
+        return []
+    return [duxsoup_route(secret.get_secret_value(), ingest)]

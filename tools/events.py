@@ -1,0 +1,162 @@
+"""What came back, kept once: the event store (`events.sqlite` in the data directory).
+
+Every event is stored under its source's idempotency key (a webhook event's id and time, an
+email's Message-ID, the hash of a hand-added event), so ingesting it again changes nothing. Each
+row carries the person in one canonical form (an email address as `tools.suppression` keeps it,
+a profile URL as `gtm.domain.identity.profile_url` gives it) and the outbox key of the sent touch
+it answers; NULL there means unmatched, and unmatched events are listed for a person to look at,
+never attached to a touch by guesswork.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gtm.domain.events import Event, EventKind
+from gtm.domain.identity import profile_url
+from tools.sqlite import compact, connect, where
+from tools.suppression import normalise
+
+__all__ = ["EventStore", "StoredEvent", "person_of"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    key TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    person TEXT,
+    at TEXT NOT NULL,
+    outbox_key TEXT,
+    body TEXT NOT NULL,
+    ingested_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_person ON events(person, at);
+CREATE INDEX IF NOT EXISTS events_kind ON events(kind, at);
+CREATE INDEX IF NOT EXISTS events_outbox ON events(outbox_key);
+"""
+
+
+def person_of(event: Event) -> str | None:
+    """The person an event names, in the canonical form of its channel's identifier: the
+    profile URL for LinkedIn, the address for email (falling back to the other if only that one
+    is given). None when it names nobody recognisable."""
+    url = profile_url(event.linkedin_url) if event.linkedin_url else None
+    email = normalise("email", event.email) if event.email else None
+    if event.channel == "linkedin":
+        return url or email
+    return email or url
+
+
+class StoredEvent:
+    """An event as kept: the event itself, who it is about and what it was matched to."""
+
+    __slots__ = ("event", "person", "outbox_key", "ingested_at")
+
+    def __init__(
+        self, event: Event, person: str | None, outbox_key: str | None, ingested_at: datetime
+    ) -> None:
+        self.event = event
+        self.person = person
+        self.outbox_key = outbox_key
+        """The sent touch this event answers; None while unmatched."""
+        self.ingested_at = ingested_at
+
+    def __repr__(self) -> str:
+        return f"StoredEvent({self.event.key!r}, {self.event.kind}, outbox_key={self.outbox_key!r})"
+
+
+class EventStore:
+    """Events on SQLite, one row per idempotency key. Safe for several processes on one file:
+    the key is the primary key, so two processes ingesting one event store it once."""
+
+    def __init__(
+        self, path: Path | str, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self._clock = clock
+        self._db = connect(path, _SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def ingest(self, event: Event, *, outbox_key: str | None = None) -> bool:
+        """Store `event`, matched to `outbox_key` (None = unmatched). False when its key was
+        already stored: then nothing changes, not even the match."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO events (key, source, kind, channel, person, at, outbox_key,"
+            " body, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.key,
+                event.source,
+                event.kind,
+                event.channel,
+                person_of(event),
+                event.at.astimezone(UTC).isoformat(),
+                outbox_key,
+                event.model_dump_json(),
+                self._clock().isoformat(),
+            ),
+        )
+        return cur.rowcount == 1
+
+    def seen(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM events WHERE key = ?", (key,)).fetchone() is not None
+
+    def get(self, key: str) -> StoredEvent | None:
+        r = self._db.execute("SELECT * FROM events WHERE key = ?", (key,)).fetchone()
+        return self._stored(r) if r else None
+
+    def events(
+        self,
+        *,
+        person: str | None = None,
+        kind: EventKind | None = None,
+        outbox_key: str | None = None,
+        matched: bool | None = None,
+    ) -> list[StoredEvent]:
+        """Events oldest first, filtered by person (any spelling of an email or profile URL),
+        kind, the touch they answer, and whether they answer one at all."""
+        probe = _canonical_person(person) if person is not None else None
+        clause, args = where(person=probe, kind=kind, outbox_key=outbox_key)
+        if matched is not None:
+            test = "outbox_key IS NOT NULL" if matched else "outbox_key IS NULL"
+            clause = f"{clause} AND {test}" if clause else f" WHERE {test}"
+        rows = self._db.execute(f"SELECT * FROM events{clause} ORDER BY at, rowid", args)
+        return [self._stored(r) for r in rows.fetchall()]
+
+    def unmatched(self) -> list[StoredEvent]:
+        """Events no sent touch was found for, oldest first: for a person to look at."""
+        return self.events(matched=False)
+
+    def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int:
+        """Delete every event about the person (an erasure request); count them. The file is
+        compacted so the deleted text leaves no bytes behind."""
+        people = {normalise("email", e) for e in emails} | {
+            profile_url(u) or u.strip().lower() for u in urls
+        }
+        n = 0
+        for p in people:
+            n += self._db.execute("DELETE FROM events WHERE person = ?", (p,)).rowcount
+        if n:
+            compact(self._db)
+        return n
+
+    @staticmethod
+    def _stored(r: sqlite3.Row) -> StoredEvent:
+        row = dict(r)
+        return StoredEvent(
+            Event.model_validate_json(row["body"]),
+            row["person"],
+            row["outbox_key"],
+            datetime.fromisoformat(row["ingested_at"]),
+        )
+
+
+def _canonical_person(value: str) -> str:
+    v = value.strip()
+    if "@" in v:
+        return normalise("email", v)
+    return profile_url(v) or v.lower()
