@@ -32,6 +32,15 @@ from urllib.parse import parse_qs, urlsplit
 Answer = tuple[int, dict[str, str], Any]
 
 
+class _JoiningServer(ThreadingHTTPServer):
+    """Closing the server waits for every request thread, so each connection is closed inside
+    the test that opened it (a thread finishing later surfaces as an unraisable ResourceWarning
+    in whichever test happens to be running)."""
+
+    daemon_threads = False
+    block_on_close = True
+
+
 class FakeProvider:
     """Routing, auth, error injection and a request log; subclasses implement `route`."""
 
@@ -130,11 +139,12 @@ class FakeProvider:
                     pass  # the client timed out and left
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _do
+            timeout = 15  # a client that went away mid-request frees its thread
 
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _JoiningServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
