@@ -17,6 +17,9 @@ EVAL := $(BIN)/gtm --data-dir .gtm/eval eval --out .gtm/eval/report --baseline e
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# The mailbox tests start Debian's dovecot on a loopback port with their own configuration.
+DOVECOT := /usr/sbin/dovecot
+
 CRASH := $(BIN)/python -m tests.crash.harness --accounts 200 --trials 50 --seed 7
 
 $(BIN)/python:
@@ -36,11 +39,15 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+$(DOVECOT):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd
+
 demo: $(STAMP)
 	$(BIN)/gtm --data-dir .gtm/demo run examples/accounts.csv --campaign demo --channel linkedin
 	$(BIN)/gtm --data-dir .gtm/demo inbox
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(DOVECOT)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy

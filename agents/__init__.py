@@ -8,6 +8,7 @@ __all__ = [
     "approve",
     "context",
     "eligibility",
+    "followup",
     "graph",
     "intake",
     "pacing",

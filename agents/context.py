@@ -20,6 +20,7 @@ from memory.base import AccountMemory
 from tools.alerts import Alerts
 from tools.channels import EmailChannel, LinkedInChannel
 from tools.crm import CRM
+from tools.events import EventStore
 from tools.outbox import Outbox
 from tools.suppression import SuppressionList
 
@@ -54,3 +55,5 @@ class Deps:
     """Waits between paced actions. Injected so tests move a fake clock instead of waiting."""
     rng: random.Random = field(default_factory=random.Random)
     """Draws the random gap between two paced actions."""
+    events: EventStore | None = None
+    """What came back (replies, bounces, opt-outs): a follow-up is not sent after one."""

@@ -17,9 +17,17 @@ from agents.context import Deps
 from agents.state import State
 from evals.text import find_injection
 from gtm.domain.models import Channel, Draft, Fact, Step
+from gtm.domain.playbook import Playbook
 from prompts import load_prompt
 
-__all__ = ["personalize", "DraftOutput", "first_step", "PROMPT_FOR_STEP"]
+__all__ = [
+    "personalize",
+    "DraftOutput",
+    "first_step",
+    "step_at",
+    "mark_cited_before",
+    "PROMPT_FOR_STEP",
+]
 
 
 class DraftOutput(BaseModel):
@@ -49,17 +57,58 @@ def first_step(channel: Channel) -> Step:
     return "linkedin_connect" if channel == "linkedin" else "email"
 
 
+def step_at(channel: Channel, position: int, playbook: Playbook) -> Step:
+    """The step that carries the message at `position` of the channel's sequence (0: the first
+    touch). A position the playbook no longer has falls back to the first touch's step."""
+    follow = playbook.sequences.follow_up(channel, position) if position else None
+    return follow.step if follow is not None else first_step(channel)
+
+
+def mark_cited_before(facts: list[Fact], earlier_cited: list[str]) -> list[Fact]:
+    """The facts with those earlier touches cited flagged, the new ones first: a follow-up
+    writer sees what it has not used yet before what it has."""
+    before = set(earlier_cited)
+    marked = [
+        f.model_copy(update={"cited_before": True})
+        if f.text in before and not f.cited_before
+        else f
+        for f in facts
+    ]
+    return sorted(marked, key=lambda f: f.cited_before)
+
+
 def render_facts(facts: list[Fact]) -> str:
-    return "\n".join(f"[{f.id}] {f.text} (source: {f.source})" for f in facts) or "none"
+    return (
+        "\n".join(
+            f"[{f.id}] {f.text} (source: {f.source})"
+            + (" (cited in an earlier message: do not lean on it again)" if f.cited_before else "")
+            for f in facts
+        )
+        or "none"
+    )
+
+
+def _follow_up_note(position: int) -> str:
+    return (
+        f"This is follow-up {position} in a sequence; the earlier touches are above. Do not "
+        "repeat them or write 'just following up': use at least one fact not cited before."
+    )
 
 
 async def personalize(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = runtime.context
     contact = state.contact
     assert contact is not None, "intake chooses the contact before personalize"
-    step = first_step(state.channel)
+    step = step_at(state.channel, state.sequence_position, deps.playbook)
+    facts = (
+        mark_cited_before(state.facts, state.earlier_cited)
+        if state.sequence_position
+        else state.facts
+    )
     prompt = load_prompt(PROMPT_FOR_STEP[step], deps.prompts_dir, version=deps.prompt_version)
-    history = [f.text for f in state.facts if f.kind == "history"]
+    history = [f.text for f in facts if f.kind == "history"]
+    if state.sequence_position:
+        history.append(_follow_up_note(state.sequence_position))
     patterns = deps.playbook.guardrails.injection_patterns
     title = contact.title if not find_injection(contact.title, patterns) else ""
     system, user = prompt.render_from(
@@ -69,7 +118,7 @@ async def personalize(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
             contact_first_name=contact.first_name,
             contact_title=title or "unknown",
             segment=state.tier.segment if state.tier else (state.account.segment or "unknown"),
-            facts=render_facts(state.facts),
+            facts=render_facts(facts),
             history="\n".join(history) or "none",
             max_chars=str(deps.playbook.channels.max_chars(step)),
             open_source_note=(
@@ -104,4 +153,7 @@ async def personalize(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
         prompt_version=prompt.ref,
         model=deps.model_name,
     )
-    return {"draft": draft, "status": "running", "events": [event]}
+    update: dict[str, Any] = {"draft": draft, "status": "running", "events": [event]}
+    if facts is not state.facts:
+        update["facts"] = facts  # review reads which facts earlier touches cited
+    return update

@@ -1,7 +1,8 @@
 """Record: write what happened to the CRM and to memory, so nobody types it in by hand.
 
-Every write is idempotent (CRM activities keyed by the outbox key, memory by thread and kind), so
-a re-run after a crash records each thing once.
+Every write is idempotent (CRM activities keyed by the outbox key, memory by thread, sequence
+step and kind), so a re-run after a crash records each thing once, and a follow-up adds to what
+the first touch left instead of overwriting it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ async def record(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     now = deps.clock()
     account, contact, draft = state.account, state.contact, state.draft
     thread = f"{state.campaign}:{account.account_id}"
+    # Each step of a sequence is its own touch in memory; the first keeps its historic keys.
+    prefix = f"{thread}:{state.sequence_position}" if state.sequence_position else thread
     touches: list[tuple[str, Touch]] = []
     common = {"account_id": account.account_id, "campaign": state.campaign, "at": now}
     who = contact.name if contact else ""
@@ -35,7 +38,7 @@ async def record(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     if draft is not None:
         touches.append(
             (
-                f"{thread}:draft",
+                f"{prefix}:draft",
                 Touch(kind="draft", text=draft.body, contact=who, channel=draft.channel, **common),
             )
         )
@@ -43,7 +46,7 @@ async def record(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
         d = state.decision
         touches.append(
             (
-                f"{thread}:decision",
+                f"{prefix}:decision",
                 Touch(
                     kind="decision",
                     text=f"{d.action} by {d.reviewer}"
@@ -79,7 +82,7 @@ async def record(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
         if state.status == "sent":
             touches.append(
                 (
-                    f"{thread}:send",
+                    f"{prefix}:send",
                     Touch(
                         kind="send", text=draft.body, contact=who, channel=draft.channel, **common
                     ),
@@ -89,7 +92,7 @@ async def record(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     elif state.status in ("skipped", "rejected"):
         touches.append(
             (
-                f"{thread}:skip",
+                f"{prefix}:skip",
                 Touch(
                     kind="skip",
                     text=f"{state.skip_reason}: {state.skip_detail}",

@@ -10,6 +10,9 @@ outbox's write lock, so two campaigns approved at once cannot both reach one per
 After the reservation the entry never stays `pending` because of us: a problem found before the
 provider call marks it `failed` with the reason; an error the channel did not classify marks it
 `unknown` (the call may have acted), for a human.
+
+A follow-up (a sequence step after the first touch) is also stopped here when a reply, opt-out,
+bounce or meeting of the person reached the event store while it waited (`agents.followup`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from langgraph.runtime import Runtime
 
 from agents.context import Deps
 from agents.eligibility import cooldown_detail, cooldowns, suppression_reason
+from agents.followup import stop_reason, thread_keys
 from agents.pacing import limits_for, next_opening, paced, steps_for
 from agents.state import State
 from gtm.domain.models import Receipt, Step, idempotency_key
@@ -64,6 +68,16 @@ async def send(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     blocked = await suppression_reason(
         deps, state.account, contact, state.campaign, outbox_cooldown=False
     )
+    if blocked is None and state.sequence_position:
+        # A follow-up: if anything came back since it was due, the sequence is over. Without an
+        # event store to ask, it is not sent blind.
+        keys = thread_keys(deps.outbox, state.campaign, state.account.account_id, contact.key)
+        ended = (
+            stop_reason(deps.events, contact, keys)
+            if deps.events is not None
+            else "no event store to check for a reply; a follow-up is not sent blind"
+        )
+        blocked = ("sequence_stopped", ended) if ended is not None else None
     if blocked is not None:
         reason, detail = blocked
         return {
@@ -87,7 +101,9 @@ async def send(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
         }
 
     for step in steps_for(draft.step):
-        key = idempotency_key(state.campaign, state.account.account_id, contact.key, step)
+        key = idempotency_key(
+            state.campaign, state.account.account_id, contact.key, step, state.sequence_position
+        )
         existing = deps.outbox.get(key)
         if existing is not None and existing.state == "sent":
             if key not in sent:

@@ -76,5 +76,11 @@ class State(InputState, OutputState):
     """The draft still fails a guardrail after the last rewrite: the reviewer is warned."""
     instructions: str = ""
     """What the next rewrite must change (from review findings or a human)."""
+    sequence_position: int = 0
+    """Which step of the playbook's sequence this thread is on: 0 is the first touch, 1 the
+    first follow-up. Part of every idempotency key after the first touch."""
+    earlier_cited: list[str] = field(default_factory=list)
+    """The texts of the facts earlier touches of this sequence cited: a follow-up must cite
+    something else too (`evals.followups.cites_something_new`)."""
     events: Annotated[list[str], operator.add] = field(default_factory=list)
     """Audit trail, one line per step."""

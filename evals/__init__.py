@@ -13,6 +13,7 @@ from evals.datasets import (
     Datasets,
     GenerationCase,
     LabeledCase,
+    ReplyCase,
     load_datasets,
 )
 from evals.guardrails import review_draft, revision_instructions
@@ -32,6 +33,22 @@ from evals.harness import (
     write_reports,
 )
 from evals.judge import DIMENSIONS, JudgeScores, judge_draft
+from evals.replies import (
+    ClassifiedReply,
+    ReplyAnswer,
+    classify,
+    new_text,
+    opt_out,
+    out_of_office,
+    unquoted_text,
+)
+from evals.reply_classifier import classify_reply
+from evals.reply_scores import (
+    ScoredReply,
+    reply_floor_breaches,
+    reply_metrics,
+    score_replies,
+)
 
 __all__ = [
     "ALL_CHECKS",
@@ -41,6 +58,7 @@ __all__ = [
     "BatchItem",
     "Check",
     "CheckContext",
+    "ClassifiedReply",
     "DatasetError",
     "Datasets",
     "Embedder",
@@ -49,18 +67,30 @@ __all__ = [
     "LabeledCase",
     "Peer",
     "Regression",
+    "ReplyAnswer",
+    "ReplyCase",
     "Report",
     "ScoredDraft",
+    "ScoredReply",
     "case_context",
+    "classify",
+    "classify_reply",
     "compare",
     "generation_metrics",
     "judge_draft",
     "labeled_metrics",
     "load_datasets",
+    "new_text",
+    "opt_out",
+    "out_of_office",
+    "reply_floor_breaches",
+    "reply_metrics",
     "review_draft",
     "revision_instructions",
     "score_batch",
     "score_labeled",
+    "score_replies",
     "scored_draft",
+    "unquoted_text",
     "write_reports",
 ]

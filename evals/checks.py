@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 
 from evals.context import Check, CheckContext, Peer
+from evals.followups import cites_something_new
 from evals.text import (
     STOPWORDS,
     claims,
@@ -28,6 +29,7 @@ from gtm.domain.playbook import Playbook
 __all__ = [
     "ALL_CHECKS",
     "CHECK_NAMES",
+    "cites_something_new",
     "fact_coverage",
     "groundedness",
     "placeholders",
@@ -409,5 +411,6 @@ ALL_CHECKS: tuple[Check, ...] = (
     no_injected_instructions,
     genericness,
     near_duplicates,
+    cites_something_new,
 )
 CHECK_NAMES: tuple[str, ...] = tuple(c.__name__ for c in ALL_CHECKS)

@@ -6,6 +6,8 @@ Two YAML shapes, told apart by their top-level key:
   it fails. Cases sharing a `batch` name are judged together for near-duplicates.
 - `accounts:` the generation set: account, contact and facts; `gtm eval` writes a draft for each
   with the current prompts and model, then scores it.
+- `replies:` labeled replies to our outreach: the body as received (quoted thread and all),
+  optional headers, and the signals a person reads in it.
 
 A malformed file fails with `file: case id: field: reason`.
 """
@@ -20,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evals.checks import CHECK_NAMES
+from gtm.domain.events import REPLY_SIGNALS, ReplySignal
 from gtm.domain.models import Account, Channel, Contact, Draft, Fact, Step
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "Datasets",
     "GenerationCase",
     "LabeledCase",
+    "ReplyCase",
     "load_datasets",
 ]
 
@@ -112,6 +116,32 @@ class GenerationCase(_Strict):
     channel: Channel = "linkedin"
 
 
+class ReplyCase(_Strict):
+    """A reply as it arrived, and the signals a person reads in its new text."""
+
+    id: str
+    category: str
+    language: str = Field(default="en", min_length=2, max_length=5)
+    note: str = ""
+    channel: Channel = "email"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str = Field(min_length=1)
+    expected: tuple[ReplySignal, ...] = Field(
+        description="Every signal in the new text; empty when it carries none."
+    )
+
+    @field_validator("expected")
+    @classmethod
+    def _unique(cls, v: tuple[ReplySignal, ...]) -> tuple[ReplySignal, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"a signal is listed twice in {list(v)}")
+        return tuple(s for s in REPLY_SIGNALS if s in v)
+
+
+class _ReplyFile(_Strict):
+    replies: tuple[ReplyCase, ...]
+
+
 class _LabeledFile(_Strict):
     cases: tuple[LabeledCase, ...]
 
@@ -123,6 +153,7 @@ class _GenerationFile(_Strict):
 class Datasets(_Strict):
     labeled: tuple[LabeledCase, ...] = ()
     generation: tuple[GenerationCase, ...] = ()
+    replies: tuple[ReplyCase, ...] = ()
     files: tuple[str, ...] = ()
 
 
@@ -145,10 +176,12 @@ def _load_file(path: Path) -> Datasets:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise DatasetError(f"{path}: cannot read: {exc}") from None
-    if not isinstance(data, dict) or not ({"cases", "accounts"} & set(data)):
-        raise DatasetError(f"{path}: expected a top-level `cases:` or `accounts:` list")
-    key = "cases" if "cases" in data else "accounts"
+    if not isinstance(data, dict) or not ({"cases", "accounts", "replies"} & set(data)):
+        raise DatasetError(f"{path}: expected a top-level `cases:`, `accounts:` or `replies:` list")
+    key = next(k for k in ("cases", "accounts", "replies") if k in data)
     try:
+        if key == "replies":
+            return Datasets(replies=_ReplyFile.model_validate(data).replies, files=(str(path),))
         if key == "cases":
             labeled = _LabeledFile.model_validate(data).cases
             return Datasets(labeled=labeled, files=(str(path),))
@@ -182,18 +215,24 @@ def load_datasets(paths: Iterable[Path] = (DEFAULT_DATASETS,)) -> Datasets:
     """Load every dataset file under `paths`; case ids must be unique across them."""
     labeled: list[LabeledCase] = []
     generation: list[GenerationCase] = []
+    replies: list[ReplyCase] = []
     files = _files(paths)
     if not files:
         raise DatasetError(f"no dataset files (*.yaml) under {', '.join(map(str, paths))}")
     seen: dict[str, str] = {}
     for f in files:
         ds = _load_file(f)
-        for case_id in [c.id for c in ds.labeled] + [c.id for c in ds.generation]:
+        ids = [c.id for c in ds.labeled] + [c.id for c in ds.generation]
+        for case_id in ids + [c.id for c in ds.replies]:
             if case_id in seen:
                 raise DatasetError(f"{f}: {case_id}: id already used in {seen[case_id]}")
             seen[case_id] = str(f)
         labeled += ds.labeled
         generation += ds.generation
+        replies += ds.replies
     return Datasets(
-        labeled=tuple(labeled), generation=tuple(generation), files=tuple(map(_shown, files))
+        labeled=tuple(labeled),
+        generation=tuple(generation),
+        replies=tuple(replies),
+        files=tuple(map(_shown, files)),
     )

@@ -33,6 +33,7 @@ from evals.context import CheckContext, Peer
 from evals.datasets import GenerationCase, LabeledCase
 from evals.guardrails import review_draft
 from evals.judge import DIMENSIONS
+from evals.reply_scores import ScoredReply, replies_markdown
 from gtm.domain.models import Draft, Review
 from gtm.domain.playbook import Playbook
 
@@ -97,6 +98,7 @@ class Report(BaseModel):
     metrics: dict[str, float]
     labeled: list[ScoredDraft] = Field(default_factory=list)
     generation: list[ScoredDraft] = Field(default_factory=list)
+    replies: list[ScoredReply] = Field(default_factory=list)
     batches: dict[str, dict[str, Any]] = Field(default_factory=dict)
     baseline: str | None = None
     baseline_metrics: dict[str, float] = Field(default_factory=dict)
@@ -353,6 +355,8 @@ def _markdown(r: Report) -> str:
                 )
                 lines += [f"  - {c}: {f}" for c, f in s.findings.items()]
         lines.append("")
+    if r.replies:
+        lines += replies_markdown(r.replies, r.metrics)
     if r.batches:
         lines += [
             "## Batches",

@@ -40,7 +40,7 @@ from tools.crm import (
     still_held,
 )
 from tools.crm_notes import decode_note, encode_note, encode_task, token_for, utc_z
-from tools.http import HttpClient, NotFoundError, ScopeError, collect_pages
+from tools.http import HttpClient, NotFoundError, ScopeError, ValidationError, collect_pages
 
 __all__ = ["AttioCRM"]
 
@@ -388,6 +388,20 @@ class AttioCRM:
             idempotent=False,
         )
         return str(data["data"]["id"]["task_id"])
+
+    async def mark_opted_out(self, contact: Contact) -> bool:
+        """Tick the optional `opted_out` checkbox this client reads (Attio has no standard
+        opt-out attribute); False when the person or the attribute is not in the workspace."""
+        raw = await self._find_person(contact)
+        if raw is None:
+            return False
+        path = f"/v2/objects/people/records/{raw['id']['record_id']}"
+        body = {"data": {"values": {"opted_out": [{"value": True}]}}}
+        try:
+            await self._write("PATCH", path, body, idempotent=True)
+        except (NotFoundError, ValidationError):  # no such attribute here
+            return False
+        return True
 
     async def activities(self, company_id: str) -> list[Activity]:
         out = []

@@ -112,6 +112,12 @@ class CRM(HoldsPeople, Protocol):
 
     async def create_task(self, task: Task) -> str: ...
 
+    async def mark_opted_out(self, contact: Contact) -> bool:
+        """Write an opt-out back to the person's record, where this CRM has a place for it.
+        True when the CRM now holds it; False when it has no such field or no such person
+        (the suppression list, not the CRM, is what keeps them from being contacted)."""
+        ...
+
     async def activities(self, company_id: str) -> list[Activity]:
         """Touches logged on the company, oldest first."""
         ...

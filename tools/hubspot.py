@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from aiolimiter import AsyncLimiter
 
@@ -362,6 +363,25 @@ class HubSpotCRM:
             lambda: self._keyed("tasks", "hs_task_body", task.key),
             lambda: self._create("tasks", props, assoc),
         )
+
+    async def mark_opted_out(self, contact: Contact) -> bool:
+        """Unsubscribe the person's address from all email. `hs_email_optout` is HubSpot's own
+        record of that and is read-only; the communication preferences API (v4
+        `statuses/{address}/unsubscribe-all`, channel EMAIL; scope `subscriptions-status-write`,
+        not in `REQUIRED_SCOPES` so older tokens still pass `gtm doctor`) is what sets it.
+        Repeating it leaves the same state. False when HubSpot has no such contact or no address
+        for them: HubSpot keeps no LinkedIn opt-out."""
+        found = await self.find_contact(contact)
+        if found is None or not found.email:
+            return False
+        await self._http.request(
+            "POST",
+            f"/communication-preferences/v4/statuses/{quote(found.email, safe='@')}"
+            "/unsubscribe-all",
+            params={"channel": "EMAIL"},
+            idempotent=True,
+        )
+        return True
 
     async def activities(self, company_id: str) -> list[Activity]:
         ids = await self._associated("companies", company_id, "notes")

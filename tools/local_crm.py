@@ -156,6 +156,15 @@ class LocalCRM:
         r = self._db.execute("SELECT n FROM tasks WHERE key = ?", (task.key,)).fetchone()
         return f"task_{r['n']}"
 
+    async def mark_opted_out(self, contact: Contact) -> bool:
+        """Set the opt-out flag on the person's record; False when the CRM has no such person
+        (a record is not created just to hold the flag)."""
+        row = self._find_contact_row(contact)
+        if row is None:
+            return False
+        self._db.execute("UPDATE contacts SET opted_out = 1 WHERE n = ?", (row["n"],))
+        return True
+
     async def activities(self, company_id: str) -> list[Activity]:
         rows = self._db.execute(
             "SELECT * FROM activities WHERE company_id = ? ORDER BY at, n", (company_id,)

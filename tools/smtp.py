@@ -24,6 +24,7 @@ from pathlib import Path
 from gtm.domain.models import Receipt
 from tools.channels import ChannelError
 from tools.sqlite import KeyLedger
+from tools.unsubscribe import ONE_CLICK_BODY, one_click_url
 
 __all__ = ["MessageError", "SmtpEmail", "build_message", "check_recipient"]
 
@@ -83,9 +84,14 @@ def build_message(
     body: str,
     key: str,
     unsubscribe: str,
+    one_click: str | None = None,
 ) -> EmailMessage:
     """The message as sent. Raises `MessageError` (before any connection) for a header that
-    cannot carry its value: a line break in a name or subject, a To that is not one address."""
+    cannot carry its value: a line break in a name or subject, a To that is not one address.
+
+    `one_click` is an https URL for RFC 8058 one-click unsubscribe (`tools.unsubscribe`): it
+    goes first in `List-Unsubscribe`, the mailto `unsubscribe` after it as the fallback, with
+    `List-Unsubscribe-Post: List-Unsubscribe=One-Click`."""
     msg = EmailMessage()
     _set(msg, "From", _address("the sender's address or name", sender_name, sender), "the sender")
     _set(msg, "To", _address("the recipient's address or name", to_name, to), "the recipient")
@@ -93,9 +99,10 @@ def build_message(
     msg["Date"] = formatdate(usegmt=True)
     domain = sender.rsplit("@", 1)[-1]
     msg["Message-ID"] = f"<gtm.{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
-    _set(msg, "List-Unsubscribe", f"<{unsubscribe}>", "the unsubscribe link")
-    if unsubscribe.startswith("https:"):
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    targets = f"<{one_click}>, <{unsubscribe}>" if one_click else f"<{unsubscribe}>"
+    _set(msg, "List-Unsubscribe", targets, "the unsubscribe link")
+    if unsubscribe.startswith("https:") or one_click:
+        msg["List-Unsubscribe-Post"] = ONE_CLICK_BODY
     msg["X-GTM-Idempotency-Key"] = key
     msg.set_content(body)
     return msg
@@ -118,7 +125,11 @@ class SmtpEmail:
         unsubscribe: str | None = None,
         timeout: float = 20.0,
         ledger: Path | None = None,
+        one_click_base_url: str | None = None,
+        one_click_secret: str | None = None,
     ) -> None:
+        """`one_click_base_url` and `one_click_secret` (both, or neither) add an RFC 8058
+        one-click link per email; the receiver is `gtm.web.webhooks.unsubscribe_route`."""
         self.sender = sender
         self._name = sender_name
         self._host, self._port = host, port
@@ -127,6 +138,11 @@ class SmtpEmail:
         self._ca_file = ca_file
         self._unsubscribe = unsubscribe or f"mailto:{sender}?subject=unsubscribe"
         self._timeout = timeout
+        if (one_click_base_url is None) != (one_click_secret is None):
+            raise ValueError("one-click unsubscribe needs both a base URL and a secret")
+        if one_click_base_url and one_click_secret:
+            one_click_url(one_click_base_url, "check", one_click_secret)  # refuse a bad one now
+        self._one_click = (one_click_base_url, one_click_secret)
         self._done = KeyLedger(ledger) if ledger else None
 
     async def aclose(self) -> None:
@@ -194,6 +210,11 @@ class SmtpEmail:
         done = self._done.get(key) if self._done else None
         if done:
             return Receipt(provider_id=done, detail="already sent")
+        base, secret = self._one_click
+        try:
+            one_click = one_click_url(base, key, secret) if base and secret else None
+        except ValueError as exc:
+            raise ChannelError(f"email not built, nothing sent: {exc}") from None
         try:
             msg = build_message(
                 sender=self.sender,
@@ -204,6 +225,7 @@ class SmtpEmail:
                 body=body,
                 key=key,
                 unsubscribe=self._unsubscribe,
+                one_click=one_click,
             )
         except MessageError as exc:
             raise ChannelError(f"email not built, nothing sent: {exc}") from None

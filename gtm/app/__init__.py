@@ -10,6 +10,8 @@ __all__ = [
     "campaigns",
     "checkpoints",
     "doctor",
+    "escalation_pass",
+    "escalations",
     "evaluate",
     "ledger",
     "llm",
@@ -17,6 +19,7 @@ __all__ = [
     "privacy",
     "providers",
     "runner",
+    "sequences",
     "settings",
     "workspace",
 ]

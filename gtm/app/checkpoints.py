@@ -23,6 +23,8 @@ __all__ = [
     "pending_request",
     "erase_threads",
     "rewrite_threads",
+    "thread_unfinished",
+    "reopen_thread",
 ]
 
 
@@ -31,6 +33,18 @@ def thread_config(thread_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}}
 
 
+async def thread_unfinished(rt: Workspace, thread_id: str) -> bool:
+    """The thread has work left (paused, stopped mid-way, or re-opened and not yet run)."""
+    snapshot = await rt.graph.aget_state(thread_config(thread_id))
+    return bool(snapshot.next or snapshot.tasks or snapshot.interrupts)
+
+
+async def reopen_thread(rt: Workspace, thread_id: str, values: dict[str, Any]) -> None:
+    """Re-open a finished thread for its next sequence step: write `values` as if intake had
+    just run, so the next `ainvoke(None)` goes research → personalize → review → approve →
+    send → record again. Intake's choices (tier, contact) stand; the send node checks
+    suppression again, as for any touch."""
+    await rt.graph.aupdate_state(thread_config(thread_id), values, as_node="intake")
 
 
 async def thread_values(rt: Workspace, thread_id: str) -> dict[str, Any]:

@@ -6,10 +6,12 @@ SMTP session up to NOOP, a Slack webhook with an empty payload (refused without 
 for a local backend where it keeps its data. A configured model endpoint is asked for its model
 list (`GET {base_url}/models`, a few seconds at most): a closed port, a refused key or a URL
 that is no OpenAI-compatible API root is a failure, never "ok". The key is sent, never shown.
+A configured IMAP mailbox (GTM_IMAP_HOST) is logged in to and its folder opened, nothing read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -29,6 +31,7 @@ from gtm.app.providers import (
 from gtm.app.settings import Settings, default_config_path
 from tools.channels import ChannelError
 from tools.http import AuthError, HttpClient, NotFoundError, ProviderError
+from tools.imap import ImapMailbox, MailboxError
 from tools.provider import Provider
 
 __all__ = ["Finding", "diagnose"]
@@ -153,6 +156,37 @@ async def _model(s: Settings) -> Finding:
     return Finding("model", True, f"endpoint {shown} ({name}) answers{listed}")
 
 
+async def _mailbox(s: Settings) -> Finding:
+    """Log in to the configured IMAP mailbox and open its folder, reading no message."""
+    name = f"mailbox: {s.imap_host}:{s.imap_port}"
+    if not s.imap_username or not s.imap_password:
+        return Finding(
+            name, False, "no username or password", "set GTM_IMAP_USERNAME and _PASSWORD"
+        )
+    mailbox = ImapMailbox(
+        host=s.imap_host or "",
+        port=s.imap_port,
+        username=s.imap_username,
+        password=s.imap_password.get_secret_value(),
+        folder=s.imap_folder,
+        ssl=s.imap_ssl,
+        starttls=s.imap_starttls,
+        ca_file=s.imap_ca_file,
+        timeout=min(s.http_timeout_s, 10.0),
+    )
+    try:
+        return Finding(name, True, await asyncio.to_thread(mailbox.check))
+    except MailboxError as exc:
+        fix = {
+            "login": "check GTM_IMAP_USERNAME and GTM_IMAP_PASSWORD (or use an app password)",
+            "folder": f"check GTM_IMAP_FOLDER ({s.imap_folder})",
+        }.get(
+            exc.reason,
+            "check GTM_IMAP_HOST, GTM_IMAP_PORT, GTM_IMAP_SSL / _STARTTLS and GTM_IMAP_CA_FILE",
+        )
+        return Finding(name, False, str(exc), fix)
+
+
 async def diagnose(s: Settings) -> list[Finding]:
     out: list[Finding] = []
     cfg = default_config_path()
@@ -178,4 +212,6 @@ async def diagnose(s: Settings) -> list[Finding]:
     for seam, opener in _OPENERS:
         if not missing_settings(s, seam):  # else reported above: nothing to reach without it
             out.append(await _check(s, seam, opener))
+    if s.imap_host:
+        out.append(await _mailbox(s))
     return out

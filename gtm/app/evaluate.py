@@ -25,19 +25,26 @@ from agents.state import State
 from evals import (
     DEFAULT_DATASETS,
     BatchItem,
+    ClassifiedReply,
     Embedder,
     GenerationCase,
     JudgeScores,
+    Regression,
+    ReplyCase,
     Report,
     ScoredDraft,
     case_context,
+    classify_reply,
     compare,
     generation_metrics,
     judge_draft,
     labeled_metrics,
     load_datasets,
+    reply_floor_breaches,
+    reply_metrics,
     score_batch,
     score_labeled,
+    score_replies,
     scored_draft,
     write_reports,
 )
@@ -51,6 +58,7 @@ __all__ = [
     "BaselineError",
     "EvalOptions",
     "run_eval",
+    "classify_replies",
     "generate",
     "prompt_versions",
     "load_baseline",
@@ -128,6 +136,26 @@ async def generate(
     return scored, verdict
 
 
+async def classify_replies(
+    cases: Sequence[ReplyCase],
+    deps: Deps,
+    *,
+    on_progress: Callable[[str], None] = lambda _id: None,
+) -> dict[str, ClassifiedReply]:
+    """Every labeled reply through the full classifier (rules, then the model), by case id."""
+    out: dict[str, ClassifiedReply] = {}
+    for case in cases:
+        out[case.id] = await classify_reply(
+            deps.model,
+            case.body,
+            headers=case.headers,
+            playbook=deps.playbook,
+            prompts_dir=deps.prompts_dir,
+        )
+        on_progress(case.id)
+    return out
+
+
 def prompt_versions(prompts_dir: Path | None, version: str | None) -> dict[str, str]:
     """The writer's prompts a run uses, as 'name@version' refs, for the report."""
     names = sorted(set(PROMPT_FOR_STEP.values()))
@@ -160,8 +188,10 @@ async def run_eval(
     labeled, batches = score_labeled(ds.labeled, pb, embed=embedder.embed, sender=sender)
     metrics = labeled_metrics(labeled)
     generation: list[ScoredDraft] = []
+    classified: dict[str, ClassifiedReply] | None = None
+    verdict: dict[str, Any] | None = None
     model = "none (no generation)"
-    if opts.generate and ds.generation:
+    if opts.generate and (ds.generation or ds.replies):
         with tempfile.TemporaryDirectory(prefix="gtm-eval-") as tmp:
             run_settings = settings.with_overrides(
                 data_dir=Path(tmp),
@@ -177,15 +207,23 @@ async def run_eval(
                 prompt_version=opts.prompt_version,
             ) as rt:
                 model = rt.model_description
-                generation, verdict = await generate(
-                    ds.generation,
-                    rt.deps,
-                    embed=embedder.embed,
-                    judge=opts.judge,
-                    on_progress=on_progress,
-                )
+                if ds.generation:
+                    generation, verdict = await generate(
+                        ds.generation,
+                        rt.deps,
+                        embed=embedder.embed,
+                        judge=opts.judge,
+                        on_progress=on_progress,
+                    )
+                if ds.replies:
+                    classified = await classify_replies(
+                        ds.replies, rt.deps, on_progress=on_progress
+                    )
+    if verdict is not None:
         batches["generation"] = verdict
         metrics |= generation_metrics(generation, verdict)
+    replies = score_replies(ds.replies, pb, classified)
+    metrics |= reply_metrics(replies)
     report = Report(
         created_at=datetime.now(UTC),
         model=model,
@@ -194,13 +232,14 @@ async def run_eval(
         metrics=metrics,
         labeled=labeled,
         generation=generation,
+        replies=replies,
         batches=batches,
         baseline=str(opts.baseline) if opts.baseline else None,
         max_regression=pb.evals.max_regression,
     )
     if baseline is not None:
         base, base_model = baseline
-        if generation and base_model != model:
+        if (generation or classified is not None) and base_model != model:
             # Drafts from another model are not the same experiment: only the checks'
             # own metrics (labeled) are compared.
             report.notes.append(
@@ -208,8 +247,18 @@ async def run_eval(
                 f"{model}: generation metrics were not compared (refresh the baseline with "
                 "`make baseline` if the model change is intended)"
             )
-            base = {k: v for k, v in base.items() if not k.startswith(("generation.", "judge."))}
+            base = {
+                k: v
+                for k, v in base.items()
+                if not k.startswith(("generation.", "judge.", "replies."))
+            }
         report.baseline_metrics = base
         report.regressions, report.untracked_in_baseline = compare(metrics, base, pb)
+    # A floor, not a comparison: the rules must catch every labeled opt-out, baseline or not.
+    report.regressions += [
+        Regression(metric=k, baseline=need, current=got, allowed=0.0)
+        for k, need, got in reply_floor_breaches(metrics)
+        if k not in {g.metric for g in report.regressions}
+    ]
     write_reports(report, opts.out)
     return report

@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS threads (
     contact TEXT NOT NULL DEFAULT '',
     preview TEXT NOT NULL DEFAULT '',
     claim_owner TEXT,
+    seq_pos INTEGER NOT NULL DEFAULT 0,
+    next_due TEXT,
+    seq_stopped TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -67,6 +70,9 @@ _MIGRATIONS = (
     "ALTER TABLE threads ADD COLUMN contact TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE threads ADD COLUMN preview TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE threads ADD COLUMN claim_owner TEXT",
+    "ALTER TABLE threads ADD COLUMN seq_pos INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE threads ADD COLUMN next_due TEXT",
+    "ALTER TABLE threads ADD COLUMN seq_stopped TEXT",
 )
 
 CLAIM_TIMEOUT = timedelta(minutes=15)
@@ -119,6 +125,14 @@ class ThreadRow(BaseModel):
     decision: str | None
     waiting_since: datetime | None
     updated_at: datetime
+    seq_pos: int = 0
+    """The sequence step the thread is on: 0 the first touch, 1 the first follow-up..."""
+    next_due: datetime | None = None
+    """When the next follow-up is due; None when there is none, or it waits for an event (a
+    LinkedIn message waits for the connection to be accepted)."""
+    seq_stopped: str | None = None
+    """Why the sequence ended early (a reply, an opt-out, a reviewer's `gtm stop`); None while
+    it runs. A stopped thread never gets another follow-up."""
 
 
 class DecisionRecord(BaseModel):
@@ -156,7 +170,7 @@ class Ledger:
     @staticmethod
     def _row(r: sqlite3.Row) -> ThreadRow:
         d = dict(r)
-        for k in ("decided_at", "waiting_since", "updated_at"):
+        for k in ("decided_at", "waiting_since", "updated_at", "next_due"):
             d[k] = datetime.fromisoformat(d[k]) if d[k] else None
         d["flagged"] = bool(d["flagged"])
         d["deciding"] = d.pop("pending_decision") is not None
@@ -213,6 +227,26 @@ class Ledger:
                 thread_id,
             ),
         )
+
+    def set_sequence(self, thread_id: str, *, position: int, next_due: datetime | None) -> None:
+        """Where the thread's sequence stands: its step and when the next one is due."""
+        self._db.execute(
+            "UPDATE threads SET seq_pos = ?, next_due = ? WHERE thread_id = ?",
+            (position, next_due.isoformat() if next_due else None, thread_id),
+        )
+
+    def stop_sequence(self, ref: int | str, reason: str) -> ThreadRow | None:
+        """End a thread's sequence: no further follow-up is drafted or sent. The first reason
+        stays (stopping twice changes nothing). None: no such thread."""
+        row = self.get(ref)
+        if row is None:
+            return None
+        self._db.execute(
+            "UPDATE threads SET seq_stopped = COALESCE(seq_stopped, ?), next_due = NULL,"
+            " updated_at = ? WHERE id = ?",
+            (reason, self._now(), row.id),
+        )
+        return self.get(row.id)
 
     def claim(self, row_id: int, who: str) -> bool:
         """Take a waiting draft for a decision. False: someone else has it, or it is decided."""

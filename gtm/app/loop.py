@@ -29,6 +29,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from gtm.app.escalation_pass import apply_rules
 from gtm.app.workspace import Workspace
 from gtm.domain.events import Event, EventKind
 from gtm.domain.identity import PROFILE_URL_EXAMPLE, profile_url
@@ -205,8 +206,12 @@ def _profiles(ws: Workspace) -> dict[str, str]:
 
 
 def ingest(ws: Workspace, events: Iterable[Event]) -> IngestReport:
-    """Take `events` into the workspace's event store, matched against its outbox."""
-    return ingest_into(ws.events, ws.deps.outbox, events, profiles=_profiles(ws))
+    """Take `events` into the workspace's event store, matched against its outbox; opt-outs
+    and bounces among them suppress at once (`gtm.app.escalation_pass.apply_rules`, no model)."""
+    batch = list(events)
+    report = ingest_into(ws.events, ws.deps.outbox, batch, profiles=_profiles(ws))
+    apply_rules(ws, keys=[e.key for e in batch])
+    return report
 
 
 def local_event(
@@ -311,4 +316,6 @@ def sync(ws: Workspace) -> FolderReport:
     """Everything `gtm sync` takes in: the drop folder today (a mailbox later)."""
     incoming = drop_folder(ws.settings.data_dir)
     incoming.mkdir(parents=True, exist_ok=True)
-    return ingest_folder(ws.events, ws.deps.outbox, incoming, profiles=_profiles(ws))
+    report = ingest_folder(ws.events, ws.deps.outbox, incoming, profiles=_profiles(ws))
+    apply_rules(ws)
+    return report

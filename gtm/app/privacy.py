@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from gtm.app.checkpoints import erase_threads, rewrite_threads, thread_values
+from gtm.app.escalations import open_store as open_escalations
 from gtm.app.ledger import ThreadRow
 from gtm.app.workspace import Workspace
 from gtm.domain.identity import PROFILE_URL_EXAMPLE, profile_url
@@ -275,6 +276,11 @@ async def forget(rt: Workspace, identifier: str, *, requested_by: str) -> Erasur
         else:
             result.erased[label] = erased
     result.erased["events"] = rt.events.erase_person(sorted(person.emails), sorted(person.urls))
+    escalations = open_escalations(rt)
+    try:
+        result.erased["escalations"] = escalations.erase_person(sorted(person.emails | person.urls))
+    finally:
+        escalations.close()
     result.erased["log mentions"] = _redact_logs(
         rt.settings.data_dir, [*hard, *sorted(person.names)]
     )

@@ -136,6 +136,11 @@ def open_email(s: Settings, *, clock: Clock = _now) -> EmailChannel:
             unsubscribe=s.email_unsubscribe,
             timeout=s.http_timeout_s,
             ledger=s.path("smtp.sqlite"),
+            # RFC 8058 one-click unsubscribe, only when both halves are configured.
+            one_click_base_url=s.unsubscribe_base_url if s.unsubscribe_secret else None,
+            one_click_secret=(_secret(s.unsubscribe_secret) or None)
+            if s.unsubscribe_base_url
+            else None,
         )
     return LocalEmailOutbox(s.path("email", "outbox"), sender=s.email_from, clock=clock)
 

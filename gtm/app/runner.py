@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.types import Command, StateSnapshot
 
@@ -28,6 +28,9 @@ from gtm.app.workspace import Workspace
 from gtm.domain.approval import ApprovalRequest
 from gtm.domain.models import Account, Channel, Decision, Review
 from gtm.domain.threads import thread_id_for
+
+if TYPE_CHECKING:  # `sequences` imports this module; it is imported at its call below
+    from gtm.app.sequences import SequenceReport
 
 __all__ = [
     "RunSummary",
@@ -126,6 +129,10 @@ class RunSummary:
     failures: list[str] = field(default_factory=list)
     needs_human: int = 0
     """Outbox actions found pending from a dead process at the start, now `unknown`."""
+    events_ingested: int = 0
+    """New events taken in from the drop folder before the sequences were advanced."""
+    sequences: SequenceReport | None = None
+    """What advancing the sequences did (`gtm.app.sequences.SequenceReport`)."""
 
 
 async def _next_payload(
@@ -155,7 +162,10 @@ async def _next_payload(
         return None, "waiting"
     if _unfinished(snapshot):
         return None, "resume"
-    if snapshot.values.get("status") == "deferred":
+    stopped = (row := rt.ledger.get(thread_id)) is not None and row.seq_stopped is not None
+    if snapshot.values.get("status") == "deferred" and not (
+        stopped and snapshot.values.get("sequence_position")
+    ):
         # Re-enter at send: the cap window may have moved on. The approval stands.
         await rt.graph.aupdate_state(config, {"status": "running"}, as_node="approve")
         return None, "resume"
@@ -213,6 +223,14 @@ async def run_campaign(
                 on_progress(row, kind)
 
     await asyncio.gather(*(one(a) for a in accounts))
+    # What came back first, so a reply that arrived since the last run stops its sequence;
+    # then every follow-up that is due. Imported here: `sequences` drives threads with `advance`.
+    from gtm.app.loop import drop_folder, sync
+    from gtm.app.sequences import advance_sequences
+
+    if drop_folder(rt.settings.data_dir).is_dir():
+        summary.events_ingested = sync(rt).ingested.new
+    summary.sequences = await advance_sequences(rt, campaign)
     return summary
 
 

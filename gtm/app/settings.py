@@ -31,6 +31,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.types import Traversable
 
 from gtm.app.llm import ModelSettings
+from tools.unsubscribe import check_unsubscribe_secret
 
 __all__ = [
     "Settings",
@@ -171,16 +172,49 @@ class Settings(BaseSettings):
         default=None,
         description="List-Unsubscribe target (mailto: or https:); default mailto:<email_from>.",
     )
+    unsubscribe_base_url: str | None = Field(
+        default=None,
+        description="Public https address of `gtm serve`: adds a one-click (RFC 8058) "
+        "unsubscribe link to each email; needs unsubscribe_secret.",
+    )
+    unsubscribe_secret: SecretStr | None = Field(
+        default=None, description="Signs the one-click unsubscribe links (32+ characters)."
+    )
+    # The mailbox replies, auto-replies and bounces arrive in (`gtm sync`); unset = not read.
+    imap_host: str | None = Field(default=None, description="IMAP server; unset = no mailbox.")
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_username: str | None = None
+    imap_password: SecretStr | None = None
+    imap_folder: str = Field(default="INBOX", min_length=1, description="Folder to read.")
+    imap_ssl: bool = Field(default=True, description="Implicit TLS (port 993).")
+    imap_starttls: bool = Field(default=False, description="STARTTLS on a plain port (143).")
+    imap_ca_file: Path | None = Field(
+        default=None, description="CA bundle for a private IMAP server's certificate."
+    )
     slack_webhook_url: SecretStr | None = Field(
         default=None, description="Incoming webhook for alerts; unset = alerts go to the log."
     )
     http_timeout_s: float = Field(default=20.0, gt=0, allow_inf_nan=False)
 
-    @field_validator("data_dir", "playbook", "smtp_ca_file")
+    @field_validator("data_dir", "playbook", "smtp_ca_file", "imap_ca_file")
     @classmethod
     def _no_nul(cls, v: Path | None) -> Path | None:
         if v is not None and "\x00" in str(v):
             raise ValueError("a path cannot contain a NUL character")
+        return v
+
+    @field_validator("unsubscribe_base_url")
+    @classmethod
+    def _https(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("https://"):
+            raise ValueError("must start with https:// (RFC 8058 one-click needs HTTPS)")
+        return v
+
+    @field_validator("unsubscribe_secret")
+    @classmethod
+    def _long_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            check_unsubscribe_secret(v.get_secret_value())
         return v
 
     @classmethod

@@ -151,6 +151,7 @@ async def open_workspace(
                 prompts_dir=prompts_dir,
                 prompt_version=prompt_version,
                 alerts=providers.alerts,
+                events=events,
             )
             yield Workspace(
                 settings=settings,

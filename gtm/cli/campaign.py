@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -183,9 +184,23 @@ def _print_summary(s: RunSummary, *, rejected_rows: int) -> None:
             f"{s.already_done} account(s) were already done or waiting; "
             f"{s.resumed} resumed where they stopped."
         )
+    if s.events_ingested:
+        out.print(f"{s.events_ingested} new event(s) taken in from the drop folder.")
+    if (q := s.sequences) is not None and (q.advanced or q.stopped or q.waiting):
+        steps = Counter(r.status for r in q.advanced)
+        out.print(
+            f"follow-ups: {len(q.advanced)} due and taken up ("
+            + (", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(steps.items())) or "-")
+            + f"), {q.waiting} not due yet, {len(q.stopped)} sequence(s) stopped"
+        )
+        for line in q.stopped:
+            out.print(f"  stopped: {escape(line)}", highlight=False, soft_wrap=True)
     for f in s.failures:
         err.print(f"[red]failed[/red] {escape(f)}", highlight=False, soft_wrap=True)
-    if s.by_status["waiting_for_approval"]:
+    waiting = s.sequences is not None and any(
+        r.status == "waiting_for_approval" for r in s.sequences.advanced
+    )
+    if s.by_status["waiting_for_approval"] or waiting:
         out.print("Next: [bold]gtm inbox[/bold], then gtm approve|edit|reject|regenerate ID")
 
 

@@ -4,10 +4,13 @@ With the embedded defaults nothing calls back, so a person adds what happened (a
 invitation, a reply) with `gtm events add`, or drops Event JSON files into
 `<data dir>/events/incoming/` and runs `gtm sync`. Either way the event goes through the same
 ingest as Dux-Soup's webhook: once per key, matched to a sent touch or listed as unmatched.
+With GTM_IMAP_* set, `gtm sync` also reads the new mail in that mailbox (`tools.imap`) and takes
+in each reply, auto-reply, bounce and unsubscribe (`tools.mail_events`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, get_args
 
@@ -15,13 +18,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gtm.app.loop import drop_folder, ingest, local_event, sync, why_invalid
-from gtm.app.workspace import open_workspace
+from gtm.app.loop import IngestReport, drop_folder, ingest, local_event, sync, why_invalid
+from gtm.app.settings import Settings
+from gtm.app.workspace import Workspace, open_workspace
 from gtm.cli.common import EXIT_ROWS_REJECTED, app, err, fail, now, out, run_sync, settings_of
 from gtm.domain.events import EventKind
 from gtm.domain.models import Channel
+from tools.imap import ImapMailbox, MailboxError, NewMail
+from tools.mail_events import read_message, unsubscribe_of
 
-__all__ = ["events_app"]
+__all__ = ["EXIT_MAILBOX", "events_app"]
 
 events_app = typer.Typer(
     help="What came back: add an event by hand, list events (matched or not).",
@@ -149,16 +155,79 @@ def list_events(
     run_sync(go())
 
 
+EXIT_MAILBOX = 6
+"""`gtm sync`: the mailbox (GTM_IMAP_*) is unreachable, refuses the login or has no such folder.
+The drop folder was still taken in; nothing about sending depends on the mailbox."""
+
+
+def _mailbox(s: Settings) -> ImapMailbox | None:
+    """The configured mailbox, or None when GTM_IMAP_HOST is unset."""
+    if not s.imap_host:
+        return None
+    for name, value in (("USERNAME", s.imap_username), ("PASSWORD", s.imap_password)):
+        if not value:
+            raise fail(f"GTM_IMAP_HOST is set but GTM_IMAP_{name} is not: nothing was read")
+    return ImapMailbox(
+        host=s.imap_host,
+        port=s.imap_port,
+        username=s.imap_username or "",
+        password=s.imap_password.get_secret_value() if s.imap_password else "",
+        folder=s.imap_folder,
+        ssl=s.imap_ssl,
+        starttls=s.imap_starttls,
+        ca_file=s.imap_ca_file,
+        timeout=s.http_timeout_s,
+        cursor=s.path("imap.sqlite"),
+    )
+
+
+def _read_mailbox(rt: Workspace, mailbox: ImapMailbox, mail: NewMail) -> tuple[IngestReport, int]:
+    """Turn each fetched message into an event and take it in; count what was no event."""
+    from evals.replies import new_text  # its reply parser loads only when there is mail
+
+    s = rt.settings
+    unsub = unsubscribe_of(s.email_unsubscribe or f"mailto:{s.email_from}?subject=unsubscribe")
+    own = [s.email_from, *([s.imap_username] if s.imap_username else [])]
+    events, skipped = [], 0
+    for m in mail.messages:
+        read = read_message(m.raw, own_addresses=own, unsubscribe=unsub, new_text=new_text)
+        if read.event is None or why_invalid(read.event) is not None:
+            skipped += 1
+            continue
+        events.append(read.event)
+    report = ingest(rt, events)
+    mailbox.remember(mail)  # only now: a crash before this re-reads, harmlessly
+    return report, skipped
+
+
 @app.command("sync", rich_help_panel="Loop")
 def sync_events(ctx: typer.Context) -> None:
-    """Take in what came back: every Event JSON file in <data dir>/events/incoming/."""
+    """Take in what came back: every Event JSON file in <data dir>/events/incoming/, then the
+    new mail in the IMAP mailbox when GTM_IMAP_HOST is set (exit status 6 if it cannot be
+    read)."""
 
     async def go() -> int:
-        async with open_workspace(settings_of(ctx), with_model=False) as rt:
+        s = settings_of(ctx)
+        mailbox = _mailbox(s)
+        async with open_workspace(s, with_model=False) as rt:
             report = sync(rt)
+            mail_line, mail_failed = "", False
+            if mailbox is not None:
+                try:
+                    mail = await asyncio.to_thread(mailbox.fetch_new)
+                except MailboxError as exc:
+                    mail_line, mail_failed = f"mailbox: {exc}", True
+                else:
+                    got_mail, skipped = _read_mailbox(rt, mailbox, mail)
+                    more = f"; {mail.waiting} more waiting (run again)" if mail.waiting else ""
+                    mail_line = (
+                        f"{len(mail.messages)} message(s) from {mailbox.name}: {got_mail.new} "
+                        f"new ({got_mail.matched} matched, {got_mail.unmatched} unmatched), "
+                        f"{got_mail.duplicate} already ingested, {skipped} not an event{more}"
+                    )
         got = report.ingested
         out.print(
-            f"{len(report.done)} file(s) from {drop_folder(settings_of(ctx).data_dir)}: "
+            f"{len(report.done)} file(s) from {drop_folder(s.data_dir)}: "
             f"{got.new} new ({got.matched} matched, {got.unmatched} unmatched), "
             f"{got.duplicate} already ingested, {len(report.rejected)} rejected",
             highlight=False,
@@ -170,6 +239,15 @@ def sync_events(ctx: typer.Context) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
+        if mail_failed:
+            err.print(
+                f"[red]{escape(mail_line)}[/red] (nothing read; sending is not affected)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return EXIT_MAILBOX
+        if mail_line:
+            out.print(escape(mail_line), highlight=False, soft_wrap=True)
         return EXIT_ROWS_REJECTED if report.rejected else 0
 
     code = run_sync(go())

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from gtm.app.campaigns import PlaybookMismatch
+from gtm.app.escalations import needs_human
 from gtm.app.ledger import DecisionRecord, ThreadRow
 from gtm.app.runner import (
     DecisionRefused,
@@ -35,6 +36,7 @@ from gtm.cli.common import (
     run_sync,
     settings_of,
 )
+from gtm.cli.escalations import escalation_table
 from gtm.domain.approval import ApprovalRequest
 from gtm.domain.models import Decision
 from gtm.domain.playbook import PlaybookError
@@ -111,6 +113,8 @@ def inbox(
                 out.print(_draft_view(row, request, rt.ledger.history(row.thread_id)))
                 shown += 1
             print_attention(rt, campaign)
+            if waiting := needs_human(rt):
+                out.print(escalation_table(waiting, now(), title="needs a human"))
             return shown
 
     n = run_sync(go())
@@ -233,6 +237,41 @@ def reject(
         ctx,
         draft_id,
         Decision(action="reject", reason=reason, reviewer=settings_of(ctx).reviewer, at=now()),
+    )
+
+
+@app.command(rich_help_panel="Review")
+def stop(
+    ctx: typer.Context,
+    draft_id: Annotated[str, typer.Argument(metavar="ID")],
+    reason: Annotated[str, typer.Option(help="Why; shown with the thread.")] = "",
+) -> None:
+    """Stop a thread's sequence: no further follow-up is drafted or sent. A follow-up waiting
+    for approval is rejected with it."""
+    settings = settings_of(ctx)
+    why = f"stopped by {settings.reviewer}" + (f": {reason}" if reason else "")
+
+    async def go() -> tuple[ThreadRow, str]:
+        async with open_workspace(settings, with_model=False) as rt:
+            row = rt.ledger.stop_sequence(draft_id, why)
+            if row is None:
+                raise DecisionRefused(f"no thread with id {draft_id}")
+            if row.status != "waiting_for_approval" or row.seq_pos == 0:
+                return row, ""
+            decision = Decision(action="reject", reason=why, reviewer=settings.reviewer, at=now())
+            try:
+                taken = await take_decision(rt, row.id, decision, confirmed=True)
+            except DecisionRefused as exc:
+                return row, f"; its waiting follow-up was not rejected: {exc}"
+            return await apply_decision(rt, taken.row), "; its waiting follow-up was rejected"
+
+    try:
+        row, extra = run_sync(go())
+    except DecisionRefused as exc:
+        raise fail(str(exc), code=EXIT_REFUSED) from None
+    out.print(
+        escape(f"#{row.id} {row.company}: sequence stopped ({row.seq_stopped}){extra}"),
+        highlight=False,
     )
 
 

@@ -30,7 +30,8 @@ EventKind = Literal[
 ]
 """What happened. Every kind but `auto_reply` stops the person's sequence at once."""
 
-EventSource = Literal["duxsoup", "imap", "local"]
+EventSource = Literal["duxsoup", "imap", "local", "web"]
+"""Where an event came from; `web` is this installation's own receiver (one-click unsubscribe)."""
 
 ReplySignal = Literal[
     "interested",

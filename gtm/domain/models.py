@@ -51,6 +51,7 @@ SkipReason = Literal[
     "no_reachable_contact",
     "rejected",
     "erased",
+    "sequence_stopped",
 ]
 """Why an account ends without a send. Every skip records one of these plus a detail line."""
 
@@ -126,6 +127,11 @@ class Fact(_Model):
     url: str | None = Field(
         default=None,
         description="A link where a person can check the fact, if its source gave one.",
+    )
+    cited_before: bool = Field(
+        default=False,
+        description="An earlier touch of this thread's sequence cited it: a follow-up must "
+        "cite something else too.",
     )
 
 
@@ -204,12 +210,19 @@ class OutboxEntry(_Model):
     updated_at: datetime
 
 
-def idempotency_key(campaign: str, account_id: str, contact_key: str, step: Step) -> str:
-    """The one key under which an action may exist: campaign, account, contact, step.
+def idempotency_key(
+    campaign: str, account_id: str, contact_key: str, step: Step, position: int = 0
+) -> str:
+    """The one key under which an action may exist: campaign, account, contact, step, and the
+    step's position in the playbook's sequence (0: the first touch, 1: the first follow-up...).
 
-    The channel is implied by the step, so it is part of the key through it.
+    The channel is implied by the step, so it is part of the key through it. The first touch's
+    key is exactly what it was before sequences existed, so existing outboxes keep their meaning.
     """
-    raw = "\x1f".join((campaign, account_id, contact_key, step))
+    if position < 0:
+        raise ValueError(f"a sequence position is 0 or more, not {position}")
+    parts = (campaign, account_id, contact_key, step) + ((str(position),) if position else ())
+    raw = "\x1f".join(parts)
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 

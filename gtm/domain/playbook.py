@@ -26,8 +26,15 @@ from pydantic import (
 )
 
 from gtm.domain.models import Account, Step
+from gtm.domain.sequences import Sequences
 
-__all__ = ["Playbook", "PlaybookError", "TierMatch", "load_playbook", "DEFAULT_PLAYBOOK"]
+__all__ = [
+    "Playbook",
+    "PlaybookError",
+    "TierMatch",
+    "load_playbook",
+    "DEFAULT_PLAYBOOK",
+]
 
 DEFAULT_PLAYBOOK = "playbook.default.yaml"
 
@@ -259,6 +266,21 @@ class Escalations(_Strict):
     senior_title_keywords: tuple[str, ...]
     rules: tuple[EscalationRule, ...]
     default_owner: str
+    opt_out_phrases: tuple[str, ...] = Field(
+        default=(),
+        description="Regular expressions (any case, whole words) that make a reply an opt-out "
+        "by rule, before and regardless of any model.",
+    )
+
+    @field_validator("opt_out_phrases")
+    @classmethod
+    def _valid_opt_out(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        _compile(v, "opt_out_phrases")
+        return v
+
+    @cached_property
+    def opt_out_patterns(self) -> tuple[re.Pattern[str], ...]:
+        return _compile(self.opt_out_phrases, "opt_out_phrases")
 
     def is_senior(self, title: str) -> bool:
         t = title.lower()
@@ -295,6 +317,7 @@ class Playbook(_Strict):
     red_flags: RedFlags
     escalations: Escalations
     evals: Evals
+    sequences: Sequences = Sequences()
     source: str = Field(default="", description="File the playbook was read from.")
 
     @property

@@ -14,6 +14,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from gtm.app.escalations import needs_human as open_escalations
+from gtm.app.escalations import time_left
 from gtm.app.ledger import ThreadRow
 from gtm.app.runner import (
     DecisionNotAllowed,
@@ -59,6 +61,8 @@ async def queue(request: Request) -> Response:
     q = build_queue(inbox.rt.ledger, inbox.rt.playbook, filters, now=_now())
     recent = inbox.rt.ledger.recently_decided(limit=15)
     needs_human = inbox.rt.deps.outbox.entries(state="unknown")
+    now = _now()
+    escalations = [(e, time_left(e, now)) for e in open_escalations(inbox.rt)]
     flash, session.flash = session.flash, []
     return inbox.render(
         "queue.html",
@@ -68,8 +72,9 @@ async def queue(request: Request) -> Response:
         recent=recent,
         errors=inbox.worker.errors,
         needs_human=needs_human,
+        escalations=escalations,
         flash=flash,
-        now=_now(),
+        now=now,
     )
 
 

@@ -24,17 +24,23 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesParser
 from typing import Any
+from urllib.parse import parse_qs
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from gtm.app.loop import IngestReport, why_invalid
 from gtm.app.settings import Settings
 from gtm.domain.events import Event, EventKind
 from gtm.domain.identity import profile_url
+from gtm.domain.models import OutboxEntry
+from tools.unsubscribe import ONE_CLICK_BODY, check_unsubscribe_secret, key_of
 
 __all__ = [
     "DUXSOUP_KINDS",
@@ -44,6 +50,7 @@ __all__ = [
     "check_secret",
     "duxsoup_events",
     "duxsoup_route",
+    "unsubscribe_route",
     "webhook_path",
     "webhook_routes",
 ]
@@ -193,6 +200,83 @@ def duxsoup_route(secret: str, ingest: Callable[[Sequence[Event]], IngestReport]
         )
 
     return Route("/webhooks/duxsoup/{secret}", receive, methods=["POST"])
+
+
+_CONFIRM_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Unsubscribe</title>
+<meta name="robots" content="noindex"></head><body>
+<p>Stop receiving these emails?</p>
+<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">
+<button type="submit">Unsubscribe</button></form></body></html>
+"""
+_DONE_PAGE = "You are unsubscribed: you will not hear from us again.\n"
+
+
+def _asks_one_click(body: bytes, content_type: str) -> bool:
+    """Whether a POST carries `List-Unsubscribe=One-Click`, form-encoded or multipart."""
+    name, value = ONE_CLICK_BODY.split("=")
+    if content_type.lower().startswith("multipart/form-data"):
+        head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+        msg = BytesParser(policy=policy.default).parsebytes(head + body)
+        for part in msg.iter_parts() if msg.is_multipart() else []:
+            if part.get_param("name", header="content-disposition") == name:
+                got = part.get_payload(decode=True)
+                return isinstance(got, bytes) and got.strip() == value.encode()
+        return False
+    try:
+        form = parse_qs(body.decode("ascii"), strict_parsing=False)
+    except UnicodeDecodeError:
+        return False
+    return value in form.get(name, [])
+
+
+def unsubscribe_route(
+    secret: str,
+    lookup: Callable[[str], OutboxEntry | None],
+    ingest: Callable[[Sequence[Event]], IngestReport],
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Route:
+    """RFC 8058 one-click unsubscribe at `/unsubscribe/<token>` (`tools.unsubscribe` signs the
+    token; `lookup` is the outbox's `get`, `ingest` as for `duxsoup_route`).
+
+    A POST whose body holds `List-Unsubscribe=One-Click` (form-encoded or multipart, as mail
+    providers send it) records one `unsubscribe` event for the email's recipient, keyed by the
+    outbox key, so a second click changes nothing; it answers 200 with no redirect. A GET only
+    shows a button that makes that POST: link scanners that fetch every URL in a message must
+    never unsubscribe anyone. A token we did not sign gets the 404 of an unknown page; a signed
+    one whose email is gone from the outbox (the person was erased) gets the same 200 and
+    records nothing.
+    """
+    check_unsubscribe_secret(secret)
+
+    async def receive(request: Request) -> Response:
+        key = key_of(str(request.path_params.get("token", "")), secret)
+        if key is None:
+            return PlainTextResponse("Not Found", status_code=404)
+        if request.method == "GET":
+            return HTMLResponse(_CONFIRM_PAGE, headers={"Cache-Control": "no-store"})
+        body = await _body(request)
+        if body is None:
+            return PlainTextResponse("body too large", status_code=413)
+        if not _asks_one_click(body, request.headers.get("content-type", "")):
+            return PlainTextResponse(f"expected {ONE_CLICK_BODY}", status_code=400)
+        entry = lookup(key)
+        if entry is not None and entry.channel == "email" and entry.state == "sent":
+            event = Event(
+                key=f"one-click:{key}",
+                source="web",
+                kind="unsubscribe",
+                channel="email",
+                at=clock(),
+                email=entry.contact_key,
+                in_reply_to=(entry.provider_id,) if entry.provider_id else (),
+            )
+            if why_invalid(event) is None:
+                ingest([event])
+        return PlainTextResponse(_DONE_PAGE, headers={"Cache-Control": "no-store"})
+
+    return Route("/unsubscribe/{token}", receive, methods=["GET", "POST"])
 
 
 def webhook_routes(
