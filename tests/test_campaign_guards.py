@@ -155,20 +155,28 @@ def _closed_port() -> int:
 
 
 class _SlowModel:
-    """A model endpoint that never answers within the test: the run is mid-account."""
+    """A model endpoint that answers no request until it is closed: the run is mid-account."""
 
     def __init__(self) -> None:
+        released = self.released = threading.Event()
+
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
 
             def do_POST(self) -> None:
-                time.sleep(30)
+                released.wait(60)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server.daemon_threads = False
+        self.server.block_on_close = True  # close() waits for the held requests
         self.base_url = f"http://127.0.0.1:{self.server.server_port}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def test_ctrl_c_says_the_run_can_continue(tmp_path: Path, env: dict[str, str]) -> None:
@@ -191,7 +199,7 @@ def test_ctrl_c_says_the_run_can_continue(tmp_path: Path, env: dict[str, str]) -
         _, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
-        slow.server.shutdown()
+        slow.close()
     assert proc.returncode == 130, stderr
     assert "interrupted: run the same command again to continue where it stopped" in stderr
     assert "Traceback" not in stderr and "Aborted" not in stderr
