@@ -28,7 +28,8 @@ EventKind = Literal[
     "unsubscribe",
     "meeting_booked",
 ]
-"""What happened. Every kind but `auto_reply` stops the person's sequence at once."""
+"""What happened. A reply, message, bounce, unsubscribe or meeting stops the person's sequence
+at once; an auto-reply does not, and `connection_accepted` lets a LinkedIn sequence go on."""
 
 EventSource = Literal["duxsoup", "imap", "local", "web"]
 """Where an event came from; `web` is this installation's own receiver (one-click unsubscribe)."""
