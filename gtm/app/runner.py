@@ -130,6 +130,8 @@ class RunSummary:
     needs_human: int = 0
     """Outbox actions found pending from a dead process at the start, now `unknown`."""
     events_ingested: int = 0
+    escalations: int = 0
+    """Escalations raised from what came back (alerts, CRM tasks, suppressions)."""
     """New events taken in from the drop folder before the sequences were advanced."""
     sequences: SequenceReport | None = None
     """What advancing the sequences did (`gtm.app.sequences.SequenceReport`)."""
@@ -225,11 +227,14 @@ async def run_campaign(
     await asyncio.gather(*(one(a) for a in accounts))
     # What came back first, so a reply that arrived since the last run stops its sequence;
     # then every follow-up that is due. Imported here: `sequences` drives threads with `advance`.
+    from gtm.app.escalation_pass import escalate_pending
     from gtm.app.loop import drop_folder, sync
     from gtm.app.sequences import advance_sequences
 
     if drop_folder(rt.settings.data_dir).is_dir():
         summary.events_ingested = sync(rt).ingested.new
+    if rt.events.events():  # replies classified, escalations acted on (each event once)
+        summary.escalations = len((await escalate_pending(rt)).escalations)
     summary.sequences = await advance_sequences(rt, campaign)
     return summary
 

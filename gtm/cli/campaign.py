@@ -186,6 +186,8 @@ def _print_summary(s: RunSummary, *, rejected_rows: int) -> None:
         )
     if s.events_ingested:
         out.print(f"{s.events_ingested} new event(s) taken in from the drop folder.")
+    if s.escalations:
+        out.print(f"{s.escalations} escalation(s) raised: gtm inbox lists what needs a human.")
     if (q := s.sequences) is not None and (q.advanced or q.stopped or q.waiting):
         steps = Counter(r.status for r in q.advanced)
         out.print(

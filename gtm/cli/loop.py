@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from gtm.app.escalation_pass import PendingReport, escalate_pending
 from gtm.app.loop import IngestReport, drop_folder, ingest, local_event, sync, why_invalid
 from gtm.app.settings import Settings
 from gtm.app.workspace import Workspace, open_workspace
@@ -200,6 +201,21 @@ def _read_mailbox(rt: Workspace, mailbox: ImapMailbox, mail: NewMail) -> tuple[I
     return report, skipped
 
 
+def _print_escalations(acted: PendingReport) -> None:
+    waiting = (
+        f"; {acted.waiting_for_model} repl(ies) wait for the model (gtm escalations run)"
+        if acted.waiting_for_model
+        else ""
+    )
+    out.print(
+        f"escalations: {len(acted.escalations)} new from {acted.events} event(s){waiting}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for line in acted.errors:
+        err.print(f"[yellow]not yet[/yellow]: {escape(line)}", highlight=False, soft_wrap=True)
+
+
 @app.command("sync", rich_help_panel="Loop")
 def sync_events(ctx: typer.Context) -> None:
     """Take in what came back: every Event JSON file in <data dir>/events/incoming/, then the
@@ -209,7 +225,9 @@ def sync_events(ctx: typer.Context) -> None:
     async def go() -> int:
         s = settings_of(ctx)
         mailbox = _mailbox(s)
-        async with open_workspace(s, with_model=False) as rt:
+        # With a configured endpoint the replies are classified now; the embedded model is
+        # not started for a sync (`gtm escalations run` or the next `gtm run` classifies them).
+        async with open_workspace(s, with_model=bool(s.model_base_url)) as rt:
             report = sync(rt)
             mail_line, mail_failed = "", False
             if mailbox is not None:
@@ -225,6 +243,7 @@ def sync_events(ctx: typer.Context) -> None:
                         f"new ({got_mail.matched} matched, {got_mail.unmatched} unmatched), "
                         f"{got_mail.duplicate} already ingested, {skipped} not an event{more}"
                     )
+            acted = await escalate_pending(rt)
         got = report.ingested
         out.print(
             f"{len(report.done)} file(s) from {drop_folder(s.data_dir)}: "
@@ -248,6 +267,7 @@ def sync_events(ctx: typer.Context) -> None:
             return EXIT_MAILBOX
         if mail_line:
             out.print(escape(mail_line), highlight=False, soft_wrap=True)
+        _print_escalations(acted)
         return EXIT_ROWS_REJECTED if report.rejected else 0
 
     code = run_sync(go())
