@@ -6,6 +6,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
+
 __all__ = ["connect", "where", "compact", "KeyLedger"]
 
 
@@ -13,12 +15,24 @@ def connect(path: Path | str, schema: str = "") -> sqlite3.Connection:
     """Autocommit connection with WAL, a 30 s busy timeout and named rows; creates `schema`."""
     db = sqlite3.connect(path, timeout=30, isolation_level=None)
     db.row_factory = sqlite3.Row
-    if str(path) != ":memory:":
-        db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA busy_timeout=30000")
+    _prepare(db, wal=str(path) != ":memory:", schema=schema)
+    return db
+
+
+@retry(
+    retry=retry_if_exception(lambda e: "database is locked" in str(e)),
+    wait=wait_random(0.05, 0.5),
+    stop=stop_after_attempt(20),
+    reraise=True,
+)
+def _prepare(db: sqlite3.Connection, *, wal: bool, schema: str) -> None:
+    """Switching a new file to WAL needs it to itself, and SQLite says "database is locked" at
+    once instead of waiting: two processes opening a fresh data directory together try again."""
+    if wal:
+        db.execute("PRAGMA journal_mode=WAL")
     if schema:
         db.executescript(schema)
-    return db
 
 
 def compact(db: sqlite3.Connection) -> None:

@@ -20,6 +20,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
 from agents.context import Deps
 from agents.graph import build_graph, checkpoint_serde
@@ -91,6 +92,19 @@ class Workspace:
         return dataclasses.replace(self.deps, playbook=pb)
 
 
+@retry(
+    retry=retry_if_exception(lambda e: "database is locked" in str(e)),
+    wait=wait_random(0.05, 0.5),
+    stop=stop_after_attempt(20),
+    reraise=True,
+)
+async def _set_up(saver: AsyncSqliteSaver) -> None:
+    """Create the checkpoint tables. Switching a new file to WAL needs it to itself, and SQLite
+    answers "database is locked" at once rather than waiting, so two processes opening a fresh
+    data directory together would fail: the loser tries again."""
+    await saver.setup()
+
+
 @contextlib.contextmanager
 def _closing_all(*things: Any) -> Iterator[None]:
     try:
@@ -134,7 +148,7 @@ async def open_workspace(
             )
             await conn.execute("PRAGMA busy_timeout=30000")
             saver = AsyncSqliteSaver(conn, serde=checkpoint_serde())
-            await saver.setup()
+            await _set_up(saver)
             deps = Deps(
                 model=model,
                 model_name=description,
