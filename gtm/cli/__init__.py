@@ -10,12 +10,12 @@ import sys
 
 # Registration order is the order `gtm --help` lists the commands in.
 from gtm.cli import common  # isort: skip
-from gtm.cli import campaign, review, admin, loop, escalations  # isort: skip
+from gtm.cli import campaign, review, admin, loop, serve, escalations  # isort: skip
 
 __all__ = ["app", "main"]
 
 app = common.app
-_COMMAND_GROUPS = (campaign, review, admin, loop, escalations)
+_COMMAND_GROUPS = (campaign, review, admin, loop, serve, escalations)
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ in each reply, auto-reply, bounce and unsubscribe (`tools.mail_events`).
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, get_args
 
@@ -18,15 +17,20 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gtm.app.escalation_pass import PendingReport, escalate_pending
-from gtm.app.loop import IngestReport, drop_folder, ingest, local_event, sync, why_invalid
-from gtm.app.settings import Settings
-from gtm.app.workspace import Workspace, open_workspace
+from gtm.app.escalation_pass import PendingReport
+from gtm.app.loop import (
+    MailboxConfigError,
+    drop_folder,
+    ingest,
+    local_event,
+    open_mailbox,
+    sync_all,
+    why_invalid,
+)
+from gtm.app.workspace import open_workspace
 from gtm.cli.common import EXIT_ROWS_REJECTED, app, err, fail, now, out, run_sync, settings_of
 from gtm.domain.events import EventKind
 from gtm.domain.models import Channel
-from tools.imap import ImapMailbox, MailboxError, NewMail
-from tools.mail_events import read_message, unsubscribe_of
 
 __all__ = ["EXIT_MAILBOX", "events_app"]
 
@@ -161,46 +165,6 @@ EXIT_MAILBOX = 6
 The drop folder was still taken in; nothing about sending depends on the mailbox."""
 
 
-def _mailbox(s: Settings) -> ImapMailbox | None:
-    """The configured mailbox, or None when GTM_IMAP_HOST is unset."""
-    if not s.imap_host:
-        return None
-    for name, value in (("USERNAME", s.imap_username), ("PASSWORD", s.imap_password)):
-        if not value:
-            raise fail(f"GTM_IMAP_HOST is set but GTM_IMAP_{name} is not: nothing was read")
-    return ImapMailbox(
-        host=s.imap_host,
-        port=s.imap_port,
-        username=s.imap_username or "",
-        password=s.imap_password.get_secret_value() if s.imap_password else "",
-        folder=s.imap_folder,
-        ssl=s.imap_ssl,
-        starttls=s.imap_starttls,
-        ca_file=s.imap_ca_file,
-        timeout=s.http_timeout_s,
-        cursor=s.path("imap.sqlite"),
-    )
-
-
-def _read_mailbox(rt: Workspace, mailbox: ImapMailbox, mail: NewMail) -> tuple[IngestReport, int]:
-    """Turn each fetched message into an event and take it in; count what was no event."""
-    from evals.replies import new_text  # its reply parser loads only when there is mail
-
-    s = rt.settings
-    unsub = unsubscribe_of(s.email_unsubscribe or f"mailto:{s.email_from}?subject=unsubscribe")
-    own = [s.email_from, *([s.imap_username] if s.imap_username else [])]
-    events, skipped = [], 0
-    for m in mail.messages:
-        read = read_message(m.raw, own_addresses=own, unsubscribe=unsub, new_text=new_text)
-        if read.event is None or why_invalid(read.event) is not None:
-            skipped += 1
-            continue
-        events.append(read.event)
-    report = ingest(rt, events)
-    mailbox.remember(mail)  # only now: a crash before this re-reads, harmlessly
-    return report, skipped
-
-
 def _print_escalations(acted: PendingReport) -> None:
     waiting = (
         f"; {acted.waiting_for_model} repl(ies) wait for the model (gtm escalations run)"
@@ -224,26 +188,15 @@ def sync_events(ctx: typer.Context) -> None:
 
     async def go() -> int:
         s = settings_of(ctx)
-        mailbox = _mailbox(s)
+        try:
+            mailbox = open_mailbox(s)
+        except MailboxConfigError as exc:
+            raise fail(str(exc)) from None
         # With a configured endpoint the replies are classified now; the embedded model is
         # not started for a sync (`gtm escalations run` or the next `gtm run` classifies them).
         async with open_workspace(s, with_model=bool(s.model_base_url)) as rt:
-            report = sync(rt)
-            mail_line, mail_failed = "", False
-            if mailbox is not None:
-                try:
-                    mail = await asyncio.to_thread(mailbox.fetch_new)
-                except MailboxError as exc:
-                    mail_line, mail_failed = f"mailbox: {exc}", True
-                else:
-                    got_mail, skipped = _read_mailbox(rt, mailbox, mail)
-                    more = f"; {mail.waiting} more waiting (run again)" if mail.waiting else ""
-                    mail_line = (
-                        f"{len(mail.messages)} message(s) from {mailbox.name}: {got_mail.new} "
-                        f"new ({got_mail.matched} matched, {got_mail.unmatched} unmatched), "
-                        f"{got_mail.duplicate} already ingested, {skipped} not an event{more}"
-                    )
-            acted = await escalate_pending(rt)
+            done = await sync_all(rt, mailbox)
+        report, mail, acted = done.folder, done.mail, done.escalations
         got = report.ingested
         out.print(
             f"{len(report.done)} file(s) from {drop_folder(s.data_dir)}: "
@@ -258,15 +211,23 @@ def sync_events(ctx: typer.Context) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
-        if mail_failed:
+        if mail is not None and mail.error is not None:
             err.print(
-                f"[red]{escape(mail_line)}[/red] (nothing read; sending is not affected)",
+                f"[red]{escape(f'mailbox: {mail.error}')}[/red] (nothing read; sending is not "
+                "affected)",
                 highlight=False,
                 soft_wrap=True,
             )
             return EXIT_MAILBOX
-        if mail_line:
-            out.print(escape(mail_line), highlight=False, soft_wrap=True)
+        if mail is not None:
+            more = f"; {mail.waiting} more waiting (run again)" if mail.waiting else ""
+            m = mail.ingested
+            line = (
+                f"{mail.messages} message(s) from {mail.name}: {m.new} "
+                f"new ({m.matched} matched, {m.unmatched} unmatched), "
+                f"{m.duplicate} already ingested, {mail.skipped} not an event{more}"
+            )
+            out.print(escape(line), highlight=False, soft_wrap=True)
         _print_escalations(acted)
         return EXIT_ROWS_REJECTED if report.rejected else 0
 

@@ -14,7 +14,8 @@ import logging
 import secrets
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -25,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gtm.app.ledger import ThreadRow
@@ -98,8 +99,23 @@ class WebInbox:
         return HTMLResponse(html, status_code=status)
 
 
-def create_app(settings: Settings, *, token: str, host: str = "127.0.0.1") -> Starlette:
-    """The ASGI app. Its lifespan opens the workspace (stores, checkpointer, providers)."""
+Background = Callable[[WebInbox], AbstractAsyncContextManager[None]]
+"""Work that lives as long as the server (e.g. `gtm serve`'s scheduler), given the inbox."""
+
+
+def create_app(
+    settings: Settings,
+    *,
+    token: str,
+    host: str = "127.0.0.1",
+    extra_routes: Sequence[BaseRoute] = (),
+    background: Background | None = None,
+) -> Starlette:
+    """The ASGI app. Its lifespan opens the workspace (stores, checkpointer, providers).
+
+    `extra_routes` are served beside the inbox's pages and guard themselves (webhooks carry
+    their own secrets, not the sign-in token); `background` is entered once the workspace is
+    open and exited before the decision worker drains."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -115,7 +131,11 @@ def create_app(settings: Settings, *, token: str, host: str = "127.0.0.1") -> St
             if replayed:
                 log.warning("applying %d decision(s) recorded before a crash", replayed)
             try:
-                yield
+                if background is None:
+                    yield
+                else:
+                    async with background(inbox):
+                        yield
             finally:
                 await inbox.worker.drain(timeout=60)
 
@@ -128,6 +148,7 @@ def create_app(settings: Settings, *, token: str, host: str = "127.0.0.1") -> St
         Route("/drafts/{draft_id:int}", draft_page),
         Route("/drafts/{draft_id:int}/decide", decide, methods=["POST"]),
         Route("/batch", batch, methods=["POST"]),
+        *extra_routes,
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]
     hosts = sorted({*LOOPBACK_NAMES, host})
@@ -147,8 +168,11 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
     announce: Callable[[str], None] = print,
+    extra_routes: Sequence[BaseRoute] = (),
+    background: Background | None = None,
 ) -> None:
-    """Bind, print the sign-in link with a fresh token, and serve until interrupted."""
+    """Bind, print the sign-in link with a fresh token, and serve until interrupted
+    (`extra_routes` and `background` as for `create_app`)."""
     token = secrets.token_urlsafe(24)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -156,7 +180,9 @@ def serve(
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    app = create_app(settings, token=token, host=host)
+    app = create_app(
+        settings, token=token, host=host, extra_routes=extra_routes, background=background
+    )
     # No access log: the sign-in URL carries the token, and secrets never go to logs.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)

@@ -1,0 +1,248 @@
+"""`gtm serve`: the web inbox, the webhook receivers and a scheduler, in one long-running process.
+
+The server is `gtm inbox --web`'s (same binding rules, same printed sign-in token), with the
+receivers that are configured added beside it: Dux-Soup's webhook when
+GTM_DUXSOUP_WEBHOOK_SECRET is set, RFC 8058 one-click unsubscribe when GTM_UNSUBSCRIBE_SECRET is
+set. They guard themselves with their own secrets, not the sign-in token.
+
+An APScheduler job runs every `--every`, one at a time (a tick that is still running when the
+next is due is not doubled; missed ticks coalesce into one). A tick does what `gtm sync` does
+(`gtm.app.loop.sync_all`: drop folder, mailbox, escalation pass) and then advances the due
+sequence steps of every campaign in the ledger, each under the campaign's run lock so it never
+races a `gtm run` of the same campaign. Every part is idempotent and resumable, so a tick that
+fails is logged and the next one picks up where it stopped; Ctrl-C cancels a running tick the
+way it stops `gtm run`, and the next start continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import re
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+from rich.markup import escape
+from starlette.routing import BaseRoute
+
+from gtm.app.campaigns import CampaignBusy, campaign_lock
+from gtm.app.llm import open_chat_model
+from gtm.app.loop import (
+    IngestReport,
+    MailboxConfigError,
+    SyncReport,
+    ingest,
+    open_mailbox,
+    sync_all,
+)
+from gtm.app.sequences import advance_sequences
+from gtm.app.settings import Settings
+from gtm.app.workspace import Workspace
+from gtm.cli.common import app, err, fail, out, settings_of
+from gtm.domain.events import Event
+from gtm.domain.models import OutboxEntry
+from gtm.domain.playbook import PlaybookError
+from gtm.web.app import WebInbox
+from gtm.web.webhooks import WebhookConfigError, unsubscribe_route, webhook_routes
+from tools.imap import ImapMailbox
+
+__all__ = ["Tick", "parse_every", "serve_command"]
+
+log = logging.getLogger("gtm.serve")
+
+_EVERY = re.compile(r"\s*(\d+)\s*([smhd])\s*")
+_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_every(value: str) -> timedelta:
+    """`15m`, `30s`, `2h` or `1d` as a positive interval; ValueError otherwise."""
+    m = _EVERY.fullmatch(value)
+    if m is None or int(m.group(1)) == 0:
+        raise ValueError(f"{value!r} is not an interval like 30s, 15m, 2h or 1d")
+    return timedelta(**{_UNIT[m.group(2)]: int(m.group(1))})
+
+
+class Tick:
+    """The scheduler's job and what it works on: the inbox's open workspace (set when the
+    server has started), the mailbox, and, when a model endpoint is configured, a workspace
+    with the model for classifying replies and drafting follow-ups."""
+
+    def __init__(self, settings: Settings, mailbox: ImapMailbox | None) -> None:
+        self.settings = settings
+        self.mailbox = mailbox
+        self.rt: Workspace | None = None
+        self.ticks = 0
+        self.failures = 0
+        self._running: asyncio.Task[None] | None = None
+
+    def ingest(self, events: Sequence[Event]) -> IngestReport:
+        """What the webhook receivers call; they are served only once `rt` is set."""
+        if self.rt is None:
+            raise RuntimeError("the workspace is not open yet")
+        return ingest(self.rt, events)
+
+    @contextlib.asynccontextmanager
+    async def running(self, inbox: WebInbox, every: timedelta) -> AsyncIterator[None]:
+        """Start the scheduler with the server, stop it (cancelling a running tick) with it."""
+        async with contextlib.AsyncExitStack() as stack:
+            rt = inbox.rt
+            if self.settings.model_base_url:
+                model, desc = await stack.enter_async_context(
+                    open_chat_model(
+                        self.settings.model_settings(), log_dir=self.settings.data_dir / "logs"
+                    )
+                )
+                deps = dataclasses.replace(rt.deps, model=model, model_name=desc)
+                rt = dataclasses.replace(rt, deps=deps, model_description=desc)
+            self.rt = rt
+            scheduler = AsyncIOScheduler(timezone="UTC")
+            scheduler.add_job(
+                self.run,
+                "interval",
+                seconds=every.total_seconds(),
+                id="sync",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+            scheduler.start()
+            try:
+                yield
+            finally:
+                scheduler.shutdown(wait=False)  # cancels a running tick: resumable, as Ctrl-C
+                if (task := self._running) is not None and not task.done():
+                    # Let its cleanup (locks, stores) run while the workspace is still open.
+                    await asyncio.wait([task], timeout=30)
+                out.print(f"scheduler stopped after {self.ticks} tick(s)", highlight=False)
+
+    async def run(self) -> None:
+        """One tick. Any failure is logged and counted; the scheduler keeps its schedule."""
+        self.ticks += 1
+        self._running = asyncio.current_task()
+        try:
+            await self.once()
+        except Exception:
+            self.failures += 1
+            log.exception("scheduled sync failed; the next tick retries (it is idempotent)")
+        finally:
+            self._running = None
+
+    async def once(self) -> None:
+        """Take in what came back, then advance every campaign's due follow-ups."""
+        rt = self.rt
+        if rt is None:
+            return
+        report = await sync_all(rt, self.mailbox)
+        _print_sync(report)
+        if not self.settings.model_base_url:
+            return  # follow-ups are drafted by the model: `gtm run` starts the embedded one
+        for campaign in rt.ledger.campaigns():
+            try:
+                with campaign_lock(rt.settings.data_dir, campaign):
+                    seq = await advance_sequences(rt, campaign)
+            except CampaignBusy:
+                continue  # a `gtm run` of it is advancing it now
+            for line in seq.stopped:
+                out.print(f"sequence stopped: {escape(line)}", highlight=False, soft_wrap=True)
+            if seq.advanced:
+                out.print(
+                    f"{escape(campaign)}: {len(seq.advanced)} follow-up(s) taken to their next "
+                    "step",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+
+
+def _print_sync(report: SyncReport) -> None:
+    """One line per tick that took something in; silence when nothing came back."""
+    got = report.folder.ingested
+    mail = report.mail
+    if mail is not None and mail.error is not None:
+        err.print(f"[yellow]mailbox[/yellow]: {escape(mail.error)}", highlight=False)
+    new = got.new + (mail.ingested.new if mail else 0)
+    escalated = len(report.escalations.escalations)
+    if new or report.folder.rejected or escalated:
+        out.print(
+            f"sync: {new} new event(s), {len(report.folder.rejected)} file(s) rejected, "
+            f"{escalated} escalation(s)",
+            highlight=False,
+        )
+
+
+def _routes(settings: Settings, tick: Tick) -> list[BaseRoute]:
+    """The receivers `settings` configures; their secrets never appear in the output."""
+    routes: list[BaseRoute] = list(webhook_routes(settings, tick.ingest))
+    if routes:
+        out.print(
+            "Dux-Soup webhook: <this address>/webhooks/duxsoup/<GTM_DUXSOUP_WEBHOOK_SECRET>",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if settings.unsubscribe_secret is not None:
+
+        def lookup(key: str) -> OutboxEntry | None:
+            return tick.rt.deps.outbox.get(key) if tick.rt is not None else None
+
+        secret = settings.unsubscribe_secret.get_secret_value()
+        routes.append(unsubscribe_route(secret, lookup, tick.ingest))
+        out.print("one-click unsubscribe: <this address>/unsubscribe/<token>", highlight=False)
+    return routes
+
+
+@app.command("serve", rich_help_panel="Loop")
+def serve_command(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 8765,
+    every: Annotated[
+        str, typer.Option(help="How often to sync and advance sequences: 30s, 15m, 2h, 1d.")
+    ] = "15m",
+) -> None:
+    """Run the web inbox, the webhook receivers and a scheduler (what `gtm sync` does, then due
+    follow-ups) in one process until Ctrl-C."""
+    from gtm.web import serve
+
+    try:
+        interval = parse_every(every)
+    except ValueError as exc:
+        raise fail(f"--every: {exc}") from None
+    settings = settings_of(ctx)
+    try:
+        tick = Tick(settings, open_mailbox(settings))
+        routes = _routes(settings, tick)
+    except (MailboxConfigError, WebhookConfigError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if not (host in ("localhost", "::1") or host.startswith("127.")):
+        err.print(
+            f"[yellow]warning[/yellow]: serving on {host}, not loopback: anyone who can reach it "
+            "and learns the token can approve sends.",
+            highlight=False,
+        )
+    if not settings.model_base_url:
+        err.print(
+            "note: no GTM_MODEL_BASE_URL, so replies wait for a model and follow-ups are not "
+            "drafted here; `gtm run` does both with the embedded model.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    out.print(f"syncing every {every.strip()}", highlight=False)
+    try:
+        serve(
+            settings,
+            host=host,
+            port=port,
+            announce=lambda line: out.print(line, soft_wrap=True),
+            extra_routes=routes,
+            background=lambda inbox: tick.running(inbox, interval),
+        )
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except PlaybookError as exc:
+        raise fail(str(exc)) from None
