@@ -397,7 +397,7 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
     """Read and validate a playbook file; `None` loads the shipped default."""
     if path is None:
         text = resources.files("gtm.domain").joinpath(DEFAULT_PLAYBOOK).read_text(encoding="utf-8")
-        where = f"gtm/{DEFAULT_PLAYBOOK}"
+        where = f"gtm/domain/{DEFAULT_PLAYBOOK}"
     else:
         where = str(path)
         try:
