@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from tools.sqlite import compact, connect
+from tools.sqlite import connect, erase_rows
 
 __all__ = ["Escalation", "EscalationStore", "Stage"]
 
@@ -208,12 +208,7 @@ class EscalationStore:
 
     def erase_person(self, people: Iterable[str]) -> int:
         """Delete every escalation about these identifiers (an erasure request); count them."""
-        n = 0
-        for p in people:
-            n += self._db.execute("DELETE FROM escalations WHERE person = ?", (p,)).rowcount
-        if n:
-            compact(self._db)
-        return n
+        return erase_rows(self._db, "escalations", "person", people)
 
     @staticmethod
     def _row(r: sqlite3.Row) -> Escalation:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gtm.domain.events import Event, EventKind
 from gtm.domain.identity import profile_url
-from tools.sqlite import compact, connect, where
+from tools.sqlite import connect, erase_rows, where
 from tools.suppression import normalise
 
 __all__ = ["EventStore", "StoredEvent", "person_of"]
@@ -105,6 +105,10 @@ class EventStore:
     def seen(self, key: str) -> bool:
         return self._db.execute("SELECT 1 FROM events WHERE key = ?", (key,)).fetchone() is not None
 
+    def empty(self) -> bool:
+        """No event was ever taken in (one indexed look-up, nothing read)."""
+        return self._db.execute("SELECT 1 FROM events LIMIT 1").fetchone() is None
+
     def get(self, key: str) -> StoredEvent | None:
         r = self._db.execute("SELECT * FROM events WHERE key = ?", (key,)).fetchone()
         return self._stored(r) if r else None
@@ -137,12 +141,7 @@ class EventStore:
         people = {normalise("email", e) for e in emails} | {
             profile_url(u) or u.strip().lower() for u in urls
         }
-        n = 0
-        for p in people:
-            n += self._db.execute("DELETE FROM events WHERE person = ?", (p,)).rowcount
-        if n:
-            compact(self._db)
-        return n
+        return erase_rows(self._db, "events", "person", people)
 
     @staticmethod
     def _stored(r: sqlite3.Row) -> StoredEvent:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
-__all__ = ["connect", "where", "compact", "KeyLedger"]
+__all__ = ["connect", "where", "compact", "erase_rows", "retry_while_locked", "KeyLedger"]
 
 
 def connect(path: Path | str, schema: str = "") -> sqlite3.Connection:
@@ -20,15 +21,31 @@ def connect(path: Path | str, schema: str = "") -> sqlite3.Connection:
     return db
 
 
-@retry(
+retry_while_locked = retry(
     retry=retry_if_exception(lambda e: "database is locked" in str(e)),
     wait=wait_random(0.05, 0.5),
     stop=stop_after_attempt(20),
     reraise=True,
 )
+"""For setting up a new SQLite file: switching it to WAL needs it to itself, and SQLite says
+"database is locked" at once instead of waiting on the busy timeout, so two processes opening a
+fresh data directory together try again (sync or async functions alike)."""
+
+
+def erase_rows(db: sqlite3.Connection, table: str, column: str, values: Iterable[str]) -> int:
+    """Delete the rows whose `column` is one of `values` (an erasure request) and compact the
+    file if any went, so no deleted bytes remain; returns how many went."""
+    n = sum(
+        db.execute(f"DELETE FROM {table} WHERE {column} = ?", (v,)).rowcount for v in set(values)
+    )
+    if n:
+        compact(db)
+    return n
+
+
+@retry_while_locked
 def _prepare(db: sqlite3.Connection, *, wal: bool, schema: str) -> None:
-    """Switching a new file to WAL needs it to itself, and SQLite says "database is locked" at
-    once instead of waiting: two processes opening a fresh data directory together try again."""
+    """WAL and the schema, retried while another process sets the same file up."""
     if wal:
         db.execute("PRAGMA journal_mode=WAL")
     if schema:

@@ -233,7 +233,7 @@ async def run_campaign(
 
     if drop_folder(rt.settings.data_dir).is_dir():
         summary.events_ingested = sync(rt).ingested.new
-    if rt.events.events():  # replies classified, escalations acted on (each event once)
+    if not rt.events.empty():  # replies classified, escalations acted on (each event once)
         summary.escalations = len((await escalate_pending(rt)).escalations)
     summary.sequences = await advance_sequences(rt, campaign)
     return summary

@@ -20,7 +20,6 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
 from agents.context import Deps
 from agents.graph import build_graph, checkpoint_serde
@@ -34,6 +33,7 @@ from gtm.domain.playbook import Playbook, load_playbook
 from memory.chroma import ChromaMemory
 from tools.events import EventStore
 from tools.outbox import Outbox
+from tools.sqlite import retry_while_locked
 from tools.suppression import SuppressionList
 
 __all__ = ["Workspace", "open_workspace", "ModelNotStarted"]
@@ -92,12 +92,7 @@ class Workspace:
         return dataclasses.replace(self.deps, playbook=pb)
 
 
-@retry(
-    retry=retry_if_exception(lambda e: "database is locked" in str(e)),
-    wait=wait_random(0.05, 0.5),
-    stop=stop_after_attempt(20),
-    reraise=True,
-)
+@retry_while_locked
 async def _set_up(saver: AsyncSqliteSaver) -> None:
     """Create the checkpoint tables. Switching a new file to WAL needs it to itself, and SQLite
     answers "database is locked" at once rather than waiting, so two processes opening a fresh
