@@ -48,6 +48,7 @@ from evals import (
     scored_draft,
     write_reports,
 )
+from evals.reply_classifier import PROMPT as REPLY_PROMPT
 from gtm.app.settings import Settings
 from gtm.app.workspace import open_workspace
 from gtm.domain.playbook import load_playbook
@@ -156,10 +157,17 @@ async def classify_replies(
     return out
 
 
-def prompt_versions(prompts_dir: Path | None, version: str | None) -> dict[str, str]:
-    """The writer's prompts a run uses, as 'name@version' refs, for the report."""
+def prompt_versions(
+    prompts_dir: Path | None, version: str | None, *, replies: bool = False
+) -> dict[str, str]:
+    """The prompts a run uses, as 'name@version' refs, for the report: the writer's (at
+    `version`), and the reply classifier's when the run scores replies (`--prompt-version`
+    names a writer version; the classifier is always at its current one)."""
     names = sorted(set(PROMPT_FOR_STEP.values()))
-    return {n: load_prompt(n, prompts_dir, version=version).ref for n in names}
+    refs = {n: load_prompt(n, prompts_dir, version=version).ref for n in names}
+    if replies:
+        refs[REPLY_PROMPT] = load_prompt(REPLY_PROMPT, prompts_dir).ref
+    return refs
 
 
 def save_baseline(report: Report, path: Path) -> None:
@@ -181,7 +189,7 @@ async def run_eval(
 ) -> Report:
     pb = load_playbook(settings.playbook)
     ds = load_datasets(opts.datasets)
-    versions = prompt_versions(opts.prompts_dir, opts.prompt_version)
+    versions = prompt_versions(opts.prompts_dir, opts.prompt_version, replies=bool(ds.replies))
     baseline = load_baseline(opts.baseline) if opts.baseline else None
     embedder = MiniLMEmbedding()
     sender = (settings.sender_name, settings.sender_company)
