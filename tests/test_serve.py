@@ -12,13 +12,26 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
 
-from gtm.app.loop import local_event
+from gtm.app.accounts import load_accounts
+from gtm.app.loop import ingest, local_event
+from gtm.app.runner import decide, run_campaign
 from gtm.app.settings import Settings
+from gtm.app.workspace import ModelNotStarted, open_workspace
 from gtm.cli.serve import Tick, parse_every
+from gtm.domain.events import Event
+from gtm.domain.models import Decision
+from tests.support.openai_server import (
+    ScriptedOpenAIServer,
+    tool_call_response,
+    write_from_facts,
+)
+from tests.test_sequences import HEADER, ROW, T0, URL
 from tools.events import EventStore
 from tools.unsubscribe import token
 
@@ -28,8 +41,16 @@ UNSUB_SECRET = "unsub-Test_Secret-0123456789abcdefXYZ"
 ANN = "https://www.linkedin.com/in/ann-lee"
 
 
-def _env() -> dict[str, str]:
+def _not_now(request: dict[str, Any]) -> dict[str, Any]:
+    """The scripted model as the reply classifier: every reply says "not now"."""
+    args = {"signals": ["not_now"], "evidence": [{"signal": "not_now", "quote": "not now"}]}
+    return tool_call_response(request["tool_choice"]["function"]["name"], args)
+
+
+def _env(model_url: str = "") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
+    if model_url:
+        env.update(GTM_MODEL_BASE_URL=model_url, GTM_MODEL="scripted")
     env.update(
         GTM_DUXSOUP_WEBHOOK_SECRET=SECRET,
         GTM_UNSUBSCRIBE_SECRET=UNSUB_SECRET,
@@ -40,12 +61,20 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, list[str]]]:
+def model() -> Iterator[ScriptedOpenAIServer]:
+    with ScriptedOpenAIServer(responder=_not_now) as srv:
+        yield srv
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path, model: ScriptedOpenAIServer
+) -> Iterator[tuple[subprocess.Popen[str], str, list[str]]]:
     """`gtm serve --port 0 --every 1s`; yields the process, its base URL and its output."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "gtm", "--data-dir", str(tmp_path / "data"), "serve"]
         + ["--port", "0", "--every", "1s"],
-        env=_env(),
+        env=_env(model.base_url),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -94,7 +123,9 @@ def _wait_ready(base: str) -> httpx.Response:
 
 
 def test_serve_runs_inbox_webhook_and_scheduler(
-    served: tuple[subprocess.Popen[str], str, list[str]], tmp_path: Path
+    served: tuple[subprocess.Popen[str], str, list[str]],
+    tmp_path: Path,
+    model: ScriptedOpenAIServer,
 ) -> None:
     proc, base, output = served
     data = tmp_path / "data"
@@ -140,6 +171,12 @@ def test_serve_runs_inbox_webhook_and_scheduler(
         assert (data / "events" / "done" / "reply.json").exists()
         assert not (incoming / "reply.json").exists()
         assert len(store.events()) == 2
+        # (e) the reply waits for a model: the tick starts one and classifies it once
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not model.requests:
+            time.sleep(0.2)
+        time.sleep(2.5)  # two more ticks: the reply is not classified again
+        assert len(model.requests) == 1
     finally:
         store.close()
 
@@ -150,6 +187,7 @@ def test_serve_runs_inbox_webhook_and_scheduler(
     # 130 is Ctrl-C's status, as for every gtm command; the lifespan ran its shutdown first
     assert proc.returncode == 130, text
     assert re.search(r"scheduler stopped after [1-9]\d* tick", text), text
+    assert "starting the model for replies and follow-ups" in text
     assert "Traceback" not in text and "Error" not in text, text
     assert SECRET not in text and UNSUB_SECRET not in text  # secrets are never printed
     assert "/webhooks/duxsoup/<GTM_DUXSOUP_WEBHOOK_SECRET>" in text
@@ -194,3 +232,51 @@ def test_serve_refuses_a_bad_interval(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "--every" in done.stderr and "not an interval" in done.stderr
+
+
+async def test_a_tick_starts_the_model_only_when_a_follow_up_is_due(tmp_path: Path) -> None:
+    """On the embedded defaults `gtm serve` has no model until a tick has work for one: then it
+    starts it (here the configured endpoint) and drafts the due follow-up, as `gtm run` would."""
+    now = [T0]
+    calls: list[str] = []
+
+    def counting(request: dict[str, Any]) -> dict[str, Any]:
+        calls.append(request["tool_choice"]["function"]["name"])
+        return write_from_facts(request)
+
+    csv = tmp_path / "accounts.csv"
+    csv.write_text(f"{HEADER}\n{ROW}\n", encoding="utf-8")
+    accounts = load_accounts(csv).accounts
+    with ScriptedOpenAIServer(responder=counting) as srv:
+        settings = Settings(data_dir=tmp_path / "data", model_base_url=srv.base_url, model="x")
+        async with open_workspace(settings, with_model=True, clock=lambda: now[0]) as ws:
+            await run_campaign(ws, accounts, campaign="fall", channel="linkedin")
+            (row,) = ws.ledger.rows(campaign="fall")
+            await decide(ws, row.id, Decision(action="approve", reviewer="tess", at=now[0]))
+        first_touch = len(calls)
+        async with open_workspace(settings, with_model=False, clock=lambda: now[0]) as rt:
+            tick = Tick(settings, mailbox=None)
+            async with tick.running(SimpleNamespace(rt=rt), timedelta(hours=1)):  # type: ignore[arg-type]
+                now[0] = T0 + timedelta(days=3)
+                await tick.once()  # nothing due (never accepted): no model started
+                assert tick.rt is not None and isinstance(tick.rt.deps.model, ModelNotStarted)
+                assert len(calls) == first_touch
+
+                accepted = Event(
+                    key="accepted-1",
+                    source="local",
+                    kind="connection_accepted",
+                    channel="linkedin",
+                    at=T0 + timedelta(days=1),
+                    linkedin_url=URL,
+                )
+                assert ingest(rt, [accepted]).matched == 1
+                await tick.once()  # day 3: accepted on day 1, two days to wait: due now
+                assert not isinstance(tick.rt.deps.model, ModelNotStarted)
+                assert len(calls) > first_touch
+                (row,) = rt.ledger.rows(campaign="fall")
+                assert (row.status, row.seq_pos) == ("waiting_for_approval", 1)
+                drafted = len(calls)
+                await tick.once()  # waiting for approval: nothing drafted twice
+                assert len(calls) == drafted
+                assert rt.ledger.rows(campaign="fall")[0].seq_pos == 1

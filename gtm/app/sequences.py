@@ -14,6 +14,7 @@ provider call. Exactly once: the follow-up's outbox key carries its sequence pos
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +29,13 @@ from gtm.domain.models import Contact, Fact, idempotency_key
 from gtm.domain.playbook import Playbook
 from gtm.domain.sequences import SequenceStep
 
-__all__ = ["SequenceReport", "advance_sequences", "due_at", "reopened_values"]
+__all__ = [
+    "SequenceReport",
+    "advance_sequences",
+    "due_at",
+    "due_follow_ups",
+    "reopened_values",
+]
 
 
 @dataclass
@@ -44,6 +51,8 @@ class SequenceReport:
     """Sequences stopped on this pass, one line each: company and why."""
     finished: int = 0
     """Threads whose sequence has no further step."""
+    due: int = 0
+    """Threads whose next step was due on this pass."""
 
 
 def due_at(
@@ -111,10 +120,12 @@ def reopened_values(values: dict[str, Any], position: int, step: SequenceStep) -
     }
 
 
-async def advance_sequences(rt: Workspace, campaign: str) -> SequenceReport:
-    """Take every thread of `campaign` whose next follow-up is due into that step; record in
-    the ledger where each sequence stands (its step, when the next is due, why it stopped)."""
-    report = SequenceReport()
+async def _due_threads(
+    rt: Workspace, campaign: str, report: SequenceReport
+) -> AsyncIterator[tuple[ThreadRow, dict[str, Any], int, SequenceStep]]:
+    """Every thread of `campaign` whose next step is due now, with its checkpoint values, the
+    position of that step and the step; records in the ledger where every other thread's
+    sequence stands (its step, when the next is due, why it stopped) and counts it in `report`."""
     playbook = rt.playbook_for(campaign)
     now = rt.deps.clock()
     for row in rt.ledger.rows(campaign=campaign, status="sent"):
@@ -142,12 +153,31 @@ async def advance_sequences(rt: Workspace, campaign: str) -> SequenceReport:
         if due is None or due > now:
             report.waiting += 1
             continue
+        yield row, values, position + 1, step
+
+
+async def due_follow_ups(rt: Workspace, campaign: str) -> SequenceReport:
+    """What `advance_sequences` would find, without taking any thread further: `due` counts
+    the follow-ups due now (so a caller can start a model only when one will be drafted);
+    stopped sequences are recorded as stopped, as the real pass would."""
+    report = SequenceReport()
+    async for _ in _due_threads(rt, campaign, report):
+        report.due += 1
+    return report
+
+
+async def advance_sequences(rt: Workspace, campaign: str) -> SequenceReport:
+    """Take every thread of `campaign` whose next follow-up is due into that step; record in
+    the ledger where each sequence stands (its step, when the next is due, why it stopped)."""
+    report = SequenceReport()
+    async for row, values, position, step in _due_threads(rt, campaign, report):
+        report.due += 1
         # Ledger first: a crash before the checkpoint is re-opened leaves a `running` row over
         # a finished checkpoint, which the next run re-indexes as `sent` and takes up again
         # here (the position is always read from the checkpoint, never from the ledger).
         rt.ledger.update(row.thread_id, status="running")
-        rt.ledger.set_sequence(row.thread_id, position=position + 1, next_due=None)
-        await reopen_thread(rt, row.thread_id, reopened_values(values, position + 1, step))
+        rt.ledger.set_sequence(row.thread_id, position=position, next_due=None)
+        await reopen_thread(rt, row.thread_id, reopened_values(values, position, step))
         after = await advance(rt, row.thread_id, None)
         if after.skip_reason == "sequence_stopped":
             rt.ledger.stop_sequence(after.id, after.detail)

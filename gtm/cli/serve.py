@@ -9,7 +9,8 @@ An APScheduler job runs every `--every`, one at a time (a tick that is still run
 next is due is not doubled; missed ticks coalesce into one). A tick does what `gtm sync` does
 (`gtm.app.loop.sync_all`: drop folder, mailbox, escalation pass) and then advances the due
 sequence steps of every campaign in the ledger, each under the campaign's run lock so it never
-races a `gtm run` of the same campaign. Every part is idempotent and resumable, so a tick that
+races a `gtm run` of the same campaign. The model starts on the first tick that needs it (a
+reply to classify, a follow-up due), so an idle server holds no model. Every part is idempotent and resumable, so a tick that
 fails is logged and the next one picks up where it stopped; Ctrl-C cancels a running tick the
 way it stops `gtm run`, and the next start continues.
 """
@@ -31,8 +32,10 @@ from rich.markup import escape
 from starlette.routing import BaseRoute
 
 from gtm.app.campaigns import CampaignBusy, campaign_lock
-from gtm.app.llm import open_chat_model
+from gtm.app.escalation_pass import escalate_pending
+from gtm.app.llm import EmbeddedModelUnavailable, open_chat_model
 from gtm.app.loop import (
+    FolderReport,
     IngestReport,
     MailboxConfigError,
     SyncReport,
@@ -40,9 +43,9 @@ from gtm.app.loop import (
     open_mailbox,
     sync_all,
 )
-from gtm.app.sequences import advance_sequences
+from gtm.app.sequences import advance_sequences, due_follow_ups
 from gtm.app.settings import Settings
-from gtm.app.workspace import Workspace
+from gtm.app.workspace import ModelNotStarted, Workspace
 from gtm.cli.common import app, err, fail, out, settings_of
 from gtm.domain.events import Event
 from gtm.domain.models import OutboxEntry
@@ -69,8 +72,9 @@ def parse_every(value: str) -> timedelta:
 
 class Tick:
     """The scheduler's job and what it works on: the inbox's open workspace (set when the
-    server has started), the mailbox, and, when a model endpoint is configured, a workspace
-    with the model for classifying replies and drafting follow-ups."""
+    server has started), the mailbox, and the model for classifying replies and drafting
+    follow-ups, started on the first tick that has one of those to do (the configured endpoint,
+    or the embedded model as `gtm run` starts it) and kept for the ticks after it."""
 
     def __init__(self, settings: Settings, mailbox: ImapMailbox | None) -> None:
         self.settings = settings
@@ -78,6 +82,8 @@ class Tick:
         self.rt: Workspace | None = None
         self.ticks = 0
         self.failures = 0
+        self.model_error: str | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
         self._running: asyncio.Task[None] | None = None
 
     def ingest(self, events: Sequence[Event]) -> IngestReport:
@@ -90,16 +96,8 @@ class Tick:
     async def running(self, inbox: WebInbox, every: timedelta) -> AsyncIterator[None]:
         """Start the scheduler with the server, stop it (cancelling a running tick) with it."""
         async with contextlib.AsyncExitStack() as stack:
-            rt = inbox.rt
-            if self.settings.model_base_url:
-                model, desc = await stack.enter_async_context(
-                    open_chat_model(
-                        self.settings.model_settings(), log_dir=self.settings.data_dir / "logs"
-                    )
-                )
-                deps = dataclasses.replace(rt.deps, model=model, model_name=desc)
-                rt = dataclasses.replace(rt, deps=deps, model_description=desc)
-            self.rt = rt
+            self._stack = stack
+            self.rt = inbox.rt
             scheduler = AsyncIOScheduler(timezone="UTC")
             scheduler.add_job(
                 self.run,
@@ -120,12 +118,40 @@ class Tick:
                     await asyncio.wait([task], timeout=30)
                 out.print(f"scheduler stopped after {self.ticks} tick(s)", highlight=False)
 
+    async def with_model(self) -> Workspace | None:
+        """The workspace with a started model; None when none can start (said once: the
+        replies wait and no follow-up is drafted, as without a model in `gtm sync`)."""
+        rt, stack = self.rt, self._stack
+        if rt is None or stack is None:
+            return None
+        if not isinstance(rt.deps.model, ModelNotStarted):
+            return rt
+        if self.model_error is not None:
+            return None
+        out.print("starting the model for replies and follow-ups", highlight=False)
+        try:
+            model, desc = await stack.enter_async_context(
+                open_chat_model(
+                    self.settings.model_settings(), log_dir=self.settings.data_dir / "logs"
+                )
+            )
+        except EmbeddedModelUnavailable as exc:
+            self.model_error = str(exc)
+            err.print(f"[yellow]model[/yellow]: {escape(self.model_error)}", highlight=False)
+            return None
+        out.print(f"model: {escape(desc)}", highlight=False)
+        deps = dataclasses.replace(rt.deps, model=model, model_name=desc)
+        self.rt = dataclasses.replace(rt, deps=deps, model_description=desc)
+        return self.rt
+
     async def run(self) -> None:
         """One tick. Any failure is logged and counted; the scheduler keeps its schedule."""
         self.ticks += 1
         self._running = asyncio.current_task()
         try:
             await self.once()
+        except asyncio.CancelledError:
+            log.info("tick cancelled by shutdown; the next start picks up where it stopped")
         except Exception:
             self.failures += 1
             log.exception("scheduled sync failed; the next tick retries (it is idempotent)")
@@ -133,18 +159,23 @@ class Tick:
             self._running = None
 
     async def once(self) -> None:
-        """Take in what came back, then advance every campaign's due follow-ups."""
+        """Take in what came back, then advance every campaign's due follow-ups. The model
+        starts only when a reply waits for it or a follow-up is due."""
         rt = self.rt
         if rt is None:
             return
         report = await sync_all(rt, self.mailbox)
         _print_sync(report)
-        if not self.settings.model_base_url:
-            return  # follow-ups are drafted by the model: `gtm run` starts the embedded one
+        if report.escalations.waiting_for_model and (ready := await self.with_model()):
+            acted = await escalate_pending(ready)
+            _print_sync(SyncReport(folder=FolderReport(), mail=None, escalations=acted))
         for campaign in rt.ledger.campaigns():
             try:
                 with campaign_lock(rt.settings.data_dir, campaign):
-                    seq = await advance_sequences(rt, campaign)
+                    due = await due_follow_ups(rt, campaign)
+                    if not due.due or (ready := await self.with_model()) is None:
+                        continue
+                    seq = await advance_sequences(ready, campaign)
             except CampaignBusy:
                 continue  # a `gtm run` of it is advancing it now
             for line in seq.stopped:
@@ -224,13 +255,6 @@ def serve_command(
             f"[yellow]warning[/yellow]: serving on {host}, not loopback: anyone who can reach it "
             "and learns the token can approve sends.",
             highlight=False,
-        )
-    if not settings.model_base_url:
-        err.print(
-            "note: no GTM_MODEL_BASE_URL, so replies wait for a model and follow-ups are not "
-            "drafted here; `gtm run` does both with the embedded model.",
-            highlight=False,
-            soft_wrap=True,
         )
     out.print(f"syncing every {every.strip()}", highlight=False)
     try:
