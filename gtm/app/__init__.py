@@ -21,5 +21,6 @@ __all__ = [
     "runner",
     "sequences",
     "settings",
+    "sync",
     "workspace",
 ]

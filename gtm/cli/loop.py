@@ -18,15 +18,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from gtm.app.escalation_pass import PendingReport
-from gtm.app.loop import (
-    MailboxConfigError,
-    drop_folder,
-    ingest,
-    local_event,
-    open_mailbox,
-    sync_all,
-    why_invalid,
-)
+from gtm.app.loop import drop_folder, ingest, local_event, why_invalid
+from gtm.app.sync import MailboxConfigError, open_mailbox, sync_all
 from gtm.app.workspace import open_workspace
 from gtm.cli.common import EXIT_ROWS_REJECTED, app, err, fail, now, out, run_sync, settings_of
 from gtm.domain.events import EventKind

@@ -7,12 +7,12 @@ set. They guard themselves with their own secrets, not the sign-in token.
 
 An APScheduler job runs every `--every`, one at a time (a tick that is still running when the
 next is due is not doubled; missed ticks coalesce into one). A tick does what `gtm sync` does
-(`gtm.app.loop.sync_all`: drop folder, mailbox, escalation pass) and then advances the due
+(`gtm.app.sync.sync_all`: drop folder, mailbox, escalation pass) and then advances the due
 sequence steps of every campaign in the ledger, each under the campaign's run lock so it never
 races a `gtm run` of the same campaign. The model starts on the first tick that needs it (a
-reply to classify, a follow-up due), so an idle server holds no model. Every part is idempotent and resumable, so a tick that
-fails is logged and the next one picks up where it stopped; Ctrl-C cancels a running tick the
-way it stops `gtm run`, and the next start continues.
+reply to classify, a follow-up due), so an idle server holds no model. Every part is idempotent
+and resumable, so a tick that fails is logged and the next one picks up where it stopped;
+Ctrl-C cancels a running tick the way it stops `gtm run`, and the next start continues.
 """
 
 from __future__ import annotations
@@ -34,17 +34,10 @@ from starlette.routing import BaseRoute
 from gtm.app.campaigns import CampaignBusy, campaign_lock
 from gtm.app.escalation_pass import escalate_pending
 from gtm.app.llm import EmbeddedModelUnavailable, open_chat_model
-from gtm.app.loop import (
-    FolderReport,
-    IngestReport,
-    MailboxConfigError,
-    SyncReport,
-    ingest,
-    open_mailbox,
-    sync_all,
-)
+from gtm.app.loop import FolderReport, IngestReport, ingest
 from gtm.app.sequences import advance_sequences, due_follow_ups
 from gtm.app.settings import Settings
+from gtm.app.sync import MailboxConfigError, SyncReport, open_mailbox, sync_all
 from gtm.app.workspace import ModelNotStarted, Workspace
 from gtm.cli.common import app, err, fail, out, settings_of
 from gtm.domain.events import Event
