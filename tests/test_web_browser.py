@@ -13,10 +13,14 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from gtm.app.ledger import Ledger
+from gtm.domain.models import Account
+from gtm.domain.threads import thread_id_for
 from tests.support.openai_server import ScriptedOpenAIServer
 from tests.support.web import (
     ROOT,
@@ -25,6 +29,7 @@ from tests.support.web import (
     seed,
     web_env,
 )
+from tools.escalations import EscalationStore
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(os.environ.get("GTM_SCREENSHOTS") or ROOT / ".gtm" / "screenshots")
@@ -390,4 +395,63 @@ def test_a_flagged_draft_needs_its_box_ticked_before_a_sends_it(
     decided = _settled(data, row["id"])
     assert decided["status"] == "sent" and decided["decided_by"] == "Cautious"
     assert [s for _, s in _sent(data, row["account_id"], "recheck")] == ["sent", "sent"]
+    page.close()
+
+
+def test_done_closes_an_escalation_and_the_queue_shows_where_sequences_stand(
+    browser: Browser, web: WebInboxProcess, data: Path
+) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    at = datetime.now(UTC)
+    # What `gtm sync` and `gtm run` would leave: an open meeting request, and a thread in its
+    # own campaign whose first LinkedIn message went out, the follow-up due in four days.
+    with EscalationStore(data / "events.sqlite") as store:
+        esc, _ = store.add(
+            event_key="email:<done-test@acme.example>",
+            signal="meeting_request",
+            action="create_task",
+            person="ann@acme.example",
+            contact="Ann Lee, VP Engineering",
+            company="Acme <b>AI</b>",
+            owner="owner@yourcompany.example",
+            evidence="Could we talk on Tuesday?",
+            due_at=at + timedelta(hours=47, minutes=30),
+        )
+        store.acted(esc.id, "CRM task 1 due")
+    ledger = Ledger(data / "ledger.sqlite")
+    try:
+        tid = thread_id_for("followup", "followup.example")
+        company = Account(account_id="followup.example", company="Followup Co", domain="x.io")
+        ledger.ensure("followup", company, "linkedin")
+        ledger.update(tid, status="sent", tier=2)
+        ledger.set_sequence(tid, position=1, next_due=at + timedelta(days=4, minutes=30))
+        thread = ledger.get(tid)
+    finally:
+        ledger.close()
+    assert thread is not None
+
+    page = _sign_in(browser, web, "Esme")
+    line = page.locator(f"tr[data-escalation='{esc.id}']")
+    expect(line).to_contain_text("due in 47h")
+    expect(line).to_contain_text("Acme <b>AI</b>")  # shown as text, not markup
+    seq = page.locator(f"#sequences tr[data-id='{thread.id}']")
+    expect(seq).to_contain_text("step 2 of 3: linkedin_message")
+    expect(seq).to_contain_text("next: linkedin_message due in 4d 0h")
+    page.screenshot(path=str(SHOTS / "escalation-open.png"), full_page=True)
+
+    line.locator("button", has_text="Done").click()
+    expect(page.locator(".flash.ok")).to_contain_text(
+        f"Escalation {esc.id} (meeting request, Ann Lee, VP Engineering) marked done."
+    )
+    expect(page.locator(f"tr[data-escalation='{esc.id}']")).to_have_count(0)
+    page.screenshot(path=str(SHOTS / "escalation-done.png"), full_page=True)
+    with EscalationStore(data / "events.sqlite") as store:
+        closed = store.get(esc.id)
+    assert closed is not None and closed.done and closed.done_by == "Esme"
+
+    # The thread's own page says the same about its sequence.
+    page.goto(f"{web.base_url}/drafts/{thread.id}")
+    expect(page.locator("#sequence")).to_contain_text(
+        "Sequence: step 2 of 3: linkedin_message · next: linkedin_message due in 4d 0h"
+    )
     page.close()

@@ -19,6 +19,7 @@ __all__ = [
     "privacy",
     "providers",
     "runner",
+    "sequence_status",
     "sequences",
     "settings",
     "sync",

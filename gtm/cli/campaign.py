@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from gtm.app.runner import (
     RunSummary,
     run_campaign,
 )
+from gtm.app.sequence_status import sequence_standing
 from gtm.app.settings import Settings
 from gtm.app.workspace import Workspace, open_workspace
 from gtm.cli.common import (
@@ -223,7 +225,7 @@ def status(
                 out.print("No campaigns yet. Start one with: gtm run ACCOUNTS.csv")
             for name in names:
                 rows = rt.ledger.rows(campaign=name)
-                t = Table(title=f"campaign {name}: {len(rows)} account(s)")
+                t = Table(title=f"campaign {escape(name)}: {len(rows)} account(s)")
                 t.add_column("status")
                 t.add_column("accounts", justify="right")
                 t.add_column("detail")
@@ -249,10 +251,31 @@ def status(
                     "outbox: "
                     + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "empty")
                 )
+                _print_sequences(name, rows, rt.playbook_for(name), rt.deps.clock())
             _print_headroom(rt)
             print_attention(rt, campaign)
 
     run_sync(go())
+
+
+def _print_sequences(name: str, rows: list[ThreadRow], playbook: Playbook, at: datetime) -> None:
+    """One line per account whose first touch went out: its sequence step and what comes
+    next. Nothing is printed for a campaign with no first touch sent yet."""
+    standings = [s for r in rows if (s := sequence_standing(r, playbook)) is not None]
+    if not standings:
+        return
+    t = Table(title=f"sequences in {escape(name)}: {len(standings)} thread(s) past the first touch")
+    for col in ("#", "account", "channel", "step", "next"):
+        t.add_column(col, justify="right" if col == "#" else "left")
+    for s in standings:
+        t.add_row(
+            str(s.row.id),
+            escape(s.row.company),
+            s.row.channel,
+            escape(s.position),
+            escape(s.outlook(at)),
+        )
+    out.print(t)
 
 
 def _print_headroom(rt: Workspace) -> None:
@@ -286,4 +309,3 @@ def _print_headroom(rt: Workspace) -> None:
             )
     for n in notes:
         out.print(n, highlight=False)
-

@@ -34,7 +34,7 @@ from gtm.app.llm import open_chat_model
 from gtm.app.runner import apply_decision
 from gtm.app.settings import Settings
 from gtm.app.workspace import Workspace, open_workspace
-from gtm.web.pages import batch, decide, draft_page, queue
+from gtm.web.pages import batch, decide, draft_page, escalation_done, queue
 from gtm.web.security import LOOPBACK_NAMES, SecurityHeaders, Session, login, logout
 from gtm.web.views import fmt_age, marked, source_link
 from gtm.web.worker import DecisionWorker
@@ -148,6 +148,7 @@ def create_app(
         Route("/drafts/{draft_id:int}", draft_page),
         Route("/drafts/{draft_id:int}/decide", decide, methods=["POST"]),
         Route("/batch", batch, methods=["POST"]),
+        Route("/escalations/{esc_id:int}/done", escalation_done, methods=["POST"]),
         *extra_routes,
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]

@@ -1,4 +1,5 @@
-"""The inbox pages: the queue, one draft, a decision on it, and a batch approval.
+"""The inbox pages: the queue, one draft, a decision on it, a batch approval, and closing an
+escalation a person has handled.
 
 Decisions go through the runner's `take_decision`, the same policy `gtm approve` meets; these
 handlers only turn its refusals into pages (422 for what the policy refuses, 409 for a draft
@@ -14,8 +15,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from gtm.app.escalations import mark_done, open_store, time_left
 from gtm.app.escalations import needs_human as open_escalations
-from gtm.app.escalations import time_left
 from gtm.app.ledger import ThreadRow
 from gtm.app.runner import (
     DecisionNotAllowed,
@@ -26,14 +27,15 @@ from gtm.app.runner import (
     thread_values,
     unsendable,
 )
+from gtm.app.sequence_status import sequence_standing
 from gtm.domain.models import Decision, Touch
 from gtm.web.security import inbox_of, login_required, posted, session_of
-from gtm.web.views import QueueFilters, build_queue
+from gtm.web.views import QueueFilters, build_queue, build_sequences
 
 if TYPE_CHECKING:
     from gtm.web.app import WebInbox
 
-__all__ = ["queue", "draft_page", "decide", "batch"]
+__all__ = ["queue", "draft_page", "decide", "batch", "escalation_done"]
 
 VERB = {
     "approve": "Approved",
@@ -73,6 +75,7 @@ async def queue(request: Request) -> Response:
         errors=inbox.worker.errors,
         needs_human=needs_human,
         escalations=escalations,
+        sequences=build_sequences(inbox.rt.ledger, inbox.rt.playbook_for, filters),
         flash=flash,
         now=now,
     )
@@ -155,6 +158,7 @@ async def draft_page(
         flash=flash,
         worker_error=inbox.worker.errors.get(row.id),
         history=inbox.rt.ledger.history(row.thread_id),
+        standing=sequence_standing(row, inbox.rt.playbook_for(row.campaign)),
         now=_now(),
         **ctx,
     )
@@ -266,4 +270,34 @@ async def batch(request: Request) -> Response:
         session.flash.append(("note", "Nothing was selected."))
     session.flash += [("error", f"Not approved: {r}") for r in refused]
     qs = filters.query()
+    return RedirectResponse(f"/?{qs}" if qs else "/", status_code=303)
+
+
+async def escalation_done(request: Request) -> Response:
+    """Close an escalation a person has handled, as `gtm escalations done` does (the same
+    `mark_done`, the signed-in reviewer recorded). Closing one already closed changes
+    nothing and says who closed it."""
+    checked = await posted(request)
+    if isinstance(checked, Response):
+        return checked
+    session, _ = checked
+    inbox = inbox_of(request)
+    esc_id: int = request.path_params["esc_id"]
+    with open_store(inbox.rt) as store:
+        before = store.get(esc_id) if 0 < esc_id < 2**63 else None
+    if before is None:
+        session.flash.append(("error", f"No escalation {esc_id}."))
+    elif before.done:
+        when = f" at {before.done_at:%Y-%m-%d %H:%M} UTC" if before.done_at else ""
+        session.flash.append(
+            ("note", f"Escalation {esc_id} was already closed by {before.done_by or '?'}{when}.")
+        )
+    else:
+        esc = mark_done(inbox.rt, esc_id, session.reviewer)
+        if esc is not None and esc.done_by != session.reviewer:  # someone closed it meanwhile
+            session.flash.append(("note", f"Escalation {esc_id} was closed by {esc.done_by}."))
+        elif esc is not None:
+            who = f"{esc.signal.replace('_', ' ')}, {esc.contact}"
+            session.flash.append(("ok", f"Escalation {esc_id} ({who}) marked done."))
+    qs = QueueFilters.parse(request.query_params).query()
     return RedirectResponse(f"/?{qs}" if qs else "/", status_code=303)

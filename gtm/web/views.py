@@ -7,16 +7,30 @@ in a few milliseconds.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from gtm.app.ledger import Ledger, ThreadRow
+from gtm.app.sequence_status import SequenceStanding, sequence_standing
 from gtm.domain.playbook import Playbook
 
-__all__ = ["QueueFilters", "Queue", "Group", "build_queue", "fmt_age", "marked", "source_link"]
+__all__ = [
+    "QueueFilters",
+    "Queue",
+    "Group",
+    "Sequences",
+    "build_queue",
+    "build_sequences",
+    "fmt_age",
+    "marked",
+    "source_link",
+]
+
+SEQUENCES_SHOWN = 200
+"""The queue lists at most this many sequences (soonest due first); `gtm status` lists all."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,38 @@ def build_queue(
         campaigns=sorted({r.campaign for r in waiting}),
         _batch_tiers=batch_tiers,
     )
+
+
+@dataclass
+class Sequences:
+    """Threads past their first touch, where each sequence stands, soonest due first."""
+
+    shown: list[SequenceStanding]
+    total: int
+    """Matching the filters, before the page's limit."""
+
+
+def build_sequences(
+    ledger: Ledger,
+    playbook_for: Callable[[str], Playbook],
+    filters: QueueFilters,
+    *,
+    limit: int = SEQUENCES_SHOWN,
+) -> Sequences:
+    """Every thread whose first touch went out, under its campaign's own playbook. The tier,
+    channel and campaign filters apply; "flagged" is about drafts, not sequences."""
+    books: dict[str, Playbook] = {}
+    unflagged = QueueFilters(tier=filters.tier, channel=filters.channel, campaign=filters.campaign)
+    found: list[SequenceStanding] = []
+    for row in ledger.rows(campaign=filters.campaign):
+        if not unflagged.keep(row):
+            continue
+        if row.campaign not in books:
+            books[row.campaign] = playbook_for(row.campaign)
+        if (standing := sequence_standing(row, books[row.campaign])) is not None:
+            found.append(standing)
+    found.sort(key=lambda s: s.rank)
+    return Sequences(shown=found[:limit], total=len(found))
 
 
 def fmt_age(delta: timedelta | None) -> str:
