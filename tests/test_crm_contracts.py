@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,6 +32,7 @@ from tools.attio import AttioCRM
 from tools.crm import Activity, Task
 from tools.http import AuthError, HttpClient, PagingError, ScopeError
 from tools.hubspot import HubSpotCRM
+from tools.local_crm import LocalCRM
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 18, 9, 0, tzinfo=UTC)
@@ -155,6 +156,95 @@ async def test_hubspot_refuses_exactly_the_endpoints_a_scope_gates() -> None:
                 assert body["errors"][0]["context"]["requiredGranularScopes"] == [
                     "crm.objects.deals.read"
                 ]
+
+
+async def test_hubspot_opt_out_needs_communication_preferences_write(tmp_path: Path) -> None:
+    with FakeHubSpot() as hub:
+        hub.scopes = _without(hub.scopes, "communication_preferences.write")
+        # The server refuses the subscription write alone, in HubSpot's shape, naming both
+        # scopes that grant it; the CRM calls go on.
+        async with _raw(hub) as http:
+            refused = await http.post(
+                "/communication-preferences/v4/statuses/dana@acme.ai/unsubscribe-all",
+                params={"channel": "EMAIL"},
+            )
+            body = refused.json()
+            assert refused.status_code == 403 and body["category"] == "MISSING_SCOPES"
+            assert body["errors"][0]["context"]["requiredGranularScopes"] == [
+                "communication_preferences.write",
+                "communication_preferences.read_write",
+            ]
+        crm = HubSpotCRM.connect(hub.base_url, hub.token)
+        co = await crm.upsert_company(ACME)
+        await crm.upsert_contact(DANA, co.id)
+        with pytest.raises(AuthError, match="403: .*required scopes"):
+            await crm.mark_opted_out(DANA)
+        assert hub.unsubscribed_all == set()
+        # Doctor names the scope before an opt-out ever has to be written back.
+        with pytest.raises(ScopeError, match="communication_preferences.write"):
+            await crm.check()
+        s = Settings(
+            data_dir=tmp_path, crm="hubspot", hubspot_base_url=hub.base_url, hubspot_token=hub.token
+        )
+        (finding,) = [f for f in await diagnose(s) if f.component == "crm: hubspot"]
+        assert not finding.ok and "communication_preferences.write" in finding.detail
+        # HubSpot's guide: `.read_write` grants the write too.
+        hub.scopes.append("communication_preferences.read_write")
+        assert "scopes ok" in await crm.check()
+        assert await crm.mark_opted_out(DANA) is True
+        assert hub.unsubscribed_all == {"dana@acme.ai"}
+        await crm.aclose()
+
+
+# ------------------------------------------------------------------ the opt-out write-back
+
+
+@pytest.fixture(params=["local", "hubspot", "attio"])
+async def crm(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """The embedded CRM and the hosted clients against servers speaking their APIs."""
+    if request.param == "local":
+        local = LocalCRM(tmp_path / "crm.sqlite")
+        yield local
+        await local.aclose()
+        return
+    fake: Any = FakeHubSpot() if request.param == "hubspot" else FakeAttio()
+    with fake:
+        client: Any = (
+            HubSpotCRM.connect(fake.base_url, fake.token)
+            if request.param == "hubspot"
+            else AttioCRM.connect(fake.base_url, fake.token)
+        )
+        yield client
+        await client.aclose()
+
+
+async def test_crm_mark_opted_out_contract(crm: Any) -> None:
+    """`mark_opted_out`, as escalations use it: True exactly when the person's record now reads
+    opted out; repeating it changes nothing; an unknown person gets False and no record is
+    made to hold the flag; nobody else is touched."""
+    co = await crm.upsert_company(ACME)
+    await crm.upsert_contact(DANA, co.id)
+    bob = Contact(name="Bob Lee", title="CTO", email="bob@acme.ai")
+    await crm.upsert_contact(bob, co.id)
+    stranger = Contact(name="Zed", email="zed@acme.ai")
+    assert await crm.mark_opted_out(stranger) is False
+    assert await crm.find_contact(stranger) is None
+    for _ in range(2):
+        assert await crm.mark_opted_out(DANA) is True
+        by_email = await crm.find_contact(Contact(name="x", email="dana@acme.ai"))
+        by_profile = await crm.find_contact(Contact(name="x", linkedin_url=DANA.linkedin_url))
+        assert by_email is not None and by_email.opted_out
+        assert by_profile is not None and by_profile.opted_out and by_profile.id == by_email.id
+    other = await crm.find_contact(bob)
+    assert other is not None and not other.opted_out
+    # Known by profile alone: where the CRM has no place for it (HubSpot's opt-out is an email
+    # subscription status), False, and the record says the same.
+    cara = Contact(name="Cara Diaz", linkedin_url="https://www.linkedin.com/in/cara-diaz")
+    await crm.upsert_contact(cara, co.id)
+    held = await crm.mark_opted_out(cara)
+    record = await crm.find_contact(cara)
+    assert record is not None and record.opted_out is held
+    assert held is not isinstance(crm, HubSpotCRM)
 
 
 # ------------------------------------------------------------------ paging, bounded

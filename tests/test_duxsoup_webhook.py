@@ -19,15 +19,18 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from gtm.app.doctor import diagnose
 from gtm.app.loop import IngestReport, ingest_into
-from gtm.app.settings import Settings
+from gtm.app.settings import Settings, SettingsError, load_settings
 from gtm.domain.events import Event
 from gtm.web.webhooks import (
+    DUXSOUP_KINDS,
     PayloadError,
     WebhookConfigError,
     check_secret,
     duxsoup_events,
-    duxsoup_route,
+    duxsoup_kinds,
+    read_post,
     webhook_path,
     webhook_routes,
 )
@@ -60,6 +63,10 @@ def test_envelopes_map_to_events() -> None:
     assert duxsoup_events(later)[0].key != reply.key  # a second message is a second event
     assert duxsoup_events(envelope("visit", "create")) == []  # acknowledged, not an event
     assert len(duxsoup_events([envelope(), envelope("visit", "update")])) == 1
+    mixed = read_post([envelope("Visit", "Create"), envelope(), envelope("visit", "create")])
+    assert len(mixed.events) == 1 and mixed.ignored == ["visit.create"]
+    # A pair is shown as letters, digits, _ and - only: a post cannot write into the log.
+    assert read_post(envelope("visit\nFORGED", "create")).ignored == ["visit?forged.create"]
 
     for bad, field in [
         ({**envelope(), "time": "yesterday"}, "time"),
@@ -77,6 +84,59 @@ def test_envelopes_map_to_events() -> None:
         assert field in str(exc.value), (bad, str(exc.value))
 
 
+def test_the_mapping_is_extended_by_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What Dux-Soup really sends for an accept, once seen, is mapped without a code change;
+    # a built-in guess that turns out wrong is switched off.
+    kinds = duxsoup_kinds({"action.accepted": "connection_accepted", "connected.create": "ignore"})
+    assert kinds[("action", "accepted")] == "connection_accepted"
+    assert ("connected", "create") not in kinds and ("message", "received") in kinds
+    assert dict(DUXSOUP_KINDS) == duxsoup_kinds({})  # the built-ins are left as they were
+    post = read_post([envelope("action", "accepted"), envelope()], kinds)
+    assert [e.kind for e in post.events] == ["connection_accepted"]
+    assert post.ignored == ["connected.create"]
+    for bad, named in [
+        ({"action": "connection_accepted"}, "'action'"),
+        ({"action.accepted": "accepted"}, "'action.accepted' = 'accepted'"),
+    ]:
+        with pytest.raises(WebhookConfigError, match=named):
+            duxsoup_kinds(bad)
+
+    # From the environment (or the config file), checked at load with the bad entry named.
+    monkeypatch.delenv("GTM_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent")
+    monkeypatch.setenv("GTM_DUXSOUP_WEBHOOK_KINDS", '{"Action.Accepted": "connection_accepted"}')
+    loaded = load_settings()
+    assert loaded.duxsoup_webhook_kinds == {"action.accepted": "connection_accepted"}
+    for value, named in [
+        ('{"action.accepted": "accept"}', "entry 'action.accepted' = 'accept'"),
+        ('{"no stage": "connection_accepted"}', "entry 'no stage'"),
+    ]:
+        monkeypatch.setenv("GTM_DUXSOUP_WEBHOOK_KINDS", value)
+        with pytest.raises(SettingsError) as exc:
+            load_settings()
+        assert "GTM_DUXSOUP_WEBHOOK_KINDS" in str(exc.value) and named in str(exc.value)
+    monkeypatch.delenv("GTM_DUXSOUP_WEBHOOK_KINDS")
+    settings = Settings(
+        duxsoup_webhook_secret=SECRET, duxsoup_webhook_kinds={"action.accepted": "ignore"}
+    )
+    assert len(webhook_routes(settings, lambda evs: IngestReport())) == 1
+
+
+async def test_doctor_shows_what_the_receiver_takes(tmp_path: Path) -> None:
+    async def finding(**kw: Any) -> Any:
+        s = Settings(data_dir=tmp_path, duxsoup_webhook_secret=SECRET, **kw)
+        (found,) = [f for f in await diagnose(s) if f.component == "dux-soup webhook"]
+        assert SECRET not in found.detail + found.fix
+        return found
+
+    built_in = await finding()
+    assert built_in.ok and "built-in" in built_in.detail and "Send Sample" in built_in.fix
+    mapped = await finding(duxsoup_webhook_kinds={"action.accepted": "connection_accepted"})
+    assert "action.accepted -> connection_accepted" in mapped.detail
+    no_receiver = await diagnose(Settings(data_dir=tmp_path))
+    assert not [f for f in no_receiver if f.component == "dux-soup webhook"]
+
+
 def test_the_secret_must_guard_a_url() -> None:
     for weak in ("", "short", "x" * 31, "a" * 40 + "/../", "a" * 40 + " b"):
         with pytest.raises(WebhookConfigError):
@@ -90,7 +150,8 @@ def test_the_secret_must_guard_a_url() -> None:
 
 
 def _app(data: Path) -> Starlette:
-    """The route as `gtm serve` will mount it: stores opened on the server's own loop."""
+    """The route as `gtm serve` mounts it (`webhook_routes`): stores opened on the server's own
+    loop, and one pair mapped by configuration on top of the built-in ones."""
     stores: dict[str, Any] = {}
 
     def ingest(events: Sequence[Event]) -> IngestReport:
@@ -106,7 +167,11 @@ def _app(data: Path) -> Starlette:
             stores["events"].close()
             stores["outbox"].close()
 
-    return Starlette(routes=[duxsoup_route(SECRET, ingest)], lifespan=lifespan)
+    settings = Settings(
+        duxsoup_webhook_secret=SECRET,
+        duxsoup_webhook_kinds={"action.accepted": "connection_accepted"},
+    )
+    return Starlette(routes=webhook_routes(settings, ingest), lifespan=lifespan)
 
 
 @pytest.fixture
@@ -185,25 +250,47 @@ def test_webhook_over_http(server: str, tmp_path: Path, caplog: pytest.LogCaptur
             assert got.status_code == status, (bad[:40], got.text)
         assert _stored(tmp_path) == []
 
-        # A type we do not act on is acknowledged and recorded nowhere.
-        visit = http.post(url, json=envelope("visit", "create"))
-        assert visit.status_code == 202
+        # A type we do not act on is acknowledged, recorded nowhere, and named in the answer
+        # and (the first time only) in the log, so what Dux-Soup sends can be seen and mapped.
+        for _ in range(2):
+            visit = http.post(url, json=envelope("visit", "create"))
+            assert visit.status_code == 202 and visit.json() == {"ignored": ["visit.create"]}
         assert _stored(tmp_path) == []
+        told = [r.getMessage() for r in caplog.records if r.name == "gtm.web.webhooks"]
+        assert (
+            len(told) == 1 and "visit.create" in told[0] and "GTM_DUXSOUP_WEBHOOK_KINDS" in told[0]
+        )
 
         # The genuine post: matched to the connection request; delivered again, a duplicate.
         first = http.post(url, content=body, headers=headers)
         assert first.status_code == 200, first.text
-        assert first.json() == {"new": 1, "duplicate": 0, "matched": 1, "unmatched": 0}
+        answer: dict[str, Any] = {
+            "new": 1,
+            "duplicate": 0,
+            "matched": 1,
+            "unmatched": 0,
+            "ignored": [],
+        }
+        assert first.json() == answer
         again = http.post(url, content=body, headers=headers)
-        assert again.json() == {"new": 0, "duplicate": 1, "matched": 0, "unmatched": 0}
+        answer = {"new": 0, "duplicate": 1, "matched": 0, "unmatched": 0, "ignored": []}
+        assert again.json() == answer
+        # The pair mapped by configuration is taken like a built-in one; a visit in the same
+        # post is named as ignored.
+        accepted = envelope("action", "accepted") | {"time": "2026-03-05T08:00:00Z"}
+        both = http.post(url, json=[accepted, envelope("visit", "update")]).json()
+        assert both["duplicate"] == 0 and both["ignored"] == ["visit.update"]
         stranger = envelope(
             "message", "received", Profile="https://www.linkedin.com/in/zed", Message="hello?"
         )
         assert http.post(url, json=stranger).json()["unmatched"] == 1
 
     stored = _stored(tmp_path)
-    assert len(stored) == 2
-    assert stored[0][1] == "k-connect" and stored[1][1] is None
+    assert sorted((key.split(":")[2], outbox) for key, outbox in stored) == [
+        ("action.accepted", "k-connect"),
+        ("connected.create", "k-connect"),
+        ("message.received", None),
+    ]
     # The server side (uvicorn, starlette, ours) never writes the secret; the test's own
     # client (httpx) logs the URL it calls, which is not the server's doing.
     server_side = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]

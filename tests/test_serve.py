@@ -140,7 +140,7 @@ def test_serve_runs_inbox_webhook_and_scheduler(
     first = httpx.post(genuine, json=_dux(), timeout=10)
     assert first.status_code == 200 and first.json()["new"] == 1, first.text
     again = httpx.post(genuine, json=_dux(), timeout=10)
-    assert again.json() == {"new": 0, "duplicate": 1, "matched": 0, "unmatched": 0}
+    assert again.json() == {"new": 0, "duplicate": 1, "matched": 0, "unmatched": 0, "ignored": []}
     forged = httpx.post(f"{base}/webhooks/duxsoup/{SECRET[:-1]}x", json=_dux(), timeout=10)
     assert forged.status_code == 404
     assert httpx.get(genuine, timeout=10).status_code == 405  # POST only

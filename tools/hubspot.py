@@ -3,8 +3,9 @@
 Auth: a private-app access token (`GTM_HUBSPOT_TOKEN`), sent as a Bearer token. Scopes used
 (`REQUIRED_SCOPES`, checked by `gtm doctor`): `crm.objects.companies.read/write`,
 `crm.objects.contacts.read/write` (notes and tasks are engagements HubSpot gates with the
-contacts scopes), `crm.objects.deals.read` (open deals) and `crm.objects.owners.read` (the
-account owner, read at intake).
+contacts scopes), `crm.objects.deals.read` (open deals), `crm.objects.owners.read` (the
+account owner, read at intake) and `communication_preferences.write` (the opt-out write-back;
+HubSpot's v4 subscriptions guide: `.write` or `communication_preferences.read_write` grants it).
 
 - Find-or-create: search (`filterGroups`/`sorts`/`properties`/`limit`/`after`) by domain or
   email, create only if nothing matches. Creates carry `associations`. A record that exists is
@@ -216,7 +217,10 @@ class HubSpotCRM:
         "crm.objects.contacts.write",
         "crm.objects.deals.read",
         "crm.objects.owners.read",
+        "communication_preferences.write",
     )
+    ALSO_GRANTED_BY = {"communication_preferences.write": "communication_preferences.read_write"}
+    """A scope another one grants too (HubSpot lists either for the v4 subscription writes)."""
 
     async def check(self) -> str:
         """Auth, scopes and rate-limit headroom, reading only. The token's scopes are compared
@@ -229,7 +233,11 @@ class HubSpotCRM:
             idempotent=True,
         )
         scopes = set(resp.json().get("scopes") or [])
-        missing = [sc for sc in self.REQUIRED_SCOPES if sc not in scopes]
+        missing = [
+            sc
+            for sc in self.REQUIRED_SCOPES
+            if sc not in scopes and self.ALSO_GRANTED_BY.get(sc) not in scopes
+        ]
         if missing:
             raise ScopeError("hubspot", f"the private app lacks scopes: {', '.join(missing)}")
         await self._http.request(
@@ -367,10 +375,11 @@ class HubSpotCRM:
     async def mark_opted_out(self, contact: Contact) -> bool:
         """Unsubscribe the person's address from all email. `hs_email_optout` is HubSpot's own
         record of that and is read-only; the communication preferences API (v4
-        `statuses/{address}/unsubscribe-all`, channel EMAIL; scope `subscriptions-status-write`,
-        not in `REQUIRED_SCOPES` so older tokens still pass `gtm doctor`) is what sets it.
-        Repeating it leaves the same state. False when HubSpot has no such contact or no address
-        for them: HubSpot keeps no LinkedIn opt-out."""
+        `POST statuses/{address}/unsubscribe-all`, channel EMAIL; scope
+        `communication_preferences.write` or `.read_write`, in `REQUIRED_SCOPES` so `gtm doctor`
+        names it before an opt-out has to be written) is what sets it. Repeating it leaves the
+        same state. False when HubSpot has no such contact or no address for them: HubSpot
+        keeps no LinkedIn opt-out."""
         found = await self.find_contact(contact)
         if found is None or not found.email:
             return False

@@ -187,6 +187,23 @@ async def _mailbox(s: Settings) -> Finding:
         return Finding(name, False, str(exc), fix)
 
 
+def _webhook(s: Settings) -> Finding:
+    """What the Dux-Soup receiver takes as events: the unconfirmed built-in pairs and the ones
+    `GTM_DUXSOUP_WEBHOOK_KINDS` maps (already checked when the settings were loaded)."""
+    extra = ", ".join(f"{k} -> {v}" for k, v in sorted(s.duxsoup_webhook_kinds.items()))
+    mapped = f"GTM_DUXSOUP_WEBHOOK_KINDS: {extra}" if extra else "built-in type.stage pairs only"
+    return Finding(
+        "dux-soup webhook",
+        True,
+        f"served by `gtm serve`; {mapped}; a post of any other pair is answered 202 with "
+        "the pair named, logged once, and not recorded",
+        ""
+        if extra
+        else "the built-in pairs are unconfirmed: press Send Sample in Dux-Soup and "
+        "map what arrives in GTM_DUXSOUP_WEBHOOK_KINDS (README)",
+    )
+
+
 async def diagnose(s: Settings) -> list[Finding]:
     out: list[Finding] = []
     cfg = default_config_path()
@@ -214,4 +231,6 @@ async def diagnose(s: Settings) -> list[Finding]:
             out.append(await _check(s, seam, opener))
     if s.imap_host:
         out.append(await _mailbox(s))
+    if s.duxsoup_webhook_secret is not None:
+        out.append(_webhook(s))
     return out

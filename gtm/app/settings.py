@@ -159,6 +159,11 @@ class Settings(BaseSettings):
         default=None,
         description="Secret path segment of the Dux-Soup webhook URL; unset = no receiver.",
     )
+    duxsoup_webhook_kinds: dict[str, str] = Field(
+        default_factory=dict,
+        description="Dux-Soup webhook `type.stage` -> connection_accepted, message_received or "
+        "ignore, on top of the built-in pairs (gtm.web.webhooks.DUXSOUP_KINDS).",
+    )
     email: Literal["local", "smtp"] = Field(default="local")
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)
@@ -216,6 +221,17 @@ class Settings(BaseSettings):
         if v is not None:
             check_unsubscribe_secret(v.get_secret_value())
         return v
+
+    @field_validator("duxsoup_webhook_kinds")
+    @classmethod
+    def _type_stage_kinds(cls, v: dict[str, str]) -> dict[str, str]:
+        kinds = ("connection_accepted", "message_received", "ignore")
+        for key, kind in v.items():
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}\.[A-Za-z0-9_-]{1,40}", key):
+                raise ValueError(f"entry {key!r}: the key must be Dux-Soup's type.stage")
+            if kind not in kinds:
+                raise ValueError(f"entry {key!r} = {kind!r}: must be one of {', '.join(kinds)}")
+        return {key.lower(): kind for key, kind in v.items()}
 
     @classmethod
     def settings_customise_sources(

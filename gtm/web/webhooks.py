@@ -1,11 +1,23 @@
 """Dux-Soup's webhook: LinkedIn events in, from a post only the user's secret URL can make.
 
-How Dux-Soup delivers (its support article "Webhook by Example"): in Dux-Soup Options → Connect
-tab the user switches webhooks on and sets a *Target URL*, picks the event types to send, and can
-press *Send Sample*. Each event is one HTTP POST whose JSON body is an envelope
+How Dux-Soup delivers (its support article "Webhook by Example",
+support.dux-soup.com/article/114-webhook-by-example): in Dux-Soup Options → Connect tab the user
+switches webhooks on and sets a *Target URL*, picks the event types to send, and can press *Send
+Sample*. Each event is one HTTP POST whose JSON body is an envelope
 `{"userid", "time", "type", "event", "data"}`: the Dux-Soup user, when the event was created
 (ISO 8601), the event type and its stage (e.g. `visit` / `create`), and the details, where a
 profile's `data` carries `id` and `Profile` (the profile URL).
+
+Which (type, stage) pairs mean "connection accepted" and "message received" is not confirmed:
+the article shows only the visit event, and no public integration we could find (searched:
+Dux-Soup's support pages, GitHub code and issues, n8n/Zapier/Make material) shows a real post
+of either. Third-party receivers name `message`, `action` and `rccommand` types besides `visit`
+and `scan`, without samples. So `DUXSOUP_KINDS` is a guess that a user checks and corrects
+without a code change: `GTM_DUXSOUP_WEBHOOK_KINDS` (or `duxsoup_webhook_kinds` in the config
+file) adds `type.stage` → kind pairs, or turns a built-in one off with `ignore`. Every post of
+a pair that is not mapped is acknowledged (202), recorded nowhere, named in the JSON answer
+(`"ignored": ["visit.create"]`) and logged once per new pair (a warning: `gtm serve` shows
+warnings), so what Dux-Soup really sends shows up the first time it sends it.
 
 Dux-Soup offers no signing secret and no custom header: the target URL is all a user can set. So
 the secret is the URL: the receiver listens on `/webhooks/duxsoup/<secret>`, where the secret is
@@ -13,17 +25,18 @@ the secret is the URL: the receiver listens on `/webhooks/duxsoup/<secret>`, whe
 to any other path gets the same 404 as an unknown page. The secret is never logged: the server
 runs without an access log, and nothing here writes the path anywhere.
 
-Refused posts (wrong secret, body too large, not JSON, not the envelope, an event we take with
-no usable profile) get a 4xx and nothing of them is recorded. Event types this product does not
-act on (visits, scans, robot commands...) are acknowledged with 202 and recorded nowhere.
+Refused posts (wrong secret, body too large, not JSON, not the envelope, a mapped event with no
+usable profile) get a 4xx and nothing of them is recorded.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
@@ -45,11 +58,14 @@ from tools.unsubscribe import ONE_CLICK_BODY, check_unsubscribe_secret, key_of
 __all__ = [
     "DUXSOUP_KINDS",
     "MAX_BODY_BYTES",
+    "DuxSoupPost",
     "PayloadError",
     "WebhookConfigError",
     "check_secret",
     "duxsoup_events",
+    "duxsoup_kinds",
     "duxsoup_route",
+    "read_post",
     "unsubscribe_route",
     "webhook_path",
     "webhook_routes",
@@ -59,13 +75,20 @@ DUXSOUP_KINDS: Mapping[tuple[str, str], EventKind] = {
     ("connected", "create"): "connection_accepted",
     ("message", "received"): "message_received",
 }
-"""(type, stage) of a Dux-Soup post → the event it is. Only the envelope and the visit example
-of Dux-Soup's article could be checked; these two names follow its `type`/`event` scheme and
-must be confirmed with Dux-Soup's *Send Sample* before they are relied on. Every other pair is
-acknowledged and ignored."""
+"""(type, stage) of a Dux-Soup post → the event it is, built in. Unconfirmed (see the module
+docstring): these follow the article's `type`/`event` scheme; `duxsoup_kinds` puts the user's
+`GTM_DUXSOUP_WEBHOOK_KINDS` on top. Every other pair is acknowledged and ignored."""
 
+_KINDS: Mapping[str, EventKind] = {
+    "connection_accepted": "connection_accepted",
+    "message_received": "message_received",
+}
 MAX_BODY_BYTES = 256 * 1024
+MAX_PAIRS_LOGGED = 64
+"""Distinct unmapped pairs a receiver logs; past that a sender cannot grow its memory."""
 _SECRET = re.compile(r"[A-Za-z0-9_-]{32,256}")
+_UNSAFE = re.compile(r"[^a-z0-9_-]")
+log = logging.getLogger("gtm.web.webhooks")
 
 
 class WebhookConfigError(ValueError):
@@ -86,6 +109,29 @@ def check_secret(secret: str) -> str:
     return secret
 
 
+def duxsoup_kinds(extra: Mapping[str, str] | None = None) -> dict[tuple[str, str], EventKind]:
+    """`DUXSOUP_KINDS` with `extra` (`"type.stage"` → `connection_accepted`, `message_received`
+    or `ignore`, as `GTM_DUXSOUP_WEBHOOK_KINDS` holds them) on top. Raises `WebhookConfigError`
+    naming the first bad entry."""
+    kinds = dict(DUXSOUP_KINDS)
+    for key, value in (extra or {}).items():
+        type_, dot, stage = key.lower().partition(".")
+        if not (type_ and dot and stage):
+            raise WebhookConfigError(
+                f"GTM_DUXSOUP_WEBHOOK_KINDS: entry {key!r}: the key must be type.stage"
+            )
+        if value == "ignore":
+            kinds.pop((type_, stage), None)
+        elif value in _KINDS:
+            kinds[(type_, stage)] = _KINDS[value]
+        else:
+            raise WebhookConfigError(
+                f"GTM_DUXSOUP_WEBHOOK_KINDS: entry {key!r} = {value!r}: must be one of "
+                f"{', '.join([*_KINDS, 'ignore'])}"
+            )
+    return kinds
+
+
 def webhook_path(secret: str) -> str:
     """The path to give Dux-Soup as its Target URL (after this server's address)."""
     return f"/webhooks/duxsoup/{check_secret(secret)}"
@@ -102,15 +148,36 @@ class _Envelope(BaseModel):
 
 
 def _text(data: Mapping[str, Any]) -> str:
-    """The message text, from `data.Message` (unconfirmed, like `DUXSOUP_KINDS`); empty when
-    absent: the kind of event still holds without it."""
-    value = data.get("Message")
-    return value if isinstance(value, str) else ""
+    """The message text, from `data.Message` (or `data.message`; unconfirmed, like
+    `DUXSOUP_KINDS`); empty when absent: the kind of event still holds without it."""
+    for field in ("Message", "message"):
+        value = data.get(field)
+        if isinstance(value, str):
+            return value
+    return ""
 
 
-def duxsoup_events(payload: Any) -> list[Event]:
-    """The events a Dux-Soup post carries (one envelope, or a list of them), leaving out the
-    types we do not act on. Raises `PayloadError` naming the field when the post is malformed.
+def _pair(type_: str, stage: str) -> str:
+    """`type.stage` as it may be shown or logged: lower case, 40 characters a part, anything
+    but letters, digits, `_` and `-` replaced (a post cannot write into the log)."""
+    return f"{_UNSAFE.sub('?', type_.lower()[:40])}.{_UNSAFE.sub('?', stage.lower()[:40])}"
+
+
+@dataclass(frozen=True)
+class DuxSoupPost:
+    """What one post carries: the events we take, and the pairs we do not map."""
+
+    events: list[Event]
+    ignored: list[str]
+    """`type.stage` of every envelope no mapping takes, each once, in the order they came."""
+
+
+def read_post(
+    payload: Any, kinds: Mapping[tuple[str, str], EventKind] = DUXSOUP_KINDS
+) -> DuxSoupPost:
+    """The events a Dux-Soup post carries (one envelope, or a list of them) and the pairs it
+    carries that `kinds` does not map. Raises `PayloadError` naming the field when the post is
+    malformed: then nothing of it is taken, mapped or not.
 
     The key is the Dux-Soup user, the type and stage, the record's `data.id` and the envelope's
     `time`: a redelivered post is the same event, two messages from one person are two.
@@ -119,6 +186,7 @@ def duxsoup_events(payload: Any) -> list[Event]:
     if not items:
         raise PayloadError("body: an empty list")
     events: list[Event] = []
+    ignored: list[str] = []
     for n, item in enumerate(items):
         where = f"[{n}]." if isinstance(payload, list) else ""
         try:
@@ -128,8 +196,10 @@ def duxsoup_events(payload: Any) -> list[Event]:
             raise PayloadError(
                 ", ".join(where + f for f in fields) + ": missing or invalid"
             ) from None
-        kind = DUXSOUP_KINDS.get((env.type.lower(), env.event.lower()))
+        kind = kinds.get((env.type.lower(), env.event.lower()))
         if kind is None:
+            if (pair := _pair(env.type, env.event)) not in ignored:
+                ignored.append(pair)
             continue
         record = env.data.get("id")
         if not isinstance(record, str | int) or isinstance(record, bool) or str(record) == "":
@@ -151,7 +221,14 @@ def duxsoup_events(payload: Any) -> list[Event]:
         if (why := why_invalid(event)) is not None:
             raise PayloadError(f"{where}{why}")
         events.append(event)
-    return events
+    return DuxSoupPost(events=events, ignored=ignored)
+
+
+def duxsoup_events(
+    payload: Any, kinds: Mapping[tuple[str, str], EventKind] = DUXSOUP_KINDS
+) -> list[Event]:
+    """The events of `read_post`, leaving out the pairs not mapped."""
+    return read_post(payload, kinds).events
 
 
 async def _body(request: Request) -> bytes | None:
@@ -166,11 +243,30 @@ async def _body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def duxsoup_route(secret: str, ingest: Callable[[Sequence[Event]], IngestReport]) -> Route:
+def duxsoup_route(
+    secret: str,
+    ingest: Callable[[Sequence[Event]], IngestReport],
+    *,
+    kinds: Mapping[tuple[str, str], EventKind] = DUXSOUP_KINDS,
+) -> Route:
     """A Starlette route for Dux-Soup's posts, to add to any app's routes (`gtm serve`,
     `gtm inbox --web`). `ingest` takes the events in (`gtm.app.loop.ingest` bound to the open
-    workspace); it runs on the server's event loop, where the workspace's stores were opened."""
+    workspace); it runs on the server's event loop, where the workspace's stores were opened.
+    `kinds` maps (type, stage) to events (`duxsoup_kinds`); a pair it does not map is named in
+    the answer's `ignored` and logged the first time this route sees it."""
     expected = check_secret(secret).encode()
+    logged: set[str] = set()
+
+    def note(ignored: list[str]) -> None:
+        for pair in ignored:
+            if pair not in logged and len(logged) < MAX_PAIRS_LOGGED:
+                logged.add(pair)
+                log.warning(
+                    "Dux-Soup webhook: a post of type.stage %s, which no mapping takes, was "
+                    "acknowledged and not recorded (if it is an accept or a reply, map it in "
+                    "GTM_DUXSOUP_WEBHOOK_KINDS)",
+                    pair,
+                )
 
     async def receive(request: Request) -> Response:
         given = str(request.path_params.get("secret", "")).encode()
@@ -184,18 +280,20 @@ def duxsoup_route(secret: str, ingest: Callable[[Sequence[Event]], IngestReport]
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return JSONResponse({"error": "body: not JSON"}, status_code=400)
         try:
-            events = duxsoup_events(payload)
+            post = read_post(payload, kinds)
         except PayloadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=422)
-        if not events:
-            return JSONResponse({"ignored": True}, status_code=202)
-        report = ingest(events)
+        note(post.ignored)
+        if not post.events:
+            return JSONResponse({"ignored": post.ignored}, status_code=202)
+        report = ingest(post.events)
         return JSONResponse(
             {
                 "new": report.new,
                 "duplicate": report.duplicate,
                 "matched": report.matched,
                 "unmatched": report.unmatched,
+                "ignored": post.ignored,
             }
         )
 
@@ -283,8 +381,10 @@ def webhook_routes(
     settings: Settings, ingest: Callable[[Sequence[Event]], IngestReport]
 ) -> list[Route]:
     """The webhook routes `settings` asks for: Dux-Soup's when `GTM_DUXSOUP_WEBHOOK_SECRET` is
-    set (raising `WebhookConfigError` if it cannot guard a URL), else none."""
+    set, with `GTM_DUXSOUP_WEBHOOK_KINDS` on top of the built-in pairs (raising
+    `WebhookConfigError` if the secret cannot guard a URL or a pair is bad), else none."""
     secret = settings.duxsoup_webhook_secret
     if secret is None:
         return []
-    return [duxsoup_route(secret.get_secret_value(), ingest)]
+    kinds = duxsoup_kinds(settings.duxsoup_webhook_kinds)
+    return [duxsoup_route(secret.get_secret_value(), ingest, kinds=kinds)]

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 Answer = tuple[int, dict[str, str], Any]
 
@@ -174,13 +174,22 @@ def _now() -> str:
 _HS_GATE = {"notes": "contacts", "tasks": "contacts"}  # engagements ride on the contacts scopes
 
 
+_HS_ALSO = {  # a scope that `.read_write` also grants (HubSpot's v4 subscriptions guide)
+    "communication_preferences.read": "communication_preferences.read_write",
+    "communication_preferences.write": "communication_preferences.read_write",
+}
+
+
 class FakeHubSpot(FakeProvider):
-    """CRM v3 objects (search, create, batch read), v4 associations, owners, token info.
+    """CRM v3 objects (search, create, batch read), v4 associations, owners, token info, and
+    the v4 communication preferences "unsubscribe from all" status (POST sets it, GET reads).
 
     As HubSpot does: every endpoint checks the private app's scopes and answers a missing one
-    with 403 `MISSING_SCOPES`; search pages at most 200, batch read takes at most 100 inputs,
-    association listings page 500 at a time with `paging.next.after`; a default association
-    adds a link and leaves the contact's primary company as it was.
+    with 403 `MISSING_SCOPES` (the subscription endpoints take `communication_preferences.write`
+    or `.read`, or `.read_write` for either); search pages at most 200, batch read takes at most
+    100 inputs, association listings page 500 at a time with `paging.next.after`; a default
+    association adds a link and leaves the contact's primary company as it was; unsubscribing
+    an address from all email sets `hs_email_optout` on its contacts, and again changes nothing.
     """
 
     ASSOC_OK = {279, 1, 190, 202, 192, 204}
@@ -196,7 +205,9 @@ class FakeHubSpot(FakeProvider):
             "crm.objects.contacts.write",
             "crm.objects.deals.read",
             "crm.objects.owners.read",
+            "communication_preferences.write",
         ]
+        self.unsubscribed_all: set[str] = set()  # addresses opted out of all email
         self.objects: dict[str, dict[str, dict[str, Any]]] = {
             t: {} for t in ("companies", "contacts", "notes", "tasks", "deals")
         }
@@ -230,9 +241,15 @@ class FakeHubSpot(FakeProvider):
             if method == "GET":
                 return [scope(seg[3], "read"), scope(seg[6], "read")]
             return [scope(seg[3], "write")]
+        if seg[:2] == ["communication-preferences", "v4"]:
+            return [f"communication_preferences.{'read' if method == 'GET' else 'write'}"]
         return []
 
+    def granted(self, scope: str) -> bool:
+        return scope in self.scopes or _HS_ALSO.get(scope) in self.scopes
+
     def _missing_scopes(self, need: list[str]) -> Answer:
+        need = need + [_HS_ALSO[sc] for sc in need if sc in _HS_ALSO]  # "one or more of"
         return (
             403,
             {},
@@ -294,11 +311,13 @@ class FakeHubSpot(FakeProvider):
         if headers.get("authorization") != f"Bearer {self.token}":
             return self._err(401, "Authentication credentials not found.", "INVALID_AUTHENTICATION")
         seg = path.strip("/").split("/")
-        need = [sc for sc in self.needs(method, seg) if sc not in self.scopes]
+        need = [sc for sc in self.needs(method, seg) if not self.granted(sc)]
         if need:
             return self._missing_scopes(need)
         body = _json(raw)
         h = self._headers()
+        if seg[:3] == ["communication-preferences", "v4", "statuses"] and len(seg) == 5:
+            return self._unsubscribe_all(method, unquote(seg[3]).lower(), seg[4], query, h)
         if path == "/oauth/v2/private-apps/get/access-token-info" and method == "POST":
             return 200, h, {"userId": 1, "hubId": 42, "appId": 7, "scopes": self.scopes}
         if seg[:3] == ["crm", "v3", "owners"] and method == "GET":
@@ -344,6 +363,34 @@ class FakeHubSpot(FakeProvider):
                     {"status": "COMPLETE", "results": [{"from": {"id": oid}, "to": {"id": to_id}}]},
                 )
         return self._err(404, f"no route {method} {path}", "NOT_FOUND")
+
+    def _unsubscribe_all(
+        self, method: str, address: str, tail: str, query: dict[str, str], h: dict[str, str]
+    ) -> Answer:
+        """`{GET,POST} /communication-preferences/v4/statuses/{address}/unsubscribe-all`:
+        channel EMAIL is required; results are listed only with `verbose=true`."""
+        if tail != "unsubscribe-all" or method not in ("GET", "POST"):
+            return self._err(404, f"no route {method} {tail}", "NOT_FOUND")
+        if query.get("channel") != "EMAIL":
+            return self._err(400, "channel must be EMAIL", "VALIDATION_ERROR")
+        changed = method == "POST" and address not in self.unsubscribed_all
+        if method == "POST":
+            self.unsubscribed_all.add(address)
+            for p in self.objects["contacts"].values():
+                if str(p.get("email") or "").lower() == address:
+                    p["hs_email_optout"] = "true"
+        result = {
+            "subscriberIdString": address,
+            "channel": "EMAIL",
+            "status": "UNSUBSCRIBED",
+            "timestamp": _now(),
+            **({"setStatusSuccessReason": "NO_STATUS_CHANGE"} if not changed else {}),
+        }
+        verbose = query.get("verbose") == "true"
+        listed = [result] if verbose and address in self.unsubscribed_all else []
+        now = _now()
+        body = {"status": "COMPLETE", "results": listed, "requestedAt": now}
+        return 200, h, {**body, "startedAt": now, "completedAt": now}
 
     def associations(self, obj: str, oid: str, to: str, query: dict[str, str]) -> dict[str, Any]:
         """One page of a v4 association listing: at most 500, `after` for the next page."""
