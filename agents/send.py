@@ -28,9 +28,11 @@ from agents.eligibility import cooldown_detail, cooldowns, suppression_reason
 from agents.followup import stop_reason, thread_keys
 from agents.pacing import limits_for, next_opening, paced, steps_for
 from agents.state import State
-from gtm.domain.models import Receipt, Step, idempotency_key
+from gtm.domain.identity import profile_url
+from gtm.domain.models import Receipt, Step, TouchFacts, idempotency_key
 from tools.channels import ChannelError
 from tools.smtp import MessageError, check_recipient
+from tools.suppression import email_address
 
 __all__ = ["send"]
 
@@ -51,6 +53,27 @@ def _prepare(deps: Deps, state: State, step: Step, key: str) -> Callable[[], Awa
     check_recipient(to=to, to_name=contact.name, subject=subject)
     return lambda: deps.email.send(
         to=to, to_name=contact.name, subject=subject, body=draft.body, key=key
+    )
+
+
+def touch_facts(state: State) -> TouchFacts:
+    """What the outbox keeps beside each action of this send: the address it goes to (what an
+    accept or a reply is matched by), the sequence position, the tier, the prompt that wrote it
+    and the review's judgement of the text as approved (what the funnel is broken down by)."""
+    draft, contact, review = state.draft, state.contact, state.review
+    assert draft is not None and contact is not None
+    linkedin = draft.channel == "linkedin"
+    address = contact.linkedin_url if linkedin else contact.email
+    recipient = (profile_url(address) if linkedin else email_address(address)) if address else None
+    judged = {r.check: r.score for r in review.results} if review is not None else {}
+    specific = judged.get("genericness")  # the check scores specificity: 1 - genericness
+    return TouchFacts(
+        recipient=recipient,
+        position=state.sequence_position,
+        tier=state.tier.tier if state.tier else None,
+        prompt_version=draft.prompt_version,
+        genericness=round(1 - specific, 4) if specific is not None else None,
+        verdict=None if review is None else "clean" if review.passed else "findings",
     )
 
 
@@ -89,6 +112,7 @@ async def send(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
 
     channel = deps.linkedin if draft.channel == "linkedin" else deps.email
     sender, is_paced = channel.sender, paced(deps.playbook, channel.live)
+    facts = touch_facts(state)
     sent: list[str] = list(state.sent_keys)
     events: list[str] = []
 
@@ -127,6 +151,7 @@ async def send(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
                     f"deferred, outside working hours (until {opens:%Y-%m-%d %H:%M} UTC)",
                 )
             got = deps.outbox.reserve(
+                touch=facts,
                 key=key,
                 campaign=state.campaign,
                 account_id=state.account.account_id,

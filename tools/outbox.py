@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from gtm.domain.models import Channel, OutboxEntry, OutboxState, Step
-from tools.sqlite import compact, connect, where
+from gtm.domain.models import Channel, OutboxEntry, OutboxState, Step, TouchFacts
+from tools.sqlite import add_columns, compact, connect, where
 
 __all__ = ["Cooldowns", "CooldownHit", "Outbox", "Limit", "Reservation", "iso_week_start"]
 
@@ -37,6 +37,16 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_window ON outbox(sender, step, created_at);
 CREATE INDEX IF NOT EXISTS outbox_campaign ON outbox(campaign, state);
 """
+
+_TOUCH_COLUMNS = {
+    "recipient": "TEXT",
+    "position": "INTEGER NOT NULL DEFAULT 0",
+    "tier": "INTEGER",
+    "prompt_version": "TEXT",
+    "genericness": "REAL",
+    "verdict": "TEXT",
+}
+"""`TouchFacts`, one column each, added to outboxes written before they were kept."""
 
 
 def iso_week_start(t: datetime) -> datetime:
@@ -96,13 +106,16 @@ class Outbox:
     def __init__(self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self._clock = clock
         self._db = connect(path, _SCHEMA)
+        add_columns(self._db, "outbox", _TOUCH_COLUMNS)
 
     def close(self) -> None:
         self._db.close()
 
     @staticmethod
     def _entry(r: sqlite3.Row) -> OutboxEntry:
-        return OutboxEntry.model_validate(dict(r))
+        row = dict(r)
+        touch = {k: row.pop(k) for k in _TOUCH_COLUMNS}
+        return OutboxEntry.model_validate({**row, "touch": touch})
 
     @contextmanager
     def _write_lock(self) -> Iterator[None]:
@@ -128,6 +141,7 @@ class Outbox:
         limits: Sequence[Limit] = (),
         min_gap: timedelta | None = None,
         cooldown: Cooldowns | None = None,
+        touch: TouchFacts | None = None,
     ) -> Reservation:
         """Record a `pending` action under `key`, if no entry has it, the person and account are
         out of `cooldown`, and the caps allow it.
@@ -135,7 +149,7 @@ class Outbox:
         Deciding and inserting happen in one transaction that holds SQLite's write lock, so two
         processes cannot both take the last slot under a cap, nor both contact one person from
         two campaigns. `min_gap` is the least time since this sender's previous action (pacing
-        for live providers).
+        for live providers). `touch` is kept with the row: whom it went to and how it was judged.
         """
         now = self._clock()
         with self._write_lock():
@@ -166,11 +180,13 @@ class Outbox:
                     if ready > now:
                         return Reservation(None, created=False, not_before=ready)
             stamp = now.isoformat()
+            facts = (touch or TouchFacts()).model_dump()
             self._db.execute(
                 "INSERT INTO outbox (key, campaign, account_id, contact_key, step, channel,"
-                " sender, state, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                (key, campaign, account_id, contact_key, step, channel, sender, stamp, stamp),
+                f" sender, state, created_at, updated_at, {', '.join(_TOUCH_COLUMNS)})"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?{', ?' * len(_TOUCH_COLUMNS)})",
+                (key, campaign, account_id, contact_key, step, channel, sender, stamp, stamp)
+                + tuple(facts[k] for k in _TOUCH_COLUMNS),
             )
         entry = self.get(key)
         assert entry is not None
@@ -262,10 +278,15 @@ class Outbox:
         return CooldownHit(entry, "account", cooldown.account, age)
 
     def erase_contact(self, contact_key: str, replacement: str) -> int:
-        """Replace a person's key by a one-way stand-in. The rows stay: they still count against
-        caps and still stop a resend; they no longer say who it was."""
+        """Replace a person's key by a one-way stand-in and forget the address an action went to
+        (`contact_key` may be either). The rows stay: they still count against caps and still
+        stop a resend; they no longer say who it was."""
         n = self._db.execute(
-            "UPDATE outbox SET contact_key = ? WHERE contact_key = ?", (replacement, contact_key)
+            "UPDATE outbox SET contact_key = ?, recipient = NULL WHERE contact_key = ?",
+            (replacement, contact_key),
+        ).rowcount
+        n += self._db.execute(
+            "UPDATE outbox SET recipient = NULL WHERE recipient = ?", (contact_key,)
         ).rowcount
         compact(self._db)
         return int(n)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
-__all__ = ["connect", "where", "compact", "erase_rows", "retry_while_locked", "KeyLedger"]
+__all__ = [
+    "add_columns",
+    "connect",
+    "where",
+    "compact", 
+    "erase_rows",
+    "retry_while_locked",
+    "KeyLedger",
+]
 
 
 def connect(path: Path | str, schema: str = "") -> sqlite3.Connection:
@@ -50,6 +58,21 @@ def _prepare(db: sqlite3.Connection, *, wal: bool, schema: str) -> None:
         db.execute("PRAGMA journal_mode=WAL")
     if schema:
         db.executescript(schema)
+
+
+def add_columns(db: sqlite3.Connection, table: str, columns: Mapping[str, str]) -> None:
+    """Add each of `columns` (name → type and default) that `table` lacks: the schema of a file
+    written by an older version, brought up to date in place. Two processes opening the same
+    old file may both try; the second one's "duplicate column" is the work already done."""
+    have = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+    for name, decl in columns.items():
+        if name in have:
+            continue
+        try:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column name" not in str(exc):
+                raise
 
 
 def compact(db: sqlite3.Connection) -> None:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gtm.domain.models import Account, AccountStatus, Channel, Decision, DecisionAction
 from gtm.domain.threads import thread_id_for
-from tools.sqlite import compact, connect, where
+from tools.sqlite import add_columns, compact, connect, where
 
 __all__ = ["DecisionRecord", "Ledger", "ThreadRow"]
 
@@ -64,16 +64,17 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_thread ON decisions(thread_id, seq);
 """
 
-_MIGRATIONS = (
-    "ALTER TABLE threads ADD COLUMN pending_decision TEXT",
-    "ALTER TABLE threads ADD COLUMN pending_interrupt TEXT",
-    "ALTER TABLE threads ADD COLUMN contact TEXT NOT NULL DEFAULT ''",
-    "ALTER TABLE threads ADD COLUMN preview TEXT NOT NULL DEFAULT ''",
-    "ALTER TABLE threads ADD COLUMN claim_owner TEXT",
-    "ALTER TABLE threads ADD COLUMN seq_pos INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE threads ADD COLUMN next_due TEXT",
-    "ALTER TABLE threads ADD COLUMN seq_stopped TEXT",
-)
+_ADDED_COLUMNS = {
+    "pending_decision": "TEXT",
+    "pending_interrupt": "TEXT",
+    "contact": "TEXT NOT NULL DEFAULT ''",
+    "preview": "TEXT NOT NULL DEFAULT ''",
+    "claim_owner": "TEXT",
+    "seq_pos": "INTEGER NOT NULL DEFAULT 0",
+    "next_due": "TEXT",
+    "seq_stopped": "TEXT",
+}
+"""Columns added since the first ledgers were written, brought to older files on open."""
 
 CLAIM_TIMEOUT = timedelta(minutes=15)
 """A claim older than this is taken to belong to a process that died mid-decision. Applying a
@@ -152,10 +153,7 @@ class Ledger:
     def __init__(self, path: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self._clock = clock
         self._db = connect(path, _SCHEMA)
-        have = {r["name"] for r in self._db.execute("PRAGMA table_info(threads)")}
-        for sql in _MIGRATIONS:
-            if sql.split()[5] not in have:
-                self._db.execute(sql)
+        add_columns(self._db, "threads", _ADDED_COLUMNS)
 
     def close(self) -> None:
         self._db.close()

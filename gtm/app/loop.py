@@ -10,8 +10,9 @@ Matching, in order:
    email is that email's answer;
 2. otherwise the person's identifier, in its canonical form (an address as `tools.suppression`
    keeps it, a profile URL as `gtm.domain.identity.profile_url` gives it), must equal the sent
-   entry's contact key, or, for LinkedIn, the profile the local action log recorded under that
-   entry's key. Among the person's sent touches of a step the event can answer (an acceptance
+   entry's contact key or the address the action went to (kept with the outbox row: a contact
+   with an email is keyed by it, and Dux-Soup names only the profile), or, for rows written
+   before the outbox kept it, the profile the local action log recorded under that entry's key. Among the person's sent touches of a step the event can answer (an acceptance
    answers a connection request, a reply answers a note or a message) the latest one sent at or
    before the event is the one it answers.
 Nothing else (names, companies, domains) is ever used: no exact match means unmatched.
@@ -140,8 +141,9 @@ def match(
 ) -> OutboxEntry | None:
     """The sent touch `event` answers, by exact identifier (see the module docstring), or None.
 
-    `sent` are the outbox's `sent` entries; `profiles` maps an outbox key to the canonical
-    profile URL the LinkedIn action was performed on, where that is known.
+    `sent` are the outbox's `sent` entries, each with the address it went to (`touch.recipient`);
+    `profiles` maps an outbox key to the canonical profile URL the local twin performed the
+    action on, for rows written before the outbox kept the address.
     """
     can_answer = [e for e in sent if e.state == "sent" and e.step in _ANSWERS[event.kind]]
     if event.channel == "email" and event.in_reply_to:
@@ -157,7 +159,7 @@ def match(
         e
         for e in can_answer
         if e.channel == event.channel
-        and (_person_key(e.contact_key) == person or profiles.get(e.key) == person)
+        and person in (_person_key(e.contact_key), e.touch.recipient, profiles.get(e.key))
         and e.created_at <= event.at
     ]
     return max(mine, key=lambda e: e.created_at) if mine else None

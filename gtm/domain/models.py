@@ -25,6 +25,7 @@ __all__ = [
     "Fact",
     "FactKind",
     "OutboxEntry",
+    "TouchFacts",
     "OutboxState",
     "Receipt",
     "Review",
@@ -193,6 +194,27 @@ class Decision(_Model):
 OutboxState = Literal["pending", "sent", "failed", "unknown"]
 
 
+class TouchFacts(_Model):
+    """The facts of one touch that the outbox keeps beside its key (all optional: rows written
+    before they were kept have none)."""
+
+    recipient: str | None = Field(
+        default=None,
+        description="The address the action went to: the canonical profile URL on LinkedIn, "
+        "the email address by email. Replies and accepts are matched by it.",
+    )
+    position: int = Field(default=0, ge=0, description="Sequence position: 0 the first touch.")
+    tier: int | None = Field(default=None, description="The account's tier when it was sent.")
+    prompt_version: str | None = Field(default=None, description="'name@version' that wrote it.")
+    genericness: float | None = Field(
+        default=None, ge=0, le=1, description="Review's genericness score of the sent text."
+    )
+    verdict: Literal["clean", "findings"] | None = Field(
+        default=None,
+        description="`clean`: every guardrail passed; `findings`: approved despite findings.",
+    )
+
+
 class OutboxEntry(_Model):
     """One provider action, recorded before it is attempted so it can never happen twice."""
 
@@ -208,6 +230,9 @@ class OutboxEntry(_Model):
     error: str | None = None
     created_at: datetime
     updated_at: datetime
+    touch: TouchFacts = Field(default_factory=TouchFacts)
+    """What was sent, to whom, and how it was judged: what events are matched by and what the
+    funnel is broken down by. Empty on rows recorded before it was kept."""
 
 
 def idempotency_key(
