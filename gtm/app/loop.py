@@ -12,9 +12,10 @@ Matching, in order:
    keeps it, a profile URL as `gtm.domain.identity.profile_url` gives it), must equal the sent
    entry's contact key or the address the action went to (kept with the outbox row: a contact
    with an email is keyed by it, and Dux-Soup names only the profile), or, for rows written
-   before the outbox kept it, the profile the local action log recorded under that entry's key. Among the person's sent touches of a step the event can answer (an acceptance
-   answers a connection request, a reply answers a note or a message) the latest one sent at or
-   before the event is the one it answers.
+   before the outbox kept it, the profile the local action log recorded under that entry's key.
+   Among the person's sent touches of a step the event can answer (an acceptance answers a
+   connection request, a reply answers a note or a message) the latest one sent at or before
+   the event is the one it answers.
 Nothing else (names, companies, domains) is ever used: no exact match means unmatched.
 """
 
