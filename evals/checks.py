@@ -215,9 +215,11 @@ def no_urgency(draft: Draft, ctx: CheckContext) -> CheckResult:
 
 
 def no_pitch_to_open_source(draft: Draft, ctx: CheckContext) -> CheckResult:
-    """A first touch to an open-source user asks about their usage; it does not sell."""
-    first_touch = draft.step in ("linkedin_connect", "email")
-    if ctx.account is None or not ctx.account.open_source_user or not first_touch:
+    """A message to an open-source user asks about their usage; it does not sell. Every step
+    is held to it: the connection note, the first message once they accept (the issue's "no
+    pitch to open-source users"), and each follow-up, which would otherwise lead the
+    conversation with the pitch the first touch held back."""
+    if ctx.account is None or not ctx.account.open_source_user:
         return _result("no_pitch_to_open_source", [], "", "")
     spans = _matches(ctx.playbook.guardrails.pitch_patterns, _text(draft))
     return _result(

@@ -123,10 +123,12 @@ def test_urgency_and_pitch_to_open_source_users() -> None:
     pitch = draft("Our platform helps teams like yours. Book a demo?")
     r = checks.no_pitch_to_open_source(pitch, CheckContext(FACTS, PB, account=OSS))
     assert not r.passed and "“book a demo”" in r.finding.lower()
-    # Only a first touch to an open-source user is held to it.
+    # Only messages to an open-source user are held to it, and every step of theirs is: the
+    # first LinkedIn message after the accept and the follow-ups too.
     assert checks.no_pitch_to_open_source(pitch, CTX).passed
     follow_up = draft(pitch.body, step="linkedin_message")
-    assert checks.no_pitch_to_open_source(follow_up, CheckContext(FACTS, PB, account=OSS)).passed
+    oss = CheckContext(FACTS, PB, account=OSS)
+    assert not checks.no_pitch_to_open_source(follow_up, oss).passed
 
 
 def ctx(**kw: object) -> CheckContext:
