@@ -20,6 +20,11 @@ directory over overlapping account lists, each killed at random (`tests.crash.pa
 the checks above, no person may be reached by both campaigns: the cooldown between campaigns
 holds when their approvals are applied at the same moment in two processes.
 
+Then `--loop-trials` more trials kill a small campaign in its later steps: events coming back
+(accepts, replies, opt-outs, re-deliveries), the escalation pass, follow-ups due days later on a
+simulated clock and their approvals (`tests.crash.loop`); its checks add no follow-up after a
+stop or before its wait, and every event stored once.
+
 It prints the figures and exits 1 if any check fails.
 """
 
@@ -45,6 +50,7 @@ from tests.crash.common import (
     wait_worker,
     write_accounts,
 )
+from tests.crash.loop import LoopFigures, loop_report, loop_trials
 from tests.crash.pairs import pair_trials
 from tests.crash.worker import CAMPAIGN
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
@@ -203,6 +209,13 @@ def main() -> int:
         default=None,
         help="accounts behind the two campaigns' overlapping lists (default: a tenth, >= 12)",
     )
+    p.add_argument(
+        "--loop-trials",
+        type=int,
+        default=9,
+        help="extra trials killing the later steps of a sequence and event ingestion",
+    )
+    p.add_argument("--loop-accounts", type=int, default=12)
     p.add_argument("--workdir", type=Path, default=None)
     args = p.parse_args()
     pairs = args.trials // 5 if args.pairs is None else min(args.pairs, args.trials)
@@ -220,8 +233,21 @@ def main() -> int:
             pairs=pairs,
             pair_accounts=pair_accounts,
         )
-    print(report(fig, time.monotonic() - start, args.accounts))
-    return 1 if fig.problems or fig.trials < args.trials else 0
+        elapsed = time.monotonic() - start
+        loop = LoopFigures()
+        if args.loop_trials and not fig.unexpected_exits:
+            loop_trials(
+                args.loop_trials,
+                args.loop_accounts,
+                random.Random(args.seed),
+                workdir / "loop",
+                loop,
+            )
+    print(report(fig, elapsed, args.accounts))
+    print("\n".join(loop_report(loop)))
+    print(f"  wall time, all phases: {time.monotonic() - start:.0f} s")
+    failed = fig.problems or fig.trials < args.trials
+    return 1 if failed or loop.problems or loop.trials < args.loop_trials else 0
 
 
 if __name__ == "__main__":
