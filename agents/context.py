@@ -50,7 +50,8 @@ class Deps:
     alerts: Alerts | None = None
     """Where escalations, red flags and errors go (Slack or the local alert log)."""
     prompt_version: str | None = None
-    """Use this version of every prompt (an archived `<name>@<version>.md`); None = current."""
+    """Use this version of every prompt (an archived `<name>@<version>.md`); None = current.
+    A campaign with prompt variants sets it per thread, to the thread's variant."""
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     """Waits between paced actions. Injected so tests move a fake clock instead of waiting."""
     rng: random.Random = field(default_factory=random.Random)

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS threads (
     seq_pos INTEGER NOT NULL DEFAULT 0,
     next_due TEXT,
     seq_stopped TEXT,
+    variant TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -73,6 +74,7 @@ _ADDED_COLUMNS = {
     "seq_pos": "INTEGER NOT NULL DEFAULT 0",
     "next_due": "TEXT",
     "seq_stopped": "TEXT",
+    "variant": "TEXT",
 }
 """Columns added since the first ledgers were written, brought to older files on open."""
 
@@ -134,6 +136,9 @@ class ThreadRow(BaseModel):
     seq_stopped: str | None = None
     """Why the sequence ended early (a reply, an opt-out, a reviewer's `gtm stop`); None while
     it runs. A stopped thread never gets another follow-up."""
+    variant: str | None = None
+    """The prompt version this thread's messages are written with, drawn when the thread was
+    created in a campaign with prompt variants; None: the campaign has none."""
 
 
 class DecisionRecord(BaseModel):
@@ -176,14 +181,21 @@ class Ledger:
             d.pop(k)
         return ThreadRow.model_validate(d)
 
-    def ensure(self, campaign: str, account: Account, channel: Channel) -> ThreadRow:
-        """The row for this account in this campaign, created as `queued` if new."""
+    def ensure(
+        self, campaign: str, account: Account, channel: Channel, *, variant: str | None = None
+    ) -> ThreadRow:
+        """The row for this account in this campaign, created as `queued` if new.
+
+        `variant` is written only with a new row, in the same statement, so a thread's prompt
+        variant is on disk before anything is drafted and a later call (a resumed run) never
+        draws it again.
+        """
         tid = thread_id_for(campaign, account.account_id)
         now = self._now()
         self._db.execute(
             "INSERT OR IGNORE INTO threads (campaign, account_id, thread_id, company, channel,"
-            " status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-            (campaign, account.account_id, tid, account.company, channel, now, now),
+            " status, variant, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (campaign, account.account_id, tid, account.company, channel, variant, now, now),
         )
         row = self.get(tid)
         assert row is not None

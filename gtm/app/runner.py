@@ -97,7 +97,7 @@ async def advance(rt: Workspace, thread_id: str, payload: Any) -> ThreadRow:
     """Run one thread until it pauses or ends, then index where it stands."""
     config = thread_config(thread_id)
     known = rt.ledger.get(thread_id)
-    deps = rt.deps_for(known.campaign) if known is not None else rt.deps
+    deps = rt.deps_for(known.campaign, variant=known.variant) if known is not None else rt.deps
     try:
         await rt.graph.ainvoke(payload, config, context=deps, durability="sync")
     except Exception as exc:  # noqa: BLE001 - one account's failure must not stop the batch
@@ -193,8 +193,15 @@ async def run_campaign(
     concurrency: int = 4,
     on_progress: Callable[[ThreadRow | None, str], None] | None = None,
 ) -> RunSummary:
-    """Run every account's thread, at most `concurrency` at a time. Safe to call again."""
+    """Run every account's thread, at most `concurrency` at a time. Safe to call again.
+
+    If the campaign has prompt variants (`CampaignBook.resolve`), a new thread is drawn into one
+    as its ledger row is created, before anything is drafted; every step of it, follow-ups and
+    regenerations included, is then written with that version's prompts (see `advance`).
+    """
     summary = RunSummary(campaign=campaign, total=len(accounts))
+    record = rt.campaigns.get(campaign)
+    variants = record.variants if record is not None else None
     # A `pending` action this old belongs to a process that died mid-call: a human checks it.
     stale = rt.deps.outbox.recover_stale_pending(rt.deps.clock() - STALE_PENDING)
     summary.needs_human = len(stale)
@@ -202,7 +209,8 @@ async def run_campaign(
 
     async def one(account: Account) -> None:
         async with gate:
-            row = rt.ledger.ensure(campaign, account, channel)
+            drawn = variants.assign(account.account_id) if variants is not None else None
+            row = rt.ledger.ensure(campaign, account, channel, variant=drawn)
             tid = thread_id_for(campaign, account.account_id)
             inp = {"campaign": campaign, "channel": row.channel, "account": _unerased(rt, account)}
             payload, kind = await _next_payload(rt, tid, inp)

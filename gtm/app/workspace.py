@@ -83,13 +83,17 @@ class Workspace:
         record = self.campaigns.get(campaign)
         return record.playbook if record is not None else self.playbook
 
-    def deps_for(self, campaign: str) -> Deps:
+    def deps_for(self, campaign: str, *, variant: str | None = None) -> Deps:
         """The graph's context for one of `campaign`'s threads: its own playbook's caps,
-        tiers and guardrails, whatever playbook this command was given."""
+        tiers and guardrails, whatever playbook this command was given, and the thread's prompt
+        `variant` (the ledger's), if its campaign splits accounts among prompt versions."""
         pb = self.playbook_for(campaign)
-        if pb is self.deps.playbook:
-            return self.deps
-        return dataclasses.replace(self.deps, playbook=pb)
+        changes: dict[str, Any] = {}
+        if pb is not self.deps.playbook:
+            changes["playbook"] = pb
+        if variant is not None and variant != self.deps.prompt_version:
+            changes["prompt_version"] = variant
+        return dataclasses.replace(self.deps, **changes) if changes else self.deps
 
 
 @retry_while_locked

@@ -13,7 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gtm.app.accounts import AccountListError, load_accounts
-from gtm.app.campaigns import CampaignBook, CampaignBusy, PlaybookMismatch, campaign_lock
+from gtm.app.campaigns import (
+    CampaignBook,
+    CampaignBusy,
+    PlaybookMismatch,
+    PromptVariantError,
+    VariantsMismatch,
+    campaign_lock,
+    check_prompt_variants,
+    parse_prompt_variants,
+)
 from gtm.app.ledger import ThreadRow
 from gtm.app.runner import (
     RunSummary,
@@ -60,11 +69,23 @@ def run(
             "--adopt-playbook", help="Switch a running campaign to the playbook given here."
         ),
     ] = False,
+    prompt_variants: Annotated[
+        str | None,
+        typer.Option(
+            metavar="V1,V2",
+            help="Split the accounts at random among these versions of the writer prompts "
+            "(prompts/<name>@<version>.md); fixed when the campaign starts.",
+        ),
+    ] = None,
 ) -> None:
     """Run every account on the list through research → personalize → review → approval."""
     settings = settings_of(ctx).with_overrides(playbook=playbook)
     if channel not in ("linkedin", "email"):
         raise fail(f"--channel must be 'linkedin' or 'email', not {channel!r}")
+    try:
+        named = parse_prompt_variants(prompt_variants) if prompt_variants is not None else None
+    except PromptVariantError as exc:
+        raise fail(str(exc)) from None
     try:
         pb = load_playbook(settings.playbook)
     except PlaybookError as exc:
@@ -127,11 +148,11 @@ def run(
 
     try:
         with campaign_lock(settings.data_dir, name):
-            pb = _campaign_playbook(settings, name, pb, adopt=adopt_playbook)
+            pb = _campaign_playbook(settings, name, pb, adopt=adopt_playbook, variants=named)
             summary, _ = run_sync(go())
     except CampaignBusy as exc:
         raise fail(str(exc), code=EXIT_BUSY) from None
-    except PlaybookMismatch as exc:
+    except (PlaybookMismatch, VariantsMismatch, PromptVariantError) as exc:
         raise fail(str(exc)) from None
     _print_summary(summary, rejected_rows=len(listing.errors))
     if summary.by_status["failed"]:
@@ -140,15 +161,36 @@ def run(
         raise typer.Exit(EXIT_ROWS_REJECTED)
 
 
-def _campaign_playbook(settings: Settings, name: str, given: Playbook, *, adopt: bool) -> Playbook:
+def _campaign_playbook(
+    settings: Settings,
+    name: str,
+    given: Playbook,
+    *,
+    adopt: bool,
+    variants: tuple[str, ...] | None,
+) -> Playbook:
     """The playbook `name` runs under: recorded on its first run, kept after (see
-    `gtm.app.campaigns`). Only a playbook the user named can conflict with it."""
+    `gtm.app.campaigns`). Only a playbook the user named can conflict with it.
+
+    Its prompt variants likewise: the ones it will run with (named now, or recorded) must each
+    have every writer prompt, checked before anything is recorded or drafted."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     book = CampaignBook(settings.path("ledger.sqlite"))
     try:
-        chosen = book.resolve(name, given, explicit=settings.playbook is not None, adopt=adopt)
+        if planned := book.planned_variants(name, variants):
+            check_prompt_variants(planned)
+        chosen = book.resolve(
+            name, given, explicit=settings.playbook is not None, adopt=adopt, variants=variants
+        )
+        record = book.get(name)
     finally:
         book.close()
+    if record is not None and record.variants is not None:
+        out.print(
+            f"campaign {name}: accounts split among prompt versions "
+            f"{', '.join(record.variants.versions)} (seed {record.variants.seed})",
+            highlight=False,
+        )
     if chosen is not given:
         note = "adopted" if adopt else "kept"
         err.print(
@@ -243,6 +285,7 @@ def status(
                         detail = f"{flagged} flagged"
                     t.add_row(st, str(len(rs)), detail)
                 out.print(t)
+                _print_variants(rt, name, rows)
                 entries = rt.deps.outbox.entries(campaign=name)
                 states: dict[str, int] = {}
                 for e in entries:
@@ -256,6 +299,20 @@ def status(
             print_attention(rt, campaign)
 
     run_sync(go())
+
+
+def _print_variants(rt: Workspace, name: str, rows: list[ThreadRow]) -> None:
+    """The campaign's prompt variants and how many accounts each was drawn for; nothing for a
+    campaign without variants."""
+    record = rt.campaigns.get(name)
+    if record is None or record.variants is None:
+        return
+    counts = Counter(r.variant for r in rows)
+    out.print(
+        f"prompt variants (seed {record.variants.seed}): "
+        + ", ".join(f"{v}: {counts[v]} account(s)" for v in record.variants.versions),
+        highlight=False,
+    )
 
 
 def _print_sequences(name: str, rows: list[ThreadRow], playbook: Playbook, at: datetime) -> None:
