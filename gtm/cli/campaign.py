@@ -207,7 +207,7 @@ def _channel(value: str) -> Channel:
 
 
 def _print_summary(s: RunSummary, *, rejected_rows: int) -> None:
-    t = Table(title=f"campaign {s.campaign}", show_header=True)
+    t = Table(title=f"campaign {escape(s.campaign)}", show_header=True)
     t.add_column("outcome")
     t.add_column("accounts", justify="right")
     drafted = sum(s.by_status[k] for k in ("waiting_for_approval", "sent", "rejected", "deferred"))
