@@ -24,6 +24,7 @@ from gtm.domain.models import (
     SkipReason,
     Step,
     Touch,
+    TouchFacts,
     idempotency_key,
 )
 from gtm.domain.playbook import Playbook, PlaybookError, TierMatch, load_playbook
@@ -55,6 +56,7 @@ __all__ = [
     "Step",
     "TierMatch",
     "Touch",
+    "TouchFacts",
     "idempotency_key",
     "load_playbook",
     "thread_id_for",
