@@ -21,10 +21,11 @@ from tools.outbox import Outbox
 __all__ = ["STOPPING_KINDS", "stop_reason", "accepted_at", "thread_keys"]
 
 STOPPING_KINDS: frozenset[EventKind] = frozenset(
-    {"message_received", "email_reply", "bounce", "unsubscribe", "meeting_booked"}
+    {"message_received", "email_reply", "bounce", "unsubscribe", "meeting_booked", "opportunity"}
 )
 """Kinds of event that end a person's sequence at once. An auto-reply (out of office) does not;
-a connection being accepted is what a LinkedIn follow-up waits for."""
+a connection being accepted is what a LinkedIn follow-up waits for. An opportunity means a
+deal is open: a person now handles the account, not a sequence."""
 
 _SAID = {
     "message_received": "replied on LinkedIn",
@@ -32,6 +33,7 @@ _SAID = {
     "bounce": "the email bounced",
     "unsubscribe": "opted out",
     "meeting_booked": "booked a meeting",
+    "opportunity": "became a qualified opportunity",
 }
 
 

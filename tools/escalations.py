@@ -206,6 +206,14 @@ class EscalationStore:
         ).fetchall()
         return {r[0] for r in rows}
 
+    def stage_notes(self, stage: Stage) -> dict[str, str]:
+        """Event key → the note `stage` kept for it (for `escalated`: the reply's signals,
+        comma-joined), for every event that passed `stage`. One query, for the funnel."""
+        rows = self._db.execute(
+            "SELECT event_key, note FROM escalation_events WHERE stage = ?", (stage,)
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
     def erase_person(self, people: Iterable[str]) -> int:
         """Delete every escalation about these identifiers (an erasure request); count them."""
         return erase_rows(self._db, "escalations", "person", people)

@@ -14,13 +14,14 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from gtm.domain.events import Event, EventKind
 from gtm.domain.identity import profile_url
 from tools.sqlite import connect, erase_rows, where
 from tools.suppression import normalise
 
-__all__ = ["EventStore", "StoredEvent", "person_of"]
+__all__ = ["EventBrief", "EventStore", "StoredEvent", "person_of"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -67,6 +68,16 @@ class StoredEvent:
 
     def __repr__(self) -> str:
         return f"StoredEvent({self.event.key!r}, {self.event.kind}, outbox_key={self.outbox_key!r})"
+
+
+class EventBrief(NamedTuple):
+    """An event without its text or person: what counting needs (the funnel)."""
+
+    key: str
+    kind: EventKind
+    channel: str
+    at: datetime
+    outbox_key: str | None
 
 
 class EventStore:
@@ -130,6 +141,16 @@ class EventStore:
             clause = f"{clause} AND {test}" if clause else f" WHERE {test}"
         rows = self._db.execute(f"SELECT * FROM events{clause} ORDER BY at, rowid", args)
         return [self._stored(r) for r in rows.fetchall()]
+
+    def briefs(self) -> list[EventBrief]:
+        """Every event, oldest first, without its text: one query and no model validation, so
+        the funnel can count 100,000 events in a fraction of a second."""
+        cur = self._db.cursor()
+        cur.row_factory = None  # plain tuples: named rows cost more than the query here
+        rows = cur.execute(
+            "SELECT key, kind, channel, at, outbox_key FROM events ORDER BY at, rowid"
+        ).fetchall()
+        return [EventBrief(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows]
 
     def unmatched(self) -> list[StoredEvent]:
         """Events no sent touch was found for, oldest first: for a person to look at."""

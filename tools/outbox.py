@@ -12,12 +12,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from gtm.domain.models import Channel, OutboxEntry, OutboxState, Step, TouchFacts
 from tools.sqlite import add_columns, compact, connect, where
 
-__all__ = ["Cooldowns", "CooldownHit", "Outbox", "Limit", "Reservation", "iso_week_start"]
+__all__ = [
+    "Cooldowns",
+    "CooldownHit",
+    "Outbox",
+    "Limit",
+    "Reservation",
+    "SentBrief",
+    "iso_week_start",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -100,6 +108,25 @@ class Reservation:
     """Pacing: the earliest time this sender may act again."""
     cooldown: CooldownHit | None = None
     """The action of another campaign that puts this person or account in cooldown, if one does."""
+
+
+class SentBrief(NamedTuple):
+    """A sent action as counting needs it (the funnel): no provider id, error or recipient."""
+
+    key: str
+    campaign: str
+    account_id: str
+    contact_key: str
+    step: Step
+    channel: Channel
+    sender: str
+    sent_at: datetime
+    """When it was marked sent (the row's `updated_at`)."""
+    position: int
+    tier: int | None
+    prompt_version: str | None
+    genericness: float | None
+    verdict: str | None
 
 
 class Outbox:
@@ -224,6 +251,18 @@ class Outbox:
         clause, args = where(campaign=campaign, state=state)
         sql = f"SELECT * FROM outbox{clause} ORDER BY created_at, rowid"
         return [self._entry(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def sent_briefs(self) -> list[SentBrief]:
+        """Every `sent` action, oldest first, as plain tuples: one query and no model
+        validation, for counting tens of thousands of rows (the funnel)."""
+        cur = self._db.cursor()
+        cur.row_factory = None  # plain tuples: named rows cost more than the query here
+        rows = cur.execute(
+            "SELECT key, campaign, account_id, contact_key, step, channel, sender, updated_at,"
+            " position, tier, prompt_version, genericness, verdict FROM outbox"
+            " WHERE state = 'sent' ORDER BY updated_at, rowid"
+        ).fetchall()
+        return [SentBrief._make((*r[:7], datetime.fromisoformat(r[7]), *r[8:])) for r in rows]
 
     def count(self, sender: str, step: Step, since: datetime) -> int:
         """Actions that count against a cap: everything but `failed`, from `since` on."""

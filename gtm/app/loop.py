@@ -64,6 +64,7 @@ CHANNEL_OF: Mapping[EventKind, Channel | None] = {
     "bounce": "email",
     "unsubscribe": None,
     "meeting_booked": None,
+    "opportunity": None,
 }
 """The channel a kind of event comes from; None when it can come from either."""
 
@@ -75,6 +76,7 @@ _ANSWERS: Mapping[EventKind, frozenset[Step]] = {
     "bounce": frozenset({"email"}),
     "unsubscribe": frozenset({"linkedin_connect", "linkedin_message", "email"}),
     "meeting_booked": frozenset({"linkedin_connect", "linkedin_message", "email"}),
+    "opportunity": frozenset({"linkedin_connect", "linkedin_message", "email"}),
 }
 """Which sent steps an event of each kind can answer (a profile visit is answered by nothing)."""
 

@@ -27,9 +27,13 @@ EventKind = Literal[
     "bounce",
     "unsubscribe",
     "meeting_booked",
+    "opportunity",
 ]
-"""What happened. A reply, message, bounce, unsubscribe or meeting stops the person's sequence
-at once; an auto-reply does not, and `connection_accepted` lets a LinkedIn sequence go on."""
+"""What happened. A reply, message, bounce, unsubscribe, meeting or opportunity stops the
+person's sequence at once; an auto-reply does not, and `connection_accepted` lets a LinkedIn
+sequence go on. `opportunity` is a qualified opportunity (added by hand with `gtm events add`
+or the drop folder, later from a CRM): there is a deal, so no automated follow-up may go out;
+the funnel counts it per month."""
 
 EventSource = Literal["duxsoup", "imap", "local", "web"]
 """Where an event came from; `web` is this installation's own receiver (one-click unsubscribe)."""

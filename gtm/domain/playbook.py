@@ -25,12 +25,16 @@ from pydantic import (
     model_validator,
 )
 
+from gtm.domain.events import ReplySignal
 from gtm.domain.models import Account, Step
 from gtm.domain.sequences import Sequences
 
 __all__ = [
+    "Goals",
+    "Metrics",
     "Playbook",
     "PlaybookError",
+    "RedFlags",
     "TierMatch",
     "load_playbook",
     "DEFAULT_PLAYBOOK",
@@ -233,17 +237,49 @@ class Evals(_Strict):
 
 
 class Goals(_Strict):
-    accept_rate: float = Field(ge=0, le=1)
-    response_rate: float = Field(ge=0, le=1)
-    meetings_per_week: int = Field(ge=0, strict=True)
-    email_responses_per_week: int = Field(ge=0, strict=True)
-    qualified_opportunities_per_month: int = Field(ge=0, strict=True)
+    """Weekly targets (opportunities: monthly). Each is optional: a goal the playbook does not
+    set is not shown in the funnel report, never invented."""
+
+    accept_rate: float | None = Field(default=None, ge=0, le=1)
+    response_rate: float | None = Field(default=None, ge=0, le=1)
+    meetings_per_week: int | None = Field(default=None, ge=0, strict=True)
+    email_responses_per_week: int | None = Field(default=None, ge=0, strict=True)
+    qualified_opportunities_per_month: int | None = Field(default=None, ge=0, strict=True)
 
 
 class RedFlags(_Strict):
-    accept_rate_below: float = Field(ge=0, le=1)
-    response_rate_below: float = Field(ge=0, le=1)
-    meetings_per_week_below: int = Field(ge=0, strict=True)
+    """Thresholds that raise an alert, each optional (unset: never evaluated). A rate flag is
+    evaluated only with at least `min_sample` people in its denominator, and "no meetings" only
+    for a completed week in which at least `min_sample` people were messaged: three requests
+    do not raise an alarm."""
+
+    accept_rate_below: float | None = Field(default=None, ge=0, le=1)
+    response_rate_below: float | None = Field(default=None, ge=0, le=1)
+    meetings_per_week_below: int | None = Field(default=None, ge=0, strict=True)
+    min_sample: int = Field(default=20, ge=1, strict=True)
+
+
+class Metrics(_Strict):
+    """How the funnel counts: how long a request or message gets before it counts in a rate's
+    denominator, and which reply signals make a reply positive."""
+
+    accept_window_days: int = Field(
+        default=7,
+        ge=0,
+        strict=True,
+        description="A connection request counts in the accept rate once it is this old.",
+    )
+    response_window_days: int = Field(
+        default=7,
+        ge=0,
+        strict=True,
+        description="A message or email counts in a response rate once it is this old.",
+    )
+    positive_signals: tuple[ReplySignal, ...] = Field(
+        default=("interested", "meeting_request"),
+        min_length=1,
+        description="A reply carrying one of these signals is a positive reply.",
+    )
 
 
 class EscalationRule(_Strict):
@@ -313,8 +349,9 @@ class Playbook(_Strict):
     channels: ChannelLimits
     cooldown: Cooldown
     guardrails: Guardrails
-    goals: Goals
-    red_flags: RedFlags
+    goals: Goals = Goals()
+    red_flags: RedFlags = RedFlags()
+    metrics: Metrics = Metrics()
     escalations: Escalations
     evals: Evals
     sequences: Sequences = Sequences()
