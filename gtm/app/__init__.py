@@ -8,6 +8,7 @@ Listed here are the public modules, imported on demand.
 __all__ = [
     "accounts",
     "campaigns",
+    "charts",
     "checkpoints",
     "doctor",
     "escalation_pass",
