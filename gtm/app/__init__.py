@@ -24,6 +24,7 @@ __all__ = [
     "privacy",
     "providers",
     "red_flags",
+    "report_charts",
     "runner",
     "sequence_status",
     "sequences",

@@ -287,4 +287,10 @@ def compute_funnel(
         ignored_events=ignored,
         notes=tuple(notes),
         definitions=DEFINITIONS,
+        limits={c: _limits(pb(c)) for c in campaigns},
     )
+
+
+def _limits(playbook: Playbook) -> dict[str, float]:
+    flags = playbook.red_flags.model_dump(exclude={"min_sample"}, exclude_none=True)
+    return {name: float(v) for name, v in flags.items()}

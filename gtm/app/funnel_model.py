@@ -243,6 +243,10 @@ class FunnelReport:
     """Events before the first reported week or after `as_of`."""
     notes: tuple[str, ...]
     definitions: Mapping[str, str] = field(default_factory=dict)
+    limits: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Per campaign, the red-flag thresholds its playbook sets (`accept_rate_below`,
+    `response_rate_below`, `meetings_per_week_below`; an unset one is absent): what the charts
+    shade as the red band."""
 
     def week(self, campaign: str, week: date, group: str = "all") -> WeekFigures | None:
         for f in self.figures:
