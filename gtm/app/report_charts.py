@@ -193,8 +193,8 @@ def _campaign_charts(report: FunnelReport, campaign: str, slug: str) -> list[Cha
 
 
 _DIMENSION_TITLE = {
-    "genericness": "reply rate by genericness of the message",
-    "verdict": "reply rate by guardrail verdict (clean vs approved despite findings)",
+    "genericness": "reply rate by genericness",
+    "verdict": "reply rate by guardrail verdict",
     "tier": "reply rate by tier",
     "prompt_version": "reply rate by prompt version",
 }
@@ -231,7 +231,12 @@ def report_charts(report: FunnelReport) -> list[Chart]:
                 title,
                 _rates_chart(cid, title, b.rates),
                 "Per message: replies ÷ messages delivered long enough ago to be answered, "
-                "with the 95% interval and the number of messages (n).",
+                "with the 95% interval and the number of messages (n)."
+                + (
+                    " 'findings': approved by a reviewer despite a guardrail's findings."
+                    if b.dimension == "verdict"
+                    else ""
+                ),
             )
         )
     for v in report.variants:
