@@ -143,12 +143,12 @@ class EventStore:
         return [self._stored(r) for r in rows.fetchall()]
 
     def briefs(self) -> list[EventBrief]:
-        """Every event, oldest first, without its text: one query and no model validation, so
-        the funnel can count 100,000 events in a fraction of a second."""
+        """Every event, in no particular order, without its text: one query and no model
+        validation, so the funnel can count 100,000 events in a fraction of a second."""
         cur = self._db.cursor()
         cur.row_factory = None  # plain tuples: named rows cost more than the query here
         rows = cur.execute(
-            "SELECT key, kind, channel, at, outbox_key FROM events ORDER BY at, rowid"
+            "SELECT key, kind, channel, at, outbox_key FROM events"
         ).fetchall()
         return [EventBrief(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows]
 
