@@ -455,3 +455,69 @@ def test_done_closes_an_escalation_and_the_queue_shows_where_sequences_stand(
         "Sequence: step 2 of 3: linkedin_message · next: linkedin_message due in 4d 0h"
     )
     page.close()
+
+
+def test_the_report_opens_from_the_queue_with_its_charts_and_the_red_flag_banner(
+    browser: Browser, web: WebInboxProcess, data: Path
+) -> None:
+    """Last ISO week's history of campaign spring crosses two red flags (10% accepted of 20
+    requests, no meeting): raised as a run raises them, they head the queue; the queue's link
+    opens the report, whose charts are drawn with a size. Screenshots: `web-queue-flags.png`,
+    `web-report.png`."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gtm.app.red_flags import raise_red_flags
+    from gtm.app.settings import Settings
+    from gtm.app.workspace import open_workspace
+    from tests.test_red_flag_wiring import Clock
+    from tests.test_red_flag_wiring import seed as seed_history
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    monday = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0)
+    sent = monday.replace(microsecond=0) - timedelta(days=7) + timedelta(minutes=1)
+    clock = Clock()
+
+    async def history() -> int:
+        async with open_workspace(Settings(data_dir=data), with_model=False, clock=clock) as ws:
+            seed_history(ws, clock, at=sent, accepted_at=sent + timedelta(hours=2))
+            clock.now = now
+            return len(await raise_red_flags(ws))
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API runs a loop in this thread
+        assert pool.submit(asyncio.run, history()).result() == 2
+
+    page = _sign_in(browser, web, "Rhea")
+    banner = page.locator("#red-flags")
+    expect(banner).to_contain_text("Red flags (2)")
+    accept = banner.locator("tr[data-flag]", has_text="accept rate")
+    expect(accept).to_contain_text("10.0%")
+    expect(accept).to_contain_text("below 15%")
+    expect(accept).to_contain_text(f"(from {sent:%Y-%m-%d})")
+    expect(accept).to_contain_text("spring")
+    expect(accept.locator("button", has_text="Dismiss")).to_be_visible()
+    page.screenshot(path=str(SHOTS / "web-queue-flags.png"), full_page=True)
+
+    page.click("#report-link")
+    expect(page).to_have_url(re.compile(r"/report$"))
+    expect(page.locator("h1")).to_have_text("Funnel report")
+    spring = page.locator("section.campaign[data-campaign='spring']")
+    expect(spring).to_contain_text("accept rate")
+    expect(spring).to_contain_text("10.0% (2/20)")
+    charts = spring.locator("svg.gtm-chart")
+    assert charts.count() >= 4
+    for i in range(charts.count()):
+        box = charts.nth(i).bounding_box()
+        assert box is not None and box["width"] > 100 and box["height"] > 50, (i, box)
+    for cid in ("funnel-linkedin-spring", "trend-accept-spring"):
+        box = page.locator(f"svg#{cid}").bounding_box()
+        assert box is not None and box["width"] > 300, (cid, box)
+    # The accept rate's week sits in the red band: the chart drew it (not the CSP blocking it).
+    assert page.locator("svg#trend-accept-spring [id$='red-band']").count() >= 1
+    page.screenshot(path=str(SHOTS / "web-report.png"), full_page=True)
+
+    # A bad filter is a page that names it, not a 500.
+    page.goto(f"{web.base_url}/report?weeks=0")
+    expect(page.locator("h1")).to_contain_text("Bad report filter: weeks")
+    page.close()

@@ -8,11 +8,10 @@ Checkpoints are read and erased only through `gtm.app.checkpoints`.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langgraph.types import Command, StateSnapshot
 
@@ -24,13 +23,11 @@ from gtm.app.checkpoints import (
     thread_values,
 )
 from gtm.app.ledger import ThreadRow
+from gtm.app.loop_pass import RunSummary, end_of_run
 from gtm.app.workspace import Workspace
 from gtm.domain.approval import ApprovalRequest
 from gtm.domain.models import Account, Channel, Decision, Review
 from gtm.domain.threads import thread_id_for
-
-if TYPE_CHECKING:  # `sequences` imports this module; it is imported at its call below
-    from gtm.app.sequences import SequenceReport
 
 __all__ = [
     "RunSummary",
@@ -115,26 +112,6 @@ async def advance(rt: Workspace, thread_id: str, payload: Any) -> ThreadRow:
     row = rt.ledger.get(thread_id)
     assert row is not None
     return row
-
-
-@dataclass
-class RunSummary:
-    campaign: str
-    total: int = 0
-    by_status: Counter[str] = field(default_factory=Counter)
-    skipped_by_reason: Counter[str] = field(default_factory=Counter)
-    flagged: int = 0
-    already_done: int = 0
-    resumed: int = 0
-    failures: list[str] = field(default_factory=list)
-    needs_human: int = 0
-    """Outbox actions found pending from a dead process at the start, now `unknown`."""
-    events_ingested: int = 0
-    escalations: int = 0
-    """Escalations raised from what came back (alerts, CRM tasks, suppressions)."""
-    """New events taken in from the drop folder before the sequences were advanced."""
-    sequences: SequenceReport | None = None
-    """What advancing the sequences did (`gtm.app.sequences.SequenceReport`)."""
 
 
 async def _next_payload(
@@ -233,17 +210,7 @@ async def run_campaign(
                 on_progress(row, kind)
 
     await asyncio.gather(*(one(a) for a in accounts))
-    # What came back first, so a reply that arrived since the last run stops its sequence;
-    # then every follow-up that is due. Imported here: `sequences` drives threads with `advance`.
-    from gtm.app.escalation_pass import escalate_pending
-    from gtm.app.loop import drop_folder, sync
-    from gtm.app.sequences import advance_sequences
-
-    if drop_folder(rt.settings.data_dir).is_dir():
-        summary.events_ingested = sync(rt).ingested.new
-    if not rt.events.empty():  # replies classified, escalations acted on (each event once)
-        summary.escalations = len((await escalate_pending(rt)).escalations)
-    summary.sequences = await advance_sequences(rt, campaign)
+    await end_of_run(rt, campaign, summary)  # what came back, follow-ups due, red flags
     return summary
 
 

@@ -1,7 +1,8 @@
 """`gtm`: run campaigns and decide drafts from the terminal.
 
-One module per command group: `campaign` (run, status), `review` (inbox and the decisions) and
-`admin` (suppress, forget, eval, doctor). Importing them registers their commands on `app`.
+One module per command group: `campaign` (run, status), `review` (inbox and the decisions),
+`admin` (suppress, forget, eval, doctor) and `report` (the funnel against the playbook's goals).
+Importing them registers their commands on `app`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ import sys
 
 # Registration order is the order `gtm --help` lists the commands in.
 from gtm.cli import common  # isort: skip
-from gtm.cli import campaign, review, admin, loop, serve, escalations  # isort: skip
+from gtm.cli import campaign, review, admin, loop, serve, escalations, flags, report  # isort: skip
 
 __all__ = ["app", "main"]
 
 app = common.app
-_COMMAND_GROUPS = (campaign, review, admin, loop, serve, escalations)
+_COMMAND_GROUPS = (campaign, review, admin, loop, serve, escalations, flags, report)
 
 
 def main() -> None:

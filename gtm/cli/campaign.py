@@ -241,6 +241,12 @@ def _print_summary(s: RunSummary, *, rejected_rows: int) -> None:
         )
         for line in q.stopped:
             out.print(f"  stopped: {escape(line)}", highlight=False, soft_wrap=True)
+    for flag in s.red_flags:  # fired on this run: alerted once, kept at the top of gtm inbox
+        out.print(
+            f"[red]red flag {flag.id}[/red]: {escape(flag.message)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for f in s.failures:
         err.print(f"[red]failed[/red] {escape(f)}", highlight=False, soft_wrap=True)
     waiting = s.sequences is not None and any(

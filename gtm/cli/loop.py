@@ -19,6 +19,7 @@ from rich.table import Table
 
 from gtm.app.escalation_pass import PendingReport
 from gtm.app.loop import drop_folder, ingest, local_event, why_invalid
+from gtm.app.loop_pass import red_flag_pass
 from gtm.app.sync import MailboxConfigError, open_mailbox, sync_all
 from gtm.app.workspace import open_workspace
 from gtm.cli.common import EXIT_ROWS_REJECTED, app, err, fail, now, out, run_sync, settings_of
@@ -177,7 +178,7 @@ def _print_escalations(acted: PendingReport) -> None:
 def sync_events(ctx: typer.Context) -> None:
     """Take in what came back: every Event JSON file in <data dir>/events/incoming/, then the
     new mail in the IMAP mailbox when GTM_IMAP_HOST is set (exit status 6 if it cannot be
-    read)."""
+    read); then evaluate the playbook's red flags (a new one is printed and alerted once)."""
 
     async def go() -> int:
         s = settings_of(ctx)
@@ -189,6 +190,7 @@ def sync_events(ctx: typer.Context) -> None:
         # not started for a sync (`gtm escalations run` or the next `gtm run` classifies them).
         async with open_workspace(s, with_model=bool(s.model_base_url)) as rt:
             done = await sync_all(rt, mailbox)
+            fired = await red_flag_pass(rt)  # cron'd `gtm sync` alone still raises them
         report, mail, acted = done.folder, done.mail, done.escalations
         got = report.ingested
         out.print(
@@ -203,6 +205,10 @@ def sync_events(ctx: typer.Context) -> None:
                 f"[red]rejected[/red] {escape(name)}: {escape(why)} (moved to rejected/)",
                 highlight=False,
                 soft_wrap=True,
+            )
+        for flag in fired:
+            out.print(
+                f"red flag {flag.id}: {escape(flag.message)}", highlight=False, soft_wrap=True
             )
         if mail is not None and mail.error is not None:
             err.print(

@@ -15,6 +15,7 @@ from rich.panel import Panel
 from gtm.app.campaigns import PlaybookMismatch
 from gtm.app.escalations import needs_human
 from gtm.app.ledger import DecisionRecord, ThreadRow
+from gtm.app.red_flags import open_flags
 from gtm.app.runner import (
     DecisionRefused,
     EditRefused,
@@ -37,6 +38,7 @@ from gtm.cli.common import (
     settings_of,
 )
 from gtm.cli.escalations import escalation_table
+from gtm.cli.flags import print_flag_banner
 from gtm.domain.approval import ApprovalRequest
 from gtm.domain.models import Decision
 from gtm.domain.playbook import PlaybookError
@@ -96,13 +98,15 @@ def inbox(
         str, typer.Option(help="Address for --web. Keep it on loopback unless you must.")
     ] = "127.0.0.1",
 ) -> None:
-    """List drafts waiting for a decision, oldest first (or serve them with --web)."""
+    """List drafts waiting for a decision, oldest first, under the open red flags (or serve
+    them with --web)."""
     if web:
         _serve_inbox(settings_of(ctx), host=host, port=port)
         return
 
     async def go() -> int:
         async with open_workspace(settings_of(ctx), with_model=False) as rt:
+            print_flag_banner([f for f in open_flags(rt) if campaign in (None, f.campaign)])
             rows = rt.ledger.rows(campaign=campaign, status="waiting_for_approval")
             rows.sort(key=lambda r: (r.waiting_since or r.updated_at, r.id))
             shown = 0

@@ -9,10 +9,12 @@ An APScheduler job runs every `--every`, one at a time (a tick that is still run
 next is due is not doubled; missed ticks coalesce into one). A tick does what `gtm sync` does
 (`gtm.app.sync.sync_all`: drop folder, mailbox, escalation pass) and then advances the due
 sequence steps of every campaign in the ledger, each under the campaign's run lock so it never
-races a `gtm run` of the same campaign. The model starts on the first tick that needs it (a
-reply to classify, a follow-up due), so an idle server holds no model. Every part is idempotent
-and resumable, so a tick that fails is logged and the next one picks up where it stopped;
-Ctrl-C cancels a running tick the way it stops `gtm run`, and the next start continues.
+races a `gtm run` of the same campaign, and last evaluates the playbook's red flags (each new
+one printed on a line and alerted once; `gtm.app.loop_pass`). The model starts on the first
+tick that needs it (a reply to classify, a follow-up due), so an idle server holds no model.
+Every part is idempotent and resumable, so a tick that fails is logged and the next one picks
+up where it stopped; Ctrl-C cancels a running tick the way it stops `gtm run`, and the next
+start continues.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from gtm.app.campaigns import CampaignBusy, campaign_lock
 from gtm.app.escalation_pass import escalate_pending
 from gtm.app.llm import EmbeddedModelUnavailable, open_chat_model
 from gtm.app.loop import FolderReport, IngestReport, ingest
+from gtm.app.loop_pass import red_flag_pass
 from gtm.app.sequences import advance_sequences, due_follow_ups
 from gtm.app.settings import Settings
 from gtm.app.sync import MailboxConfigError, SyncReport, open_mailbox, sync_all
@@ -152,8 +155,9 @@ class Tick:
             self._running = None
 
     async def once(self) -> None:
-        """Take in what came back, then advance every campaign's due follow-ups. The model
-        starts only when a reply waits for it or a follow-up is due."""
+        """Take in what came back, advance every campaign's due follow-ups, then evaluate the
+        red flags (a new one is printed and alerted once). The model starts only when a reply
+        waits for it or a follow-up is due."""
         rt = self.rt
         if rt is None:
             return
@@ -180,6 +184,10 @@ class Tick:
                     highlight=False,
                     soft_wrap=True,
                 )
+        for flag in await red_flag_pass(rt):  # each flag, week and campaign fires once
+            out.print(
+                f"red flag {flag.id}: {escape(flag.message)}", highlight=False, soft_wrap=True
+            )
 
 
 def _print_sync(report: SyncReport) -> None:

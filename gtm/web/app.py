@@ -1,7 +1,8 @@
 """The web inbox wired together: its state (`WebInbox`), the ASGI app, and the server.
 
-Who may get in is `gtm.web.security`; what the pages show and decide is `gtm.web.pages`;
-decisions are applied in the background by `gtm.web.worker`.
+Who may get in is `gtm.web.security`; what the pages show and decide is `gtm.web.pages`; the
+funnel report page is `gtm.web.report`; decisions are applied in the background by
+`gtm.web.worker`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from gtm.app.llm import open_chat_model
 from gtm.app.runner import apply_decision
 from gtm.app.settings import Settings
 from gtm.app.workspace import Workspace, open_workspace
-from gtm.web.pages import batch, decide, draft_page, escalation_done, queue
+from gtm.web.pages import batch, decide, draft_page, escalation_done, flag_dismiss, queue
+from gtm.web.report import report_page
 from gtm.web.security import LOOPBACK_NAMES, SecurityHeaders, Session, login, logout
 from gtm.web.views import fmt_age, marked, source_link
 from gtm.web.worker import DecisionWorker
@@ -149,6 +151,8 @@ def create_app(
         Route("/drafts/{draft_id:int}/decide", decide, methods=["POST"]),
         Route("/batch", batch, methods=["POST"]),
         Route("/escalations/{esc_id:int}/done", escalation_done, methods=["POST"]),
+        Route("/flags/{flag_id:int}/dismiss", flag_dismiss, methods=["POST"]),
+        Route("/report", report_page),
         *extra_routes,
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]

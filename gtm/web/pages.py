@@ -1,5 +1,5 @@
-"""The inbox pages: the queue, one draft, a decision on it, a batch approval, and closing an
-escalation a person has handled.
+"""The inbox pages: the queue (under the open red flags), one draft, a decision on it, a batch
+approval, closing an escalation a person has handled, and dismissing a red flag.
 
 Decisions go through the runner's `take_decision`, the same policy `gtm approve` meets; these
 handlers only turn its refusals into pages (422 for what the policy refuses, 409 for a draft
@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from gtm.app.escalations import mark_done, open_store, time_left
 from gtm.app.escalations import needs_human as open_escalations
 from gtm.app.ledger import ThreadRow
+from gtm.app.red_flags import dismiss_flag, open_flag_store, open_flags
 from gtm.app.runner import (
     DecisionNotAllowed,
     DecisionRefused,
@@ -30,12 +31,12 @@ from gtm.app.runner import (
 from gtm.app.sequence_status import sequence_standing
 from gtm.domain.models import Decision, Touch
 from gtm.web.security import inbox_of, login_required, posted, session_of
-from gtm.web.views import QueueFilters, build_queue, build_sequences
+from gtm.web.views import QueueFilters, build_queue, build_sequences, flag_rows
 
 if TYPE_CHECKING:
     from gtm.web.app import WebInbox
 
-__all__ = ["queue", "draft_page", "decide", "batch", "escalation_done"]
+__all__ = ["queue", "draft_page", "decide", "batch", "escalation_done", "flag_dismiss"]
 
 VERB = {
     "approve": "Approved",
@@ -75,6 +76,7 @@ async def queue(request: Request) -> Response:
         errors=inbox.worker.errors,
         needs_human=needs_human,
         escalations=escalations,
+        red_flags=flag_rows(open_flags(inbox.rt)),
         sequences=build_sequences(inbox.rt.ledger, inbox.rt.playbook_for, filters),
         flash=flash,
         now=now,
@@ -299,5 +301,32 @@ async def escalation_done(request: Request) -> Response:
         elif esc is not None:
             who = f"{esc.signal.replace('_', ' ')}, {esc.contact}"
             session.flash.append(("ok", f"Escalation {esc_id} ({who}) marked done."))
+    qs = QueueFilters.parse(request.query_params).query()
+    return RedirectResponse(f"/?{qs}" if qs else "/", status_code=303)
+
+
+async def flag_dismiss(request: Request) -> Response:
+    """Dismiss a red flag a person has seen and acted on, as `gtm flags dismiss` does (the same
+    `dismiss_flag`, the signed-in reviewer recorded). Dismissing one already dismissed changes
+    nothing and says so. Back to the report page when it was sent from there."""
+    checked = await posted(request)
+    if isinstance(checked, Response):
+        return checked
+    session, _ = checked
+    inbox = inbox_of(request)
+    flag_id: int = request.path_params["flag_id"]
+    with open_flag_store(inbox.rt) as store:
+        found = [f for f in store.listing(include_dismissed=True) if f.id == flag_id]
+    if not found:
+        session.flash.append(("error", f"No red flag {flag_id}."))
+    elif (before := found[0]).dismissed_at is not None:
+        when = f"{before.dismissed_at:%Y-%m-%d %H:%M} UTC"
+        session.flash.append(("note", f"Red flag {flag_id} was already dismissed at {when}."))
+    else:
+        dismiss_flag(inbox.rt, flag_id, session.reviewer)
+        what = f"{before.campaign}, week of {before.week:%Y-%m-%d}"
+        session.flash.append(("ok", f"Red flag {flag_id} ({what}) dismissed."))
+    if request.query_params.get("back") == "report":
+        return RedirectResponse("/report", status_code=303)
     qs = QueueFilters.parse(request.query_params).query()
     return RedirectResponse(f"/?{qs}" if qs else "/", status_code=303)

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from gtm.app.ledger import Ledger, ThreadRow
+from gtm.app.red_flags import StoredFlag
 from gtm.app.sequence_status import SequenceStanding, sequence_standing
 from gtm.domain.playbook import Playbook
 
@@ -24,6 +25,8 @@ __all__ = [
     "Sequences",
     "build_queue",
     "build_sequences",
+    "FlagRow",
+    "flag_rows",
     "fmt_age",
     "marked",
     "source_link",
@@ -267,3 +270,49 @@ def source_link(source: str) -> str | None:
     if parts.scheme in ("http", "https") and parts.netloc:
         return source.strip()
     return None
+
+
+_FLAG_NUMBER = {
+    "accept_rate_below": "accept rate",
+    "linkedin_response_rate_below": "LinkedIn response rate",
+    "email_response_rate_below": "email response rate",
+    "meetings_per_week_below": "meetings a week",
+}
+
+
+@dataclass(frozen=True)
+class FlagRow:
+    """An open red flag as the banner shows it: which number, its value, the threshold, the
+    sample behind it, the ISO week and the campaign."""
+
+    id: int
+    number: str
+    value: str
+    threshold: str
+    sample: int
+    week: str
+    campaign: str
+    message: str
+
+
+def flag_rows(flags: list[StoredFlag]) -> list[FlagRow]:
+    """The banner's rows: rates as percentages, the meetings flag as a count."""
+
+    def shown(flag: StoredFlag, v: float) -> str:
+        if flag.flag == "meetings_per_week_below":
+            return f"{v:g}"
+        return f"{v:.0%}" if abs(v * 100 - round(v * 100)) < 1e-9 else f"{v:.1%}"
+
+    return [
+        FlagRow(
+            id=f.id,
+            number=_FLAG_NUMBER.get(f.flag, f.flag.replace("_", " ")),
+            value=f"{f.value:g}" if f.flag == "meetings_per_week_below" else f"{f.value:.1%}",
+            threshold="below " + shown(f, f.threshold),
+            sample=f.sample,
+            week=f"{f.week:%G-W%V} (from {f.week:%Y-%m-%d})",
+            campaign=f.campaign,
+            message=f.message,
+        )
+        for f in flags
+    ]
