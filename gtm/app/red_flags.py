@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from gtm.app.funnel import compute_funnel
+from gtm.app.funnel import FunnelInputs, compute_funnel
 from gtm.app.funnel_model import Filters, FunnelReport, Rate, WeekFigures
 from gtm.app.workspace import Workspace
 from gtm.domain.playbook import Playbook
@@ -266,11 +266,16 @@ def open_flag_store(ws: Workspace) -> FlagStore:
 
 
 async def raise_red_flags(
-    ws: Workspace, *, as_of: datetime | None = None, weeks: int = 2
+    ws: Workspace,
+    *,
+    as_of: datetime | None = None,
+    weeks: int = 2,
+    inputs: FunnelInputs | None = None,
 ) -> list[StoredFlag]:
     """Evaluate the red flags of the last `weeks` ISO weeks (to `as_of`, default now) and alert
-    each newly fired one, once. Returns the flags alerted by this call (empty on a repeat)."""
-    report = compute_funnel(ws, as_of=as_of or ws.deps.clock(), weeks=weeks)
+    each newly fired one, once. Returns the flags alerted by this call (empty on a repeat).
+    `inputs`: the workspace's history already loaded (`gtm report` has), else it is read."""
+    report = compute_funnel(inputs or ws, as_of=as_of or ws.deps.clock(), weeks=weeks)
     fired = evaluate(report, ws.playbook_for)
     sent: list[StoredFlag] = []
     with open_flag_store(ws) as store:

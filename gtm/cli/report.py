@@ -103,7 +103,7 @@ def report(
                     inputs, as_of=when, weeks=weeks, filters=Filters(campaign=campaign)
                 )
             flags = evaluate(whole, ws.playbook_for)
-            fired = await raise_red_flags(ws, as_of=when)
+            fired = await raise_red_flags(ws, as_of=when, inputs=inputs)
             files = write_report(
                 rep,
                 out_dir or report_dir(settings.data_dir, when),
