@@ -80,6 +80,7 @@ __all__ = [
     "judge_draft",
     "labeled_metrics",
     "load_datasets",
+    "messages",
     "new_text",
     "opt_out",
     "out_of_office",
