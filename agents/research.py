@@ -68,6 +68,8 @@ def list_facts(account: Account, contact: Contact) -> _Found:
         )
     if account.event:
         out.append(("event", f"We met {account.company} at {account.event}.", f"{src}:event", None))
+    for f in account.facts:  # columns the user marked as facts, each with file:row:column
+        out.append((f.kind, f.text, f.source, f.url))
     if contact.title:
         row = f"{account.source or 'account list'}:{contact.row or '?'}"
         out.append(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +17,28 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
+from gtm.app.list_columns import (
+    PERSONAL_MAIL,
+    REQUIRED,
+    ColumnMap,
+    MapFile,
+    RowValues,
+    resolve,
+    row_values,
+)
 from gtm.domain.identity import PROFILE_URL_EXAMPLE, profile_url
-from gtm.domain.models import Account, Contact
+from gtm.domain.models import Account, Contact, Fact
 
-__all__ = ["load_accounts", "AccountList", "RowError", "AccountListError", "COLUMNS", "REQUIRED"]
+__all__ = [
+    "load_accounts",
+    "read_header",
+    "AccountList",
+    "RowError",
+    "AccountListError",
+    "COLUMNS",
+    "REQUIRED",
+]
 
-REQUIRED = ("company", "domain", "contact_name")
 OPTIONAL = (
     "website",
     "segment",
@@ -41,6 +56,10 @@ COLUMNS = REQUIRED + OPTIONAL
 MULTILINE = frozenset({"description", "signals", "tech_stack"})
 """Columns whose cells may hold line breaks; a name, title or address never does."""
 MAX_ROWS = 100_000
+_ALTERNATIVES = {
+    "domain": " (or a website or email column to take it from)",
+    "contact_name": " (or first_name and last_name)",
+}
 
 _TRUE = {"yes", "y", "true", "1"}
 _FALSE = {"no", "n", "false", "0", ""}
@@ -69,11 +88,13 @@ class AccountList:
     errors: list[RowError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rows_read: int = 0
+    columns: ColumnMap | None = None
+    """How the header was read: what went where and what was ignored (the import preview)."""
 
 
 class _Bad(Exception):
-    def __init__(self, field: str, reason: str) -> None:
-        self.field, self.reason = field, reason
+    def __init__(self, field: str, reason: str, *, labelled: bool = False) -> None:
+        self.field, self.reason, self.labelled = field, reason, labelled
 
 
 def _split(url: str) -> tuple[str, str | None]:
@@ -114,8 +135,12 @@ def _linkedin(value: str) -> str | None:
 
 
 def _website(value: str) -> str | None:
+    """An http(s) URL; a bare host ('acme.com', as HubSpot and Apollo exports give it) gets
+    https:// in front."""
     if not value:
         return None
+    if "://" not in value and _HOST.match(value.strip().lower().rstrip("/").removeprefix("www.")):
+        value = "https://" + value.strip().rstrip("/")
     scheme, host = _split(value)
     if scheme not in ("http", "https") or not host:
         raise _Bad("website", f"{value!r} is not an http(s) URL")
@@ -152,8 +177,9 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def load_accounts(path: Path) -> AccountList:
-    """Parse and validate an account list. See `examples/README.md` for the columns."""
+def load_accounts(path: Path, mapping: MapFile | None = None) -> AccountList:
+    """Parse and validate an account list. Columns are matched by our names, the aliases of
+    common exports, or the user's map file (`gtm.app.list_columns`); see `examples/README.md`."""
     name = path.name
     text = _read_text(path)
     if not text.strip():
@@ -164,25 +190,36 @@ def load_accounts(path: Path) -> AccountList:
     except csv.Error as exc:
         raise AccountListError(f"{path}:1: cannot parse the header ({exc})") from None
     cols = [h.strip().lower().replace(" ", "_") for h in header]
-    missing = [c for c in REQUIRED if c not in cols]
-    if missing:
+    cm = resolve(header, mapping)
+    result = AccountList(columns=cm)
+    if cm.missing:
+        wanted = ", ".join(m + _ALTERNATIVES.get(m, "") for m in cm.missing)
         raise AccountListError(
-            f"{path}:1: missing required column(s) {', '.join(missing)} "
+            f"{path}:1: missing required column(s) {wanted} "
             f"(found: {', '.join(c for c in cols if c) or 'none'})"
         )
-    repeated = [c for c, n in Counter(cols).items() if n > 1 and c in COLUMNS]
-    if repeated:
+    if cm.repeated:
         listed = "; ".join(
-            f"{c!r} in columns {', '.join(str(i + 1) for i, col in enumerate(cols) if col == c)}"
-            for c in repeated
+            f"{f!r} in columns {', '.join(str(i + 1) for i in ix)}" for f, ix in cm.repeated.items()
         )
-        raise AccountListError(f"{path}:1: repeated column(s) {listed}; keep one of each")
-    if "linkedin_url" not in cols and "email" not in cols:
+        named = "; ".join(
+            ", ".join(f"{i + 1} {header[i].strip()!r}" for i in ix) for ix in cm.repeated.values()
+        )
+        raise AccountListError(
+            f"{path}:1: repeated column(s) {listed}; keep one of each, or name the one to use "
+            f"in a --map file ({named})"
+        )
+    if cm.index("linkedin_url") is None and cm.index("email") is None:
         raise AccountListError(f"{path}:1: needs a linkedin_url or an email column")
-    result = AccountList()
-    unknown = [c for c in cols if c and c not in COLUMNS]
+    if cm.unmatched_map:
+        result.warnings.append(
+            f"{name}:1: the map file names column(s) the list does not have: "
+            + ", ".join(cm.unmatched_map)
+        )
+    unknown = [cols[i] for i, h, why in cm.ignored if h.strip()]
     if unknown:
         result.warnings.append(f"{name}:1: ignoring unknown column(s) {', '.join(unknown)}")
+    labels = {u.field: cols[u.index] for u in cm.used}
 
     groups: dict[str, dict[str, Any]] = {}
     seen_rows: dict[tuple[str, ...], int] = {}
@@ -239,15 +276,16 @@ def load_accounts(path: Path) -> AccountList:
             continue
         seen_rows[key] = start
         try:
-            contact, account_fields = _validate(row)
+            contact, account_fields = _validate(row, row_values(cm, cells, start, name))
         except _Bad as bad:
-            result.errors.append(RowError(name, start, bad.field, bad.reason))
+            fld = bad.field if bad.labelled else labels.get(bad.field, bad.field)
+            result.errors.append(RowError(name, start, fld, bad.reason))
             continue
         dup = next((seen_people[k] for k in _person_keys(contact) if k in seen_people), None)
         if dup is not None:
             fld = "email" if contact.email and contact.email in seen_people else "linkedin_url"
             result.errors.append(
-                RowError(name, start, fld, f"duplicate contact (first seen on row {dup})")
+                RowError(name, start, labels[fld], f"duplicate contact (first seen on row {dup})")
             )
             continue
         for k in _person_keys(contact):
@@ -256,8 +294,20 @@ def load_accounts(path: Path) -> AccountList:
         _merge(groups, account_fields, contact, start, name, result.warnings)
 
     for g in groups.values():
-        result.accounts.append(Account(**g, source=name))
+        facts = tuple(f.model_copy(update={"id": f"l{i}"}) for i, f in enumerate(g.pop("facts"), 1))
+        result.accounts.append(Account(**g, source=name, facts=facts))
     return result
+
+
+def read_header(path: Path, mapping: MapFile | None = None) -> ColumnMap:
+    """How a list's header would be read, without reading its rows (the preview of a list
+    whose layout is not known)."""
+    text = _read_text(path)
+    try:
+        header = next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error as exc:
+        raise AccountListError(f"{path}:1: cannot parse the header ({exc})") from None
+    return resolve(header, mapping)
 
 
 def _records(lines: list[str], first: int) -> Iterator[tuple[int, int, list[str] | csv.Error]]:
@@ -290,41 +340,79 @@ def _person_keys(c: Contact) -> list[str]:
     return [k for k in (c.email, c.linkedin_url.lower() if c.linkedin_url else None) if k]
 
 
-def _validate(row: dict[str, str]) -> tuple[Contact, dict[str, Any]]:
+def _validate(row: dict[str, str], got: RowValues) -> tuple[Contact, dict[str, Any]]:
     for col, value in row.items():
         if _CONTROL.search(value):
-            raise _Bad(col, "contains control characters")
-        if col not in MULTILINE and "\n" in value:
-            raise _Bad(col, "contains a line break (only description and signals may)")
-    for col in REQUIRED:
-        if not row.get(col):
-            raise _Bad(col, "is empty")
-    domain = _domain(row["domain"])
-    email = _email(row.get("email", ""))
-    linkedin = _linkedin(row.get("linkedin_url", ""))
+            raise _Bad(col, "contains control characters", labelled=True)
+        if col not in MULTILINE and col not in got.multiline and "\n" in value:
+            raise _Bad(
+                col, "contains a line break (only description and signals may)", labelled=True
+            )
+    v = dict(got.values)
+    name_field = "contact_name"
+    if "contact_name" not in v:
+        name_field = "first_name" if "first_name" in v else "last_name"
+        v["contact_name"] = " ".join(x for x in (v.get("first_name"), v.get("last_name")) if x)
+    for col in REQUIRED:  # in the order the checks always ran
+        if col == "domain" and "domain" not in v:
+            continue
+        if not v.get(col):
+            raise _Bad(name_field if col == "contact_name" else col, "is empty")
+    if "domain" in v:
+        domain = _domain(v["domain"])
+        email = _email(v.get("email", ""))
+    else:
+        email = _email(v.get("email", ""))
+        domain = _derived_domain(v, email)
+    linkedin = _linkedin(v.get("linkedin_url", ""))
     if not email and not linkedin:
-        fld = "linkedin_url" if "linkedin_url" in row else "email"
+        fld = "linkedin_url" if "linkedin_url" in v else "email"
         raise _Bad(fld, "the contact has neither a LinkedIn URL nor an email")
     contact = Contact(
-        name=row["contact_name"],
-        title=row.get("contact_title", ""),
+        name=v["contact_name"],
+        title=v.get("contact_title", ""),
         linkedin_url=linkedin,
         email=email,
     )
     fields: dict[str, Any] = {
         "account_id": domain,
-        "company": row["company"],
+        "company": v["company"],
         "domain": domain,
-        "website": _website(row.get("website", "")),
-        "segment": row.get("segment", ""),
-        "description": row.get("description", ""),
-        "signals": _items(row.get("signals", "")),
-        "tech_stack": _items(row.get("tech_stack", "")),
-        "open_source_user": _bool(row.get("open_source_user", "")),
-        "event": row.get("event") or None,
-        "owner": row.get("owner") or None,
+        "website": _website(v.get("website", "")),
+        "segment": v.get("segment", ""),
+        "description": v.get("description", ""),
+        "signals": _items(v.get("signals", "")),
+        "tech_stack": _items(v.get("tech_stack", "")),
+        "open_source_user": _bool(v.get("open_source_user", "")),
+        "event": v.get("event") or None,
+        "owner": v.get("owner") or None,
+        "facts": tuple(
+            Fact(id=f"l{i}", text=f"{v['company']}: {col}: {val}", source=src, kind="company")
+            for i, (col, val, src) in enumerate(got.facts, 1)
+        ),
     }
     return contact, fields
+
+
+def _derived_domain(v: dict[str, str], email: str | None) -> str:
+    """Without a domain column: the website's host, else the email's domain, unless it is a
+    personal mail provider's."""
+    if v.get("website"):
+        try:
+            return _domain(v["website"])
+        except _Bad as bad:
+            raise _Bad("website", bad.reason) from None
+    if email:
+        host = email.rsplit("@", 1)[1]
+        if host in PERSONAL_MAIL:
+            raise _Bad(
+                "email",
+                f"{host} is a personal mail provider: the company's domain cannot come from it; "
+                "add a domain or website column",
+            )
+        return _domain(host)
+    fld = "website" if "website" in v else "email"
+    raise _Bad(fld, "is empty, and the list has no domain column to take the company from")
 
 
 def _merge(
@@ -345,6 +433,8 @@ def _merge(
             f"{name}:{line}:company: {fields['company']!r} differs from "
             f"{g['company']!r} for {g['domain']} on row {g['rows'][0]}; keeping the first"
         )
+    known = {f.text for f in g["facts"]}
+    g["facts"] = (*g["facts"], *(f for f in fields["facts"] if f.text not in known))
     for k in ("website", "segment", "description", "event", "owner"):
         if not g[k] and fields[k]:
             g[k] = fields[k]

@@ -1,8 +1,9 @@
 """`gtm`: run campaigns and decide drafts from the terminal.
 
-One module per command group: `campaign` (run, status), `review` (inbox and the decisions),
-`admin` (suppress, forget, eval, doctor) and `report` (the funnel against the playbook's goals).
-Importing them registers their commands on `app`.
+One module per command group: `campaign` (run, status), `imports` (the preview of a list
+export), `review` (inbox and the decisions), `admin` (suppress, forget, eval, doctor), `loop`
+(events, sync), `serve`, `escalations`, `flags` (red flags) and `report` (the funnel against the
+playbook's goals). Importing them registers their commands on `app`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import sys
 
 # Registration order is the order `gtm --help` lists the commands in.
 from gtm.cli import common  # isort: skip
-from gtm.cli import campaign, review, admin, loop, serve, escalations, flags, report  # isort: skip
+from gtm.cli import campaign, imports, review, admin, loop, serve  # isort: skip
+from gtm.cli import escalations, flags, report  # isort: skip
 
 __all__ = ["app", "main"]
 
 app = common.app
-_COMMAND_GROUPS = (campaign, review, admin, loop, serve, escalations, flags, report)
+_COMMAND_GROUPS = (campaign, imports, review, admin, loop, serve, escalations, flags, report)
 
 
 def main() -> None:

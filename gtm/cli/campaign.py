@@ -24,6 +24,7 @@ from gtm.app.campaigns import (
     parse_prompt_variants,
 )
 from gtm.app.ledger import ThreadRow
+from gtm.app.list_columns import MapFileError, load_map
 from gtm.app.runner import (
     RunSummary,
     run_campaign,
@@ -69,6 +70,13 @@ def run(
             "--adopt-playbook", help="Switch a running campaign to the playbook given here."
         ),
     ] = False,
+    map_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--map",
+            help="Map file naming the list's columns (see gtm import); known exports need none.",
+        ),
+    ] = None,
     prompt_variants: Annotated[
         str | None,
         typer.Option(
@@ -91,7 +99,11 @@ def run(
     except PlaybookError as exc:
         raise fail(str(exc)) from None
     try:
-        listing = load_accounts(accounts)
+        mapping = load_map(map_file) if map_file is not None else None
+    except MapFileError as exc:
+        raise fail(str(exc)) from None
+    try:
+        listing = load_accounts(accounts, mapping)
     except AccountListError as exc:
         raise fail(str(exc)) from None
     for warning in listing.warnings:  # one line each, so they can be grepped

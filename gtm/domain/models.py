@@ -113,6 +113,11 @@ class Account(_Model):
     contacts: tuple[Contact, ...] = Field(default=(), description="People, in list order.")
     source: str = Field(default="", description="Where the account came from (file name).")
     rows: tuple[int, ...] = Field(default=(), description="CSV lines that made this account.")
+    facts: tuple[Fact, ...] = Field(
+        default=(),
+        description="Cells of columns the user marked as facts (a --map file), each with its "
+        "'file:row:column' source.",
+    )
 
 
 FactKind = Literal["company", "person", "signal", "history", "event", "website"]

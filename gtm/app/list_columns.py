@@ -1,0 +1,329 @@
+"""Which column of an exported list holds which of our fields: aliases per export format, the
+user's map file, and the resolution of one header (what went where, what was ignored and why).
+
+Aliases are data, one table per export, matched case- and punctuation-insensitively. Where the
+headers come from (checked with the docs/pages/code search; third-party pages marked as such):
+
+- HubSpot: HubSpot's knowledge base ("Set up your import files": contacts have First Name, Last
+  Name, Email Address; owners go in a "[Object] owner" column) and the default property labels
+  "Job title", "Company name", "Website URL" (listed by wildandfreetools.com, third party).
+  HubSpot exports label columns with the property labels; a literal export file was not seen.
+- Apollo: a people export's "First Name", "Last Name", "Title", "Company Name", "Email",
+  "Person Linkedin Url", "Website", "Company Linkedin Url", "Industry", as parsed by public code
+  that reads Apollo exports (two repositories); Apollo's own import docs name "Company Website",
+  "Contact LinkedIn URL", "Contact Email".
+- Sales Navigator scrapers: Apify's "Sales Navigator Search Export" (First Name, Last Name,
+  Email, Summary, Job Title, Job Description, Job Started On, LinkedIn URL, Location, Company,
+  Company LinkedIn ID) and Captain Data's snake_case output (full_name, first_name, last_name,
+  company_name, job_title, headline, linkedin_profile_url, location). Phantombuster's own
+  column names could NOT be confirmed and are not listed.
+- Clay: a table's columns are named by its user; Clay's docs call the values "Full Name",
+  "Company Name", "Company Domain" and "Email" (university.clay.com enrichment pages). A Clay
+  export's default header could NOT be confirmed beyond those names.
+- Dux-Soup: visit and scan fields "Profile", "First Name", "Middle Name", "Last Name", "Title",
+  "Company", "CompanyWebsite", "Email", "Summary", "Location", "Industry", "My Notes",
+  "VisitTime", "ScanTime" (harehimself/duxsoup-etl docs/WEBHOOK_PAYLOADS.md, third party; our
+  own webhook reads "Profile" too).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+__all__ = [
+    "FORMATS",
+    "FIELDS",
+    "REQUIRED",
+    "ColumnMap",
+    "MapFile",
+    "MapFileError",
+    "PERSONAL_MAIL",
+    "RowValues",
+    "key",
+    "load_map",
+    "resolve",
+    "row_values",
+]
+
+REQUIRED = ("company", "domain", "contact_name")
+FIELDS = (
+    *REQUIRED,
+    "website",
+    "segment",
+    "description",
+    "contact_title",
+    "linkedin_url",
+    "email",
+    "tech_stack",
+    "signals",
+    "open_source_user",
+    "event",
+    "owner",
+)
+PERSONAL_MAIL = frozenset(
+    "gmail.com googlemail.com yahoo.com ymail.com hotmail.com outlook.com live.com msn.com "
+    "icloud.com me.com mac.com aol.com proton.me protonmail.com gmx.com gmx.de gmx.net web.de "
+    "mail.ru yandex.ru qq.com 163.com 126.com zoho.com hey.com fastmail.com".split()
+)
+"""Mail providers whose domain says nothing about the person's company."""
+_MULTILINE = frozenset({"description", "signals", "tech_stack"})
+PARTS = ("first_name", "last_name")
+"""Not fields of ours: joined into contact_name when the list has no full-name column."""
+
+FORMATS: dict[str, dict[str, str]] = {
+    "hubspot": {
+        "First Name": "first_name",
+        "Last Name": "last_name",
+        "Email": "email",
+        "Email Address": "email",
+        "Job Title": "contact_title",
+        "Company Name": "company",
+        "Website URL": "website",
+        "Contact owner": "owner",
+    },
+    "apollo": {
+        "First Name": "first_name",
+        "Last Name": "last_name",
+        "Title": "contact_title",
+        "Company Name": "company",
+        "Company": "company",
+        "Email": "email",
+        "Contact Email": "email",
+        "Person Linkedin Url": "linkedin_url",
+        "Contact LinkedIn URL": "linkedin_url",
+        "Website": "website",
+        "Company Website": "website",
+        "Industry": "segment",
+    },
+    "sales_navigator": {
+        "First Name": "first_name",
+        "Last Name": "last_name",
+        "Full Name": "contact_name",
+        "full_name": "contact_name",
+        "Job Title": "contact_title",
+        "Company": "company",
+        "company_name": "company",
+        "Email": "email",
+        "LinkedIn URL": "linkedin_url",
+        "linkedin_profile_url": "linkedin_url",
+    },
+    "clay": {
+        "Full Name": "contact_name",
+        "Company Name": "company",
+        "Company Domain": "domain",
+        "Email": "email",
+    },
+    "duxsoup": {
+        "First Name": "first_name",
+        "Last Name": "last_name",
+        "Title": "contact_title",
+        "Company": "company",
+        "CompanyWebsite": "website",
+        "Email": "email",
+        "Profile": "linkedin_url",
+        "Industry": "segment",
+    },
+}
+
+
+def key(header: str) -> str:
+    """A header as compared: lower case, letters and digits only ('Person Linkedin Url' and
+    'person_linkedin_url' are the same column)."""
+    return re.sub(r"[^a-z0-9]", "", header.lower())
+
+
+def _aliases() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Normalised header → (our field, the formats that use it). One header never means two
+    fields (a test checks the tables agree)."""
+    out: dict[str, tuple[str, tuple[str, ...]]] = {key(f): (f, ("ours",)) for f in FIELDS}
+    out.update({key(p): (p, ("ours",)) for p in PARTS})
+    for fmt, table in FORMATS.items():
+        for header, target in table.items():
+            k = key(header)
+            known, fmts = out.get(k, (target, ()))
+            if known != target:
+                raise AssertionError(f"alias {header!r} maps to {known} and {target}")
+            out[k] = (target, (*fmts, fmt))
+    return out
+
+
+_ALIASES = _aliases()
+
+
+class MapFileError(ValueError):
+    """The map file cannot be used; the message names the file and the bad key."""
+
+
+@dataclass(frozen=True)
+class MapFile:
+    """The user's own mapping: our field → their column, and their columns that are facts."""
+
+    path: Path
+    fields: dict[str, str] = field(default_factory=dict)
+    facts: tuple[str, ...] = ()
+
+
+def load_map(path: Path) -> MapFile:
+    """Read a YAML or TOML map file (`our_field: "Their Column"`, `facts: [...]`)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise MapFileError(f"{path}: cannot read the map file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise MapFileError(f"{path}: not UTF-8; re-save the map file as UTF-8") from None
+    try:
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise MapFileError(f"{path}: cannot parse the map file ({exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise MapFileError(f'{path}: expected `our_field: "Their Column"` lines')
+    fields: dict[str, str] = {}
+    facts: tuple[str, ...] = ()
+    allowed = (*FIELDS, *PARTS)
+    for k, v in data.items():
+        if k == "facts":
+            if not isinstance(v, list) or not all(isinstance(c, str) and c.strip() for c in v):
+                raise MapFileError(f"{path}: facts: must be a list of column names")
+            facts = tuple(c.strip() for c in v)
+        elif k not in allowed:
+            raise MapFileError(
+                f"{path}: {k!r} is not one of our fields ({', '.join(allowed)}, facts)"
+            )
+        elif not isinstance(v, str) or not v.strip():
+            raise MapFileError(f"{path}: {k}: must be the name of one of the list's columns")
+        else:
+            fields[k] = v.strip()
+    return MapFile(path=path, fields=fields, facts=facts)
+
+
+@dataclass(frozen=True)
+class Used:
+    index: int
+    header: str
+    field: str
+    how: str
+    """'our name', 'alias (apollo, hubspot)', 'map file', 'fact (map file)'."""
+
+
+@dataclass
+class ColumnMap:
+    """One header resolved: which column fills which field, which are facts, what is ignored."""
+
+    headers: list[str]
+    used: list[Used] = field(default_factory=list)
+    ignored: list[tuple[int, str, str]] = field(default_factory=list)
+    repeated: dict[str, list[int]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    unmatched_map: list[str] = field(default_factory=list)
+
+    def index(self, name: str) -> int | None:
+        """Column index of a field (or of first_name/last_name)."""
+        return next((u.index for u in self.used if u.field == name), None)
+
+    @property
+    def facts(self) -> list[Used]:
+        return [u for u in self.used if u.field == "fact"]
+
+    @property
+    def formats(self) -> list[str]:
+        """The export(s) whose alias table matches most of this header's columns."""
+        keys = {key(u.header) for u in self.used}
+        counts = {f: len(keys & {key(h) for h in t}) for f, t in FORMATS.items()}
+        best = max(counts.values(), default=0)
+        return [f for f, n in counts.items() if n == best and n > 1]
+
+
+def resolve(headers: Sequence[str], mapping: MapFile | None = None) -> ColumnMap:
+    """Match a header row: the map file first, then our own names and the aliases."""
+    cm = ColumnMap(headers=list(headers))
+    by_key: dict[str, list[int]] = {}
+    for i, h in enumerate(headers):
+        by_key.setdefault(key(h), []).append(i)
+    claimed: dict[int, str] = {}
+    if mapping is not None:
+        for ours, theirs in mapping.fields.items():
+            idx = by_key.get(key(theirs), [])
+            if not idx:
+                cm.unmatched_map.append(f"{ours}: {theirs!r}")
+            for i in idx:
+                claimed[i] = ours
+                cm.used.append(Used(i, headers[i], ours, "map file"))
+        for theirs in mapping.facts:
+            idx = by_key.get(key(theirs), [])
+            if not idx:
+                cm.unmatched_map.append(f"facts: {theirs!r}")
+            for i in idx:
+                if i not in claimed:
+                    claimed[i] = "fact"
+                    cm.used.append(Used(i, headers[i], "fact", "fact (map file)"))
+    mapped = {f for f in claimed.values() if f != "fact"}
+    for i, h in enumerate(headers):
+        if i in claimed:
+            continue
+        hit = _ALIASES.get(key(h)) if key(h) else None
+        if hit is None:
+            cm.ignored.append((i, h, "not a column we use" if h.strip() else "no header"))
+        elif hit[0] in mapped:
+            cm.ignored.append((i, h, f"the map file takes {hit[0]} from another column"))
+        else:
+            fmts = [f for f in hit[1] if f != "ours"]
+            how = "our name" if "ours" in hit[1] else f"alias ({', '.join(fmts)})"
+            cm.used.append(Used(i, h, hit[0], how))
+    for u in cm.used:
+        if u.field != "fact":
+            cm.repeated.setdefault(u.field, []).append(u.index)
+    cm.repeated = {f: ix for f, ix in cm.repeated.items() if len(ix) > 1}
+    have = {u.field for u in cm.used}
+    if "contact_name" in have:
+        for part in PARTS:
+            for u in [u for u in cm.used if u.field == part]:
+                cm.used.remove(u)
+                cm.ignored.append((u.index, u.header, "the full name comes from another column"))
+    have = {u.field for u in cm.used}
+    alternatives = {
+        "company": ("company",),
+        "domain": ("domain", "website", "email"),
+        "contact_name": ("contact_name", "first_name", "last_name"),
+    }
+    cm.missing = [f for f in REQUIRED if not have & set(alternatives[f])]
+    return cm
+
+
+def row_values(cm: ColumnMap, cells: list[str], line: int, name: str) -> RowValues:
+    """Our fields from one record's cells, by the resolved header; facts keep their source."""
+
+    def cell(i: int) -> str:
+        return cells[i].replace("\r\n", "\n").replace("\r", "\n").strip()
+
+    values = {u.field: cell(u.index) for u in cm.used if u.field != "fact"}
+    facts = tuple(
+        (u.header.strip(), cell(u.index), f"{name}:{line}:{u.header.strip()}")
+        for u in cm.facts
+        if cell(u.index)
+    )
+    return RowValues(
+        values=values,
+        facts=facts,
+        multiline={
+            cm.headers[u.index].strip().lower().replace(" ", "_")
+            for u in cm.used
+            if u.field in _MULTILINE or u.field == "fact"
+        },
+    )
+
+
+@dataclass(frozen=True)
+class RowValues:
+    values: dict[str, str]
+    facts: tuple[tuple[str, str, str], ...]
+    """(column, value, source) of each non-empty cell the map file marks as a fact."""
+    multiline: set[str]
+    """Columns (as labelled in errors) whose cells may hold line breaks."""
