@@ -19,6 +19,7 @@ __all__ = [
     "funnel_specificity",
     "funnel_weeks",
     "ledger",
+    "lint",
     "list_columns",
     "llm",
     "loop",
