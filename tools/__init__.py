@@ -27,4 +27,7 @@ __all__ = [
     "sqlite",
     "suppression",
     "unsubscribe",
+    "web",
+    "web_extract",
+    "web_guard",
 ]
