@@ -3,10 +3,13 @@ Unicode. The examples are written here, not taken from the labeled message set."
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evals.messages import LabeledMessage
 from evals.specificity import Span, campaign_specificity, specificity
 from gtm.domain.playbook import load_playbook
 
@@ -120,3 +123,27 @@ def test_no_unicode_crashes_it(a: str, b: str) -> None:
         assert 0.0 <= s.score < 1.0
         for sp in (*s.specific, *s.generic):
             assert text[sp.start : sp.end] == sp.text
+
+
+def test_auc_is_the_mann_whitney_statistic_and_separation_counts_by_hand() -> None:
+    from evals.separation import auc, separation
+
+    # pairs (pos, neg): (0.9>0.2) (0.9>0.5) (0.5=0.5 half) (0.5>0.2) -> 3.5 of 4
+    assert auc([0.9, 0.5, 0.2, 0.5], [True, True, False, False]) == 0.875
+    assert auc([0.3, 0.4], [True, True]) is None  # one class only
+    msgs = [
+        LabeledMessage.model_validate(
+            {"id": f"m{i}", "source_url": "https://example.org/x", "source_title": "t",
+             "retrieved": date(2026, 12, 5), "channel": "email", "label": label,
+             "page_verdict": "none", "text": text, "note": "n"}
+        )
+        for i, (label, text) in enumerate([
+            ("personalized", "Hi Maya, your RevOps Summit 2026 talk on retrieval for 40M call "
+             "transcripts stuck with me. How did Signalry pick Pinecone?"),
+            ("generic", "Hi {{first_name}}, I hope this finds you well. We help companies like "
+             "yours increase revenue. Do you have 15 minutes this week?"),
+        ])
+    ]  # fmt: skip
+    s = separation(msgs, threshold=0.5)
+    assert (s.n, s.personalized, s.auc) == (2, 1, 1.0)
+    assert (s.precision, s.recall) == (1.0, 1.0)
