@@ -18,4 +18,5 @@ __all__ = [
     "review",
     "send",
     "state",
+    "web_facts",
 ]

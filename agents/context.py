@@ -23,6 +23,7 @@ from tools.crm import CRM
 from tools.events import EventStore
 from tools.outbox import Outbox
 from tools.suppression import SuppressionList
+from tools.web import WebResearcher
 
 __all__ = ["Deps"]
 
@@ -58,3 +59,5 @@ class Deps:
     """Draws the random gap between two paced actions."""
     events: EventStore | None = None
     """What came back (replies, bounces, opt-outs): a follow-up is not sent after one."""
+    web: WebResearcher | None = None
+    """Reads each account's website for research; None (GTM_WEB_CONTACT unset): no web."""

@@ -82,6 +82,7 @@ def render_facts(facts: list[Fact]) -> str:
         "\n".join(
             f"[{f.id}] {f.text} (source: {f.source})"
             + (" (cited in an earlier message: do not lean on it again)" if f.cited_before else "")
+            + (f" (stale: dated {f.published}, too old to present as news)" if f.stale else "")
             for f in facts
         )
         or "none"

@@ -1,7 +1,10 @@
 """Research: gather facts a message may cite, each with an id and a source.
 
-Sources: the account list row(s), the CRM record and its logged touches, and memory of earlier
-touches. Nothing is inferred: a fact is a statement some source made. Unknown stays unknown.
+Sources: the account list row(s), the CRM record and its logged touches, memory of earlier
+touches, and, when web research is on (`Deps.web`), the company's website (`agents.web_facts`:
+facts with a verbatim quote from the page, dated, stale ones marked). Nothing is inferred: a fact
+is a statement some source made. Unknown stays unknown. Text that tries to instruct the writer,
+from any source, is quarantined: the reviewer sees it, the writer never does.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from langgraph.runtime import Runtime
 
 from agents.context import Deps
 from agents.state import State
+from agents.web_facts import WebFindings, web_facts
 from evals.text import find_injection
 from gtm.domain.models import Account, Contact, Fact, FactKind, Touch
 
@@ -131,28 +135,74 @@ async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     earlier = await deps.memory.history(account.account_id, limit=20)
     found.extend(history_facts(earlier))
 
+    patterns = deps.playbook.guardrails.injection_patterns
+    web = WebFindings()
+    if deps.web is not None:
+        web = await web_facts(
+            deps.web,
+            deps.model,
+            account,
+            today=deps.clock().date(),
+            max_age_days=deps.playbook.research.max_fact_age_days,
+            injection_patterns=patterns,
+        )
+
     seen: set[str] = set()
     facts: list[Fact] = []
     quarantined: list[Fact] = []
     events: list[str] = []
-    patterns = deps.playbook.guardrails.injection_patterns
+
+    def admissible(text: str, source: str, kind: FactKind, checked: str) -> bool:
+        """Sources are data, never orders: text aimed at the writer does not reach it. The
+        reviewer sees all of it, a link as text, never as something to click."""
+        hit = find_injection(checked, patterns)
+        if hit is None:
+            return True
+        quarantined.append(
+            Fact(id=f"q{len(quarantined) + 1}", text=checked, source=source, kind=kind)
+        )
+        events.append(f"research: quarantined a fact from {source}: it contains {hit[1]}")
+        return False
+
     for kind, text, source, url in found:
         if text in seen:
             continue
         seen.add(text)
         whole = f"{text} {url}" if url else text  # a link can carry the payload too
-        hit = find_injection(whole, patterns)
-        if hit is not None:
-            # Sources are data, never orders: text aimed at the writer does not reach it. The
-            # reviewer sees all of it, its link as text, never as something to click.
-            quarantined.append(
-                Fact(id=f"q{len(quarantined) + 1}", text=whole, source=source, kind=kind)
+        if admissible(text, source, kind, whole):
+            facts.append(
+                Fact(id=f"f{len(facts) + 1}", text=text, source=source, kind=kind, url=url)
             )
-            events.append(f"research: quarantined a fact from {source}: it contains {hit[1]}")
+    for hidden in web.hidden:
+        quarantined.append(
+            Fact(
+                id=f"q{len(quarantined) + 1}",
+                text=hidden.text,
+                source=hidden.source,
+                kind="website",
+            )
+        )
+        events.append(f"research: quarantined hidden text from {hidden.source}: {hidden.why}")
+    for w in web.facts:
+        if w.text in seen:
             continue
-        facts.append(Fact(id=f"f{len(facts) + 1}", text=text, source=source, kind=kind, url=url))
+        seen.add(w.text)
+        if admissible(w.text, w.url, "website", f"{w.text} {w.quote}"):
+            facts.append(
+                Fact(
+                    id=f"f{len(facts) + 1}",
+                    text=w.text,
+                    source=w.url,
+                    kind="website",
+                    url=w.url,
+                    quote=w.quote,
+                    fetched_at=w.fetched_at,
+                    published=w.published,
+                    stale=w.stale,
+                )
+            )
     return {
         "facts": facts,
         "quarantined": quarantined,
-        "events": [f"research: {len(facts)} fact(s)", *events],
+        "events": [f"research: {len(facts)} fact(s)", *events, *web.events],
     }

@@ -7,6 +7,7 @@ for a local backend where it keeps its data. A configured model endpoint is aske
 list (`GET {base_url}/models`, a few seconds at most): a closed port, a refused key or a URL
 that is no OpenAI-compatible API root is a failure, never "ok". The key is sent, never shown.
 A configured IMAP mailbox (GTM_IMAP_HOST) is logged in to and its folder opened, nothing read.
+Website research is reported on or off (GTM_WEB_CONTACT); no site is fetched.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tools.channels import ChannelError
 from tools.http import AuthError, HttpClient, NotFoundError, ProviderError
 from tools.imap import ImapMailbox, MailboxError
 from tools.provider import Provider
+from tools.web import WebSettings
 
 __all__ = ["Finding", "diagnose"]
 
@@ -233,4 +235,21 @@ async def diagnose(s: Settings) -> list[Finding]:
         out.append(await _mailbox(s))
     if s.duxsoup_webhook_secret is not None:
         out.append(_webhook(s))
+    out.append(_web(s))
     return out
+
+
+def _web(s: Settings) -> Finding:
+    """Whether research reads company websites (opt-in: it reaches the internet)."""
+    if not s.web_contact:
+        return Finding(
+            "web research",
+            True,
+            "off: research uses the list, the CRM and memory only",
+            "set GTM_WEB_CONTACT to a URL or email address site owners can reach you at to "
+            "read each account's website",
+        )
+    agent = WebSettings(contact=s.web_contact).user_agent
+    return Finding(
+        "web research", True, f"on: user agent {agent!r}, cache {(s.data_dir / 'web').resolve()}"
+    )

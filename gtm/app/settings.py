@@ -200,6 +200,11 @@ class Settings(BaseSettings):
         default=None, description="Incoming webhook for alerts; unset = alerts go to the log."
     )
     http_timeout_s: float = Field(default=20.0, gt=0, allow_inf_nan=False)
+    web_contact: str | None = Field(
+        default=None,
+        description="Turns website research on: the URL or email address site owners can reach "
+        "you at, sent in the fetcher's user agent. Unset = nothing is fetched from the web.",
+    )
 
     @field_validator("data_dir", "playbook", "smtp_ca_file", "imap_ca_file")
     @classmethod
@@ -213,6 +218,19 @@ class Settings(BaseSettings):
     def _https(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith("https://"):
             raise ValueError("must start with https:// (RFC 8058 one-click needs HTTPS)")
+        return v
+
+    @field_validator("web_contact")
+    @classmethod
+    def _contact(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        ok = v.isascii() and v.isprintable() and not set(v) & set("()")
+        if not ok or not re.fullmatch(r"https?://[!-~]+|[^\s@]+@[^\s@]+\.[^\s@]+", v):
+            raise ValueError(
+                "must be an http(s) URL or an email address (it goes in the User-Agent header)"
+            )
         return v
 
     @field_validator("unsubscribe_secret")

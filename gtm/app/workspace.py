@@ -35,6 +35,7 @@ from tools.events import EventStore
 from tools.outbox import Outbox
 from tools.sqlite import retry_while_locked
 from tools.suppression import SuppressionList
+from tools.web import WebResearcher, WebSettings
 
 __all__ = ["Workspace", "open_workspace", "ModelNotStarted"]
 
@@ -148,6 +149,13 @@ async def open_workspace(
             await conn.execute("PRAGMA busy_timeout=30000")
             saver = AsyncSqliteSaver(conn, serde=checkpoint_serde())
             await _set_up(saver)
+            web = None
+            if settings.web_contact:  # opt-in: research reaches the internet only when asked
+                web = await stack.enter_async_context(
+                    WebResearcher(
+                        settings.data_dir / "web", WebSettings(contact=settings.web_contact)
+                    )
+                )
             deps = Deps(
                 model=model,
                 model_name=description,
@@ -165,6 +173,7 @@ async def open_workspace(
                 prompt_version=prompt_version,
                 alerts=providers.alerts,
                 events=events,
+                web=web,
             )
             yield Workspace(
                 settings=settings,

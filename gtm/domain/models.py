@@ -8,7 +8,7 @@ defined.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -138,6 +138,20 @@ class Fact(_Model):
         default=False,
         description="An earlier touch of this thread's sequence cited it: a follow-up must "
         "cite something else too.",
+    )
+    quote: str | None = Field(
+        default=None,
+        description="The sentence of the page at `url` the fact was taken from, verbatim.",
+    )
+    fetched_at: datetime | None = Field(
+        default=None, description="When the page at `url` was fetched (website facts)."
+    )
+    published: date | None = Field(
+        default=None, description="The date the page states, if it states one."
+    )
+    stale: bool = Field(
+        default=False,
+        description="Published longer ago than the playbook's freshness limit: not news.",
     )
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "Playbook",
     "PlaybookError",
     "RedFlags",
+    "Research",
     "TierMatch",
     "load_playbook",
     "DEFAULT_PLAYBOOK",
@@ -325,6 +326,18 @@ class Escalations(_Strict):
         )
 
 
+class Research(_Strict):
+    """How research treats what it finds."""
+
+    max_fact_age_days: int | None = Field(
+        default=None,
+        ge=1,
+        strict=True,
+        description="A website fact whose page is dated longer ago than this is marked stale "
+        "and the writer is told it is not news; None: no limit.",
+    )
+
+
 class TierMatch(_Strict):
     """Which tier and segment an account falls in, and the words that decided it."""
 
@@ -355,6 +368,7 @@ class Playbook(_Strict):
     escalations: Escalations
     evals: Evals
     sequences: Sequences = Sequences()
+    research: Research = Research()
     source: str = Field(default="", description="File the playbook was read from.")
 
     @property
