@@ -18,14 +18,12 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import httpx
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatResult
-from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ConfigDict, SecretStr
+
+if TYPE_CHECKING:  # langchain-openai and openai load when a model is built, not with the settings
+    from langchain_openai import ChatOpenAI
 
 __all__ = [
     "ModelSettings",
@@ -62,69 +60,16 @@ class ModelReplyError(RuntimeError):
     reason and the next run retries it. The message never holds the API key."""
 
 
-class _GuardedChatOpenAI(ChatOpenAI):
-    """`ChatOpenAI` whose failures are scrubbed of the key and whose replies are checked.
-
-    Endpoints echo the key in a 401 (OpenAI: "Incorrect API key provided: sk-…"), and the
-    exception text travels into stderr, the ledger, checkpoints and alerts. The error is rebuilt
-    outside the `except` block, so no chained exception carries the original text either.
-    """
-
-    def _secrets(self) -> list[str]:
-        key = self.openai_api_key
-        return [key.get_secret_value()] if isinstance(key, SecretStr) else []
-
-    def _failure(self, exc: Exception) -> ModelReplyError:
-        text = f"{type(exc).__name__}: {exc}"
-        for secret in self._secrets():
-            if secret:
-                text = text.replace(secret, "***")
-        return ModelReplyError(f"model endpoint {self.openai_api_base or ''}: {text}"[:600])
-
-    def _checked(self, result: ChatResult) -> ChatResult:
-        if not result.generations:
-            raise ModelReplyError("the model endpoint answered with no choices")
-        return result
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        try:
-            result = super()._generate(messages, stop, run_manager, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - rebuilt below without the key
-            failure = self._failure(exc)
-        else:
-            return self._checked(result)
-        raise failure
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        try:
-            result = await super()._agenerate(messages, stop, run_manager, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - rebuilt below without the key
-            failure = self._failure(exc)
-        else:
-            return self._checked(result)
-        raise failure
-
-
 def build_chat_model(settings: ModelSettings, *, base_url: str, model: str) -> ChatOpenAI:
     """The one constructor for every endpoint.
 
     llama.cpp's server ignores `max_completion_tokens` (what langchain-openai sends), so the
     limit also goes as `max_tokens` in the body; without it one call can run to the context limit.
     """
+    from gtm.app._guarded_chat import GuardedChatOpenAI
+
     key = settings.api_key or SecretStr("sk-no-key-required")
-    return _GuardedChatOpenAI(
+    return GuardedChatOpenAI(
         base_url=base_url,
         model=model,
         api_key=key,
@@ -206,6 +151,8 @@ class EmbeddedModel:
             start_new_session=True,
         )
         self.base_url = f"http://127.0.0.1:{port}/v1"
+        import httpx
+
         deadline = time.monotonic() + self.startup_timeout_s
         with httpx.Client(timeout=2.0) as client:
             while time.monotonic() < deadline:

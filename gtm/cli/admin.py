@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gtm.app.workspace import open_workspace
 from gtm.cli.common import EXIT_BUSY, EXIT_REFUSED, app, err, fail, out, run_sync, settings_of
-from gtm.domain.models import Contact
-from tools.suppression import SuppressionKind, canonical, why_invalid
+
+if TYPE_CHECKING:
+    from tools.suppression import SuppressionKind
 
 # ---------------------------------------------------------------- suppress, forget
 
@@ -33,6 +33,10 @@ def suppress(
     show: Annotated[bool, typer.Option("--list", help="List the entries instead.")] = False,
 ) -> None:
     """Add people or domains to the do-not-contact list, forever, on every channel."""
+    from gtm.app.workspace import open_workspace
+    from gtm.domain.models import Contact
+    from tools.suppression import canonical, why_invalid
+
     given: list[tuple[str, SuppressionKind, str]] = [
         *(("--email", "email", v) for v in email or []),
         *(("--domain", "domain", v) for v in domain or []),
@@ -97,6 +101,7 @@ def forget(
     """Erase a person from memory and the local stores (a GDPR erasure request)."""
     from gtm.app.privacy import ForgetBusy, ForgetError, NothingToForget, identify
     from gtm.app.privacy import forget as erase
+    from gtm.app.workspace import open_workspace
 
     try:
         identify(person)  # refuse a malformed identifier before asking to confirm
@@ -259,4 +264,3 @@ def doctor(ctx: typer.Context) -> None:
     out.print(t)
     if not all(f.ok for f in findings):
         raise typer.Exit(1)
-

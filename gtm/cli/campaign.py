@@ -5,33 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gtm.app.accounts import AccountListError, load_accounts
-from gtm.app.campaigns import (
-    CampaignBook,
-    CampaignBusy,
-    PlaybookMismatch,
-    PromptVariantError,
-    VariantsMismatch,
-    campaign_lock,
-    check_prompt_variants,
-    parse_prompt_variants,
-)
-from gtm.app.ledger import ThreadRow
-from gtm.app.list_columns import MapFileError, load_map
-from gtm.app.runner import (
-    RunSummary,
-    run_campaign,
-)
-from gtm.app.sequence_status import sequence_standing
-from gtm.app.settings import Settings
-from gtm.app.workspace import Workspace, open_workspace
 from gtm.cli.common import (
     EXIT_ACCOUNTS_FAILED,
     EXIT_BUSY,
@@ -44,8 +24,14 @@ from gtm.cli.common import (
     run_sync,
     settings_of,
 )
-from gtm.domain.models import Channel, Step
-from gtm.domain.playbook import Playbook, PlaybookError, load_playbook
+
+if TYPE_CHECKING:  # the application loads when a command runs, so `gtm --help` stays fast
+    from gtm.app.ledger import ThreadRow
+    from gtm.app.runner import RunSummary
+    from gtm.app.settings import Settings
+    from gtm.app.workspace import Workspace
+    from gtm.domain.models import Channel, Step
+    from gtm.domain.playbook import Playbook
 
 # --------------------------------------------------------------------------- run
 
@@ -87,6 +73,20 @@ def run(
     ] = None,
 ) -> None:
     """Run every account on the list through research → personalize → review → approval."""
+    from gtm.app.accounts import AccountListError, load_accounts
+    from gtm.app.campaigns import (
+        CampaignBusy,
+        PlaybookMismatch,
+        PromptVariantError,
+        VariantsMismatch,
+        campaign_lock,
+        parse_prompt_variants,
+    )
+    from gtm.app.list_columns import MapFileError, load_map
+    from gtm.app.runner import run_campaign
+    from gtm.app.workspace import open_workspace
+    from gtm.domain.playbook import PlaybookError, load_playbook
+
     settings = settings_of(ctx).with_overrides(playbook=playbook)
     if channel not in ("linkedin", "email"):
         raise fail(f"--channel must be 'linkedin' or 'email', not {channel!r}")
@@ -186,6 +186,8 @@ def _campaign_playbook(
 
     Its prompt variants likewise: the ones it will run with (named now, or recorded) must each
     have every writer prompt, checked before anything is recorded or drafted."""
+    from gtm.app.campaigns import CampaignBook, check_prompt_variants
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     book = CampaignBook(settings.path("ledger.sqlite"))
     try:
@@ -277,6 +279,7 @@ def status(
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
 ) -> None:
     """Summarise campaigns: where every account stands, sends, and cap headroom."""
+    from gtm.app.workspace import open_workspace
 
     async def go() -> None:
         async with open_workspace(settings_of(ctx), with_model=False) as rt:
@@ -336,6 +339,8 @@ def _print_variants(rt: Workspace, name: str, rows: list[ThreadRow]) -> None:
 def _print_sequences(name: str, rows: list[ThreadRow], playbook: Playbook, at: datetime) -> None:
     """One line per account whose first touch went out: its sequence step and what comes
     next. Nothing is printed for a campaign with no first touch sent yet."""
+    from gtm.app.sequence_status import sequence_standing
+
     standings = [s for r in rows if (s := sequence_standing(r, playbook)) is not None]
     if not standings:
         return

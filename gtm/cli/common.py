@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gtm.app.llm import EmbeddedModelUnavailable
-from gtm.app.providers import ProviderConfigError
-from gtm.app.settings import Settings, SettingsError, load_settings
-from gtm.app.workspace import Workspace
-from gtm.domain.playbook import PlaybookError
+if TYPE_CHECKING:  # the application is imported where a command runs, so `--help` stays fast
+    from gtm.app.settings import Settings
+    from gtm.app.workspace import Workspace
 
 __all__ = [
     "app",
@@ -77,6 +74,8 @@ def _root(
         typer.Option(help="Playbook file (default: the shipped playbook).", envvar="GTM_PLAYBOOK"),
     ] = None,
 ) -> None:
+    from gtm.app.settings import SettingsError, load_settings
+
     try:
         ctx.obj = load_settings().with_overrides(data_dir=data_dir, playbook=playbook)
     except SettingsError as exc:
@@ -90,6 +89,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
+        import asyncio  # here, not at the top: `gtm --help` runs no event loop
+
         return asyncio.run(coro)
     except KeyboardInterrupt:
         # Click would print a bare "Aborted!": say instead that stopping here is safe.
@@ -97,12 +98,20 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
             "interrupted: run the same command again to continue where it stopped", soft_wrap=True
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except PlaybookError as exc:
-        raise fail(str(exc)) from None
-    except EmbeddedModelUnavailable as exc:
-        raise fail(str(exc)) from None
-    except ProviderConfigError as exc:
-        raise fail(str(exc)) from None
+    except Exception as exc:
+        if isinstance(exc, _usage_errors()):
+            raise fail(str(exc)) from None
+        raise
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The errors a command reports as bad usage (exit 2) instead of a traceback. Imported only
+    when a command failed, so `gtm --help` does not load the model and provider clients."""
+    from gtm.app.llm import EmbeddedModelUnavailable
+    from gtm.app.providers import ProviderConfigError
+    from gtm.domain.playbook import PlaybookError
+
+    return (PlaybookError, EmbeddedModelUnavailable, ProviderConfigError)
 
 
 def now() -> datetime:
@@ -117,4 +126,3 @@ def print_attention(rt: Workspace, campaign: str | None) -> None:
             "state 'unknown' — check the provider; it will not be resent.",
             highlight=False,
         )
-

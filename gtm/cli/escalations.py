@@ -7,17 +7,16 @@ replies that still need the model (`run`), and close one a person has handled (`
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gtm.app.escalation_pass import escalate_pending
-from gtm.app.escalations import mark_done, needs_human, time_left
-from gtm.app.workspace import open_workspace
 from gtm.cli.common import app, err, fail, now, out, run_sync, settings_of
-from tools.escalations import Escalation
+
+if TYPE_CHECKING:
+    from tools.escalations import Escalation
 
 __all__ = ["escalations_app", "escalation_table"]
 
@@ -30,6 +29,8 @@ app.add_typer(escalations_app, name="escalations", rich_help_panel="Loop")
 
 def escalation_table(rows: list[Escalation], at: datetime, *, title: str) -> Table:
     """The escalations as a table, every value escaped (a reply's words are not markup)."""
+    from gtm.app.escalations import time_left
+
     t = Table(title=title)
     for col in ("id", "signal", "person", "company", "owner", "deadline", "evidence", "outcome"):
         t.add_column(col)
@@ -53,6 +54,8 @@ def list_escalations(
     all_: Annotated[bool, typer.Option("--all", help="Also those already handled.")] = False,
 ) -> None:
     """Open escalations, nearest deadline first."""
+    from gtm.app.escalations import needs_human
+    from gtm.app.workspace import open_workspace
 
     async def go() -> list[Escalation]:
         async with open_workspace(settings_of(ctx), with_model=False) as rt:
@@ -68,6 +71,8 @@ def list_escalations(
 @escalations_app.command("run")
 def run_escalations(ctx: typer.Context) -> None:
     """Classify the replies not yet escalated (this starts the model) and act on them."""
+    from gtm.app.escalation_pass import escalate_pending
+    from gtm.app.workspace import open_workspace
 
     async def go() -> tuple[int, int, list[str]]:
         async with open_workspace(settings_of(ctx), with_model=True) as rt:
@@ -86,6 +91,9 @@ def done(
     escalation_id: Annotated[int, typer.Argument(help="The id `gtm escalations list` shows.")],
 ) -> None:
     """Mark an escalation handled (the first time and person are kept)."""
+    from gtm.app.escalations import mark_done
+    from gtm.app.workspace import open_workspace
+
     settings = settings_of(ctx)
 
     async def go() -> Escalation | None:

@@ -9,15 +9,16 @@ someone dismisses it here or with the web queue's Dismiss button.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gtm.app.red_flags import StoredFlag, dismiss_flag, open_flag_store, open_flags
-from gtm.app.workspace import open_workspace
 from gtm.cli.common import app, fail, out, run_sync, settings_of
+
+if TYPE_CHECKING:
+    from gtm.app.red_flags import StoredFlag
 
 __all__ = ["flags_app", "flag_table", "print_flag_banner"]
 
@@ -86,6 +87,8 @@ def list_flags(
     all_: Annotated[bool, typer.Option("--all", help="Also those already dismissed.")] = False,
 ) -> None:
     """Red flags that fired, newest week first (open ones only unless --all)."""
+    from gtm.app.red_flags import open_flag_store
+    from gtm.app.workspace import open_workspace
 
     async def go() -> list[StoredFlag]:
         async with open_workspace(settings_of(ctx), with_model=False) as rt:
@@ -105,6 +108,9 @@ def dismiss(
     flag_id: Annotated[int, typer.Argument(metavar="ID", help="The id `gtm flags list` shows.")],
 ) -> None:
     """Dismiss a red flag you have seen and acted on (the first time and person are kept)."""
+    from gtm.app.red_flags import dismiss_flag, open_flags
+    from gtm.app.workspace import open_workspace
+
     settings = settings_of(ctx)
 
     async def go() -> tuple[StoredFlag | None, bool]:

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gtm.app.accounts import AccountList, AccountListError, load_accounts, read_header
-from gtm.app.list_columns import ColumnMap, MapFile, MapFileError, load_map
 from gtm.cli.common import EXIT_ROWS_REJECTED, EXIT_USAGE, app, err, fail, out
+
+if TYPE_CHECKING:
+    from gtm.app.accounts import AccountList
+    from gtm.app.list_columns import ColumnMap, MapFile
 
 __all__ = ["import_list", "print_columns"]
 
@@ -86,6 +88,9 @@ def import_list(
     ] = False,
 ) -> None:
     """Preview how a list will be read: columns, ignored columns, first rows, rejections."""
+    from gtm.app.accounts import AccountListError, load_accounts, read_header
+    from gtm.app.list_columns import MapFileError, load_map
+
     mapping: MapFile | None = None
     if map_file is not None:
         try:

@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from evals.specificity import DEFAULT_MIN_SPECIFICITY
-from gtm.app.lint import LintInputError, LintResult, lint_bytes
 from gtm.cli.common import EXIT_REFUSED, app, err, fail, out, settings_of
-from gtm.domain.playbook import PlaybookError, load_playbook
+
+if TYPE_CHECKING:
+    from gtm.app.lint import LintResult
 
 __all__ = ["lint", "print_result"]
 
@@ -28,6 +28,9 @@ _INPUTS = ("auto", "text", "csv", "eml")
 _STEPS = ("auto", "linkedin_connect", "linkedin_message", "email")
 _FORMATS = ("text", "json")
 _VERDICT_STYLE = {"pass": "green", "fail": "red", "error": "red"}
+DEFAULT_MIN_SPECIFICITY = 0.5
+"""`evals.specificity.DEFAULT_MIN_SPECIFICITY`, repeated so that `gtm --help` need not load the
+checks; tests/test_cli_imports.py fails when the two differ."""
 
 
 @app.command(rich_help_panel="Review")
@@ -58,6 +61,9 @@ def lint(
 ) -> None:
     """Score messages without research: guardrail checks, specificity, and the spans behind
     them. Exits 1 when any message fails."""
+    from gtm.app.lint import LintInputError, lint_bytes
+    from gtm.domain.playbook import PlaybookError, load_playbook
+
     for value, allowed, flag in (
         (input_type, _INPUTS, "--input"),
         (step, _STEPS, "--step"),

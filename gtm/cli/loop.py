@@ -11,22 +11,18 @@ in each reply, auto-reply, bounce and unsubscribe (`tools.mail_events`).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, get_args
+from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gtm.app.escalation_pass import PendingReport
-from gtm.app.loop import drop_folder, ingest, local_event, why_invalid
-from gtm.app.loop_pass import red_flag_pass
-from gtm.app.sync import MailboxConfigError, open_mailbox, sync_all
-from gtm.app.workspace import open_workspace
 from gtm.cli.common import EXIT_ROWS_REJECTED, app, err, fail, now, out, run_sync, settings_of
-from gtm.domain.events import EventKind
-from gtm.domain.models import Channel
 
-__all__ = ["EXIT_MAILBOX", "events_app"]
+if TYPE_CHECKING:
+    from gtm.app.escalation_pass import PendingReport
+
+__all__ = ["EVENT_KINDS", "EXIT_MAILBOX", "events_app"]
 
 events_app = typer.Typer(
     help="What came back: add an event by hand, list events (matched or not).",
@@ -34,7 +30,19 @@ events_app = typer.Typer(
 )
 app.add_typer(events_app, name="events", rich_help_panel="Loop")
 
-_KINDS = ", ".join(get_args(EventKind))
+EVENT_KINDS = (
+    "connection_accepted",
+    "message_received",
+    "email_reply",
+    "auto_reply",
+    "bounce",
+    "unsubscribe",
+    "meeting_booked",
+    "opportunity",
+)
+"""`gtm.domain.events.EventKind`, repeated for the options' help so that `gtm --help` need not
+load the domain models; tests/test_cli_imports.py fails when the two differ."""
+_KINDS = ", ".join(EVENT_KINDS)
 
 
 def _parse_at(value: str | None) -> datetime:
@@ -67,6 +75,11 @@ def add(
     ] = None,
 ) -> None:
     """Add one event by hand. The same event added twice is one event."""
+    from gtm.app.loop import ingest, local_event, why_invalid
+    from gtm.app.workspace import open_workspace
+    from gtm.domain.events import EventKind
+    from gtm.domain.models import Channel
+
     if kind not in get_args(EventKind):
         raise fail(f"--kind: {kind!r} is not one of {_KINDS}")
     if channel is not None and channel not in get_args(Channel):
@@ -121,6 +134,9 @@ def list_events(
     kind: Annotated[str | None, typer.Option(help=f"Only this kind: {_KINDS}.")] = None,
 ) -> None:
     """List events, oldest first, with the touch each answers."""
+    from gtm.app.workspace import open_workspace
+    from gtm.domain.events import EventKind
+
     if kind is not None and kind not in get_args(EventKind):
         raise fail(f"--kind: {kind!r} is not one of {_KINDS}")
 
@@ -179,6 +195,10 @@ def sync_events(ctx: typer.Context) -> None:
     """Take in what came back: every Event JSON file in <data dir>/events/incoming/, then the
     new mail in the IMAP mailbox when GTM_IMAP_HOST is set (exit status 6 if it cannot be
     read); then evaluate the playbook's red flags (a new one is printed and alerted once)."""
+    from gtm.app.loop import drop_folder
+    from gtm.app.loop_pass import red_flag_pass
+    from gtm.app.sync import MailboxConfigError, open_mailbox, sync_all
+    from gtm.app.workspace import open_workspace
 
     async def go() -> int:
         s = settings_of(ctx)

@@ -11,32 +11,18 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gtm.app.charts import week_label
-from gtm.app.funnel import compute_funnel, load_inputs
-from gtm.app.funnel_model import Filters, FunnelReport
-from gtm.app.red_flags import RedFlag, StoredFlag, evaluate, raise_red_flags
-from gtm.app.report import ReportFiles, report_dir, write_report
-from gtm.app.report_charts import report_charts
-from gtm.app.report_words import (
-    NO_DATA,
-    campaign_figures,
-    filters_text,
-    goal_rows,
-    headline_weeks,
-    is_empty,
-    notes,
-    shown_stages,
-    stage_cell,
-    week_heading,
-)
-from gtm.app.workspace import open_workspace
 from gtm.cli.common import app, fail, now, out, run_sync, settings_of
+
+if TYPE_CHECKING:
+    from gtm.app.funnel_model import FunnelReport
+    from gtm.app.red_flags import RedFlag, StoredFlag
+    from gtm.app.report import ReportFiles
 
 __all__ = ["report", "print_week"]
 
@@ -75,6 +61,13 @@ def report(
 ) -> None:
     """The funnel of the week against the playbook's goals, its red flags, and the report as
     Markdown, JSON, CSV and an HTML page with charts."""
+    from gtm.app.funnel import compute_funnel, load_inputs
+    from gtm.app.funnel_model import Filters
+    from gtm.app.red_flags import evaluate, raise_red_flags
+    from gtm.app.report import report_dir, write_report
+    from gtm.app.report_charts import report_charts
+    from gtm.app.workspace import open_workspace
+
     if weeks < 1:
         raise fail(f"--weeks must be at least 1, not {weeks}")
     if channel is not None and channel not in _CHANNELS:
@@ -126,6 +119,20 @@ def print_week(rep: FunnelReport, flags: Sequence[RedFlag], fired: Sequence[RedF
     count, each goal met / missed / not yet (and the month's opportunities), and the weeks' red
     flags; then the flags this run raised, and the notes. Every value from data is escaped: a
     campaign name is not markup."""
+    from gtm.app.charts import week_label
+    from gtm.app.report_words import (
+        NO_DATA,
+        campaign_figures,
+        filters_text,
+        goal_rows,
+        headline_weeks,
+        is_empty,
+        notes,
+        shown_stages,
+        stage_cell,
+        week_heading,
+    )
+
     shown = headline_weeks(rep)
     labels = {week_label(w) for w in shown}
     month = f"{rep.as_of:%Y-%m}"

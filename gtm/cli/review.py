@@ -6,26 +6,12 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.panel import Panel
 
-from gtm.app.campaigns import PlaybookMismatch
-from gtm.app.escalations import needs_human
-from gtm.app.ledger import DecisionRecord, ThreadRow
-from gtm.app.red_flags import open_flags
-from gtm.app.runner import (
-    DecisionRefused,
-    EditRefused,
-    apply_decision,
-    pending_request,
-    take_decision,
-    unsendable,
-)
-from gtm.app.settings import Settings
-from gtm.app.workspace import open_workspace
 from gtm.cli.common import (
     EXIT_REFUSED,
     app,
@@ -39,9 +25,12 @@ from gtm.cli.common import (
 )
 from gtm.cli.escalations import escalation_table
 from gtm.cli.flags import print_flag_banner
-from gtm.domain.approval import ApprovalRequest
-from gtm.domain.models import Decision
-from gtm.domain.playbook import PlaybookError
+
+if TYPE_CHECKING:
+    from gtm.app.ledger import DecisionRecord, ThreadRow
+    from gtm.app.settings import Settings
+    from gtm.domain.approval import ApprovalRequest
+    from gtm.domain.models import Decision
 
 # --------------------------------------------------------------------------- inbox
 
@@ -49,6 +38,8 @@ from gtm.domain.playbook import PlaybookError
 def _draft_view(row: ThreadRow, request: ApprovalRequest, history: list[DecisionRecord]) -> Panel:
     """The draft as a reviewer must see it: every value escaped, so template debris such as
     "[Company]" or "[erased]" shows instead of being read as Rich markup and vanishing."""
+    from gtm.app.runner import unsendable
+
     draft, contact = request.draft, request.contact
     facts = {f.id: f for f in request.facts}
     e = escape
@@ -79,9 +70,7 @@ def _draft_view(row: ThreadRow, request: ApprovalRequest, history: list[Decision
         lines.append(f"[red]cannot be sent as written[/red] ({why}): edit or regenerate it")
     for d in history:  # earlier decisions on this thread, such as a regenerate
         note = f": {d.note}" if d.note else ""
-        lines.append(
-            f"[dim]{d.at:%Y-%m-%d %H:%M} UTC {d.action} by {e(d.reviewer)}{e(note)}[/dim]"
-        )
+        lines.append(f"[dim]{d.at:%Y-%m-%d %H:%M} UTC {d.action} by {e(d.reviewer)}{e(note)}[/dim]")
     title = f"#{row.id}" + ("  [red]FLAGGED[/red]" if request.flagged else "")
     return Panel("\n".join(lines), title=title, title_align="left", highlight=False)
 
@@ -100,6 +89,11 @@ def inbox(
 ) -> None:
     """List drafts waiting for a decision, oldest first, under the open red flags (or serve
     them with --web)."""
+    from gtm.app.escalations import needs_human
+    from gtm.app.red_flags import open_flags
+    from gtm.app.runner import pending_request
+    from gtm.app.workspace import open_workspace
+
     if web:
         _serve_inbox(settings_of(ctx), host=host, port=port)
         return
@@ -126,6 +120,7 @@ def inbox(
 
 
 def _serve_inbox(settings: Settings, *, host: str, port: int) -> None:
+    from gtm.domain.playbook import PlaybookError
     from gtm.web import serve
 
     if not (host in ("localhost", "::1") or host.startswith("127.")):
@@ -148,6 +143,9 @@ def _serve_inbox(settings: Settings, *, host: str, port: int) -> None:
 def _decide(ctx: typer.Context, ref: str, decision: Decision, *, with_model: bool = False) -> None:
     """Take the decision under the runner's policy and apply it. Naming the draft's id after
     `gtm inbox` showed its findings is the confirmation a flagged draft needs."""
+    from gtm.app.campaigns import PlaybookMismatch
+    from gtm.app.runner import DecisionRefused, EditRefused, apply_decision, take_decision
+    from gtm.app.workspace import open_workspace
 
     settings = settings_of(ctx)
 
@@ -180,6 +178,8 @@ def _decide(ctx: typer.Context, ref: str, decision: Decision, *, with_model: boo
 @app.command(rich_help_panel="Review")
 def approve(ctx: typer.Context, draft_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Approve a draft as written; it is sent and logged to the CRM."""
+    from gtm.domain.models import Decision
+
     _decide(ctx, draft_id, Decision(action="approve", reviewer=settings_of(ctx).reviewer, at=now()))
 
 
@@ -193,6 +193,8 @@ def edit(
     subject: Annotated[str | None, typer.Option(help="New email subject.")] = None,
 ) -> None:
     """Edit a draft and approve the edited text."""
+    from gtm.domain.models import Decision
+
     settings = settings_of(ctx)
     if text is None:
         text = _edit_in_editor(ctx, draft_id)
@@ -204,6 +206,9 @@ def edit(
 
 
 def _current(ctx: typer.Context, draft_id: str) -> ApprovalRequest:
+    from gtm.app.runner import pending_request
+    from gtm.app.workspace import open_workspace
+
     async def go() -> ApprovalRequest | None:
         async with open_workspace(settings_of(ctx), with_model=False) as rt:
             row = rt.ledger.get(draft_id)
@@ -237,6 +242,8 @@ def reject(
     reason: Annotated[str, typer.Option(help="Why; kept in memory for next time.")],
 ) -> None:
     """Reject a draft; nothing is sent."""
+    from gtm.domain.models import Decision
+
     _decide(
         ctx,
         draft_id,
@@ -252,6 +259,10 @@ def stop(
 ) -> None:
     """Stop a thread's sequence: no further follow-up is drafted or sent. A follow-up waiting
     for approval is rejected with it."""
+    from gtm.app.runner import DecisionRefused, apply_decision, take_decision
+    from gtm.app.workspace import open_workspace
+    from gtm.domain.models import Decision
+
     settings = settings_of(ctx)
     why = f"stopped by {settings.reviewer}" + (f": {reason}" if reason else "")
 
@@ -286,6 +297,8 @@ def regenerate(
     instructions: Annotated[str, typer.Option(help="What the rewrite should change.")],
 ) -> None:
     """Rewrite a draft with your instructions; it comes back to the inbox."""
+    from gtm.domain.models import Decision
+
     _decide(
         ctx,
         draft_id,

@@ -19,36 +19,32 @@ start continues.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from rich.markup import escape
-from starlette.routing import BaseRoute
 
-from gtm.app.campaigns import CampaignBusy, campaign_lock
-from gtm.app.escalation_pass import escalate_pending
-from gtm.app.llm import EmbeddedModelUnavailable, open_chat_model
-from gtm.app.loop import FolderReport, IngestReport, ingest
-from gtm.app.loop_pass import red_flag_pass
-from gtm.app.sequences import advance_sequences, due_follow_ups
-from gtm.app.settings import Settings
-from gtm.app.sync import MailboxConfigError, SyncReport, open_mailbox, sync_all
-from gtm.app.workspace import ModelNotStarted, Workspace
 from gtm.cli.common import app, err, fail, out, settings_of
-from gtm.domain.events import Event
-from gtm.domain.models import OutboxEntry
-from gtm.domain.playbook import PlaybookError
-from gtm.web.app import WebInbox
-from gtm.web.webhooks import WebhookConfigError, unsubscribe_route, webhook_routes
-from tools.imap import ImapMailbox
+
+if TYPE_CHECKING:  # the server, scheduler and model load when `gtm serve` runs, not on --help
+    import asyncio
+
+    from starlette.routing import BaseRoute
+
+    from gtm.app.loop import IngestReport
+    from gtm.app.settings import Settings
+    from gtm.app.sync import SyncReport
+    from gtm.app.workspace import Workspace
+    from gtm.domain.events import Event
+    from gtm.domain.models import OutboxEntry
+    from gtm.web.app import WebInbox
+    from tools.imap import ImapMailbox
 
 __all__ = ["Tick", "parse_every", "serve_command"]
 
@@ -84,6 +80,8 @@ class Tick:
 
     def ingest(self, events: Sequence[Event]) -> IngestReport:
         """What the webhook receivers call; they are served only once `rt` is set."""
+        from gtm.app.loop import ingest
+
         if self.rt is None:
             raise RuntimeError("the workspace is not open yet")
         return ingest(self.rt, events)
@@ -91,6 +89,10 @@ class Tick:
     @contextlib.asynccontextmanager
     async def running(self, inbox: WebInbox, every: timedelta) -> AsyncIterator[None]:
         """Start the scheduler with the server, stop it (cancelling a running tick) with it."""
+        import asyncio
+
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+
         async with contextlib.AsyncExitStack() as stack:
             self._stack = stack
             self.rt = inbox.rt
@@ -117,6 +119,9 @@ class Tick:
     async def with_model(self) -> Workspace | None:
         """The workspace with a started model; None when none can start (said once: the
         replies wait and no follow-up is drafted, as without a model in `gtm sync`)."""
+        from gtm.app.llm import EmbeddedModelUnavailable, open_chat_model
+        from gtm.app.workspace import ModelNotStarted
+
         rt, stack = self.rt, self._stack
         if rt is None or stack is None:
             return None
@@ -142,6 +147,8 @@ class Tick:
 
     async def run(self) -> None:
         """One tick. Any failure is logged and counted; the scheduler keeps its schedule."""
+        import asyncio
+
         self.ticks += 1
         self._running = asyncio.current_task()
         try:
@@ -158,6 +165,13 @@ class Tick:
         """Take in what came back, advance every campaign's due follow-ups, then evaluate the
         red flags (a new one is printed and alerted once). The model starts only when a reply
         waits for it or a follow-up is due."""
+        from gtm.app.campaigns import CampaignBusy, campaign_lock
+        from gtm.app.escalation_pass import escalate_pending
+        from gtm.app.loop import FolderReport
+        from gtm.app.loop_pass import red_flag_pass
+        from gtm.app.sequences import advance_sequences, due_follow_ups
+        from gtm.app.sync import SyncReport, sync_all
+
         rt = self.rt
         if rt is None:
             return
@@ -208,6 +222,8 @@ def _print_sync(report: SyncReport) -> None:
 
 def _routes(settings: Settings, tick: Tick) -> list[BaseRoute]:
     """The receivers `settings` configures; their secrets never appear in the output."""
+    from gtm.web.webhooks import unsubscribe_route, webhook_routes
+
     routes: list[BaseRoute] = list(webhook_routes(settings, tick.ingest))
     if routes:
         out.print(
@@ -239,7 +255,10 @@ def serve_command(
 ) -> None:
     """Run the web inbox, the webhook receivers and a scheduler (what `gtm sync` does, then due
     follow-ups) in one process until Ctrl-C."""
+    from gtm.app.sync import MailboxConfigError, open_mailbox
+    from gtm.domain.playbook import PlaybookError
     from gtm.web import serve
+    from gtm.web.webhooks import WebhookConfigError
 
     try:
         interval = parse_every(every)
