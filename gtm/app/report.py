@@ -51,6 +51,7 @@ from gtm.app.report_words import (
 __all__ = [
     "FILE_NAMES",
     "ReportFiles",
+    "chart_view",
     "markdown_escape",
     "render_csv",
     "render_html",
@@ -203,18 +204,12 @@ def _env() -> Environment:
     return _ENV[0]
 
 
-def _chart_view(c: Chart) -> dict[str, Any]:
-    # The SVG is ours: drawn by gtm.app.charts from numbers, its text XML-escaped there, with
-    # no script, style or URL (see that module). It goes in as Markup; everything else on the
-    # page, the chart's title and caption included, is autoescaped.
+def chart_view(c: Chart) -> dict[str, Any]:
+    """A chart as the report templates (this file's and the web inbox's) take it. The SVG is
+    ours: drawn by gtm.app.charts from numbers, its text XML-escaped there, with no script,
+    style or URL (see that module), so it also passes the inbox's CSP. It goes in as Markup;
+    everything else on the page, the chart's title and caption included, is autoescaped."""
     return {"id": c.id, "title": c.title, "caption": c.caption, "svg": Markup(c.svg)}
-
-
-def _owner(title: str, campaigns: Sequence[str]) -> str | None:
-    """The campaign a chart belongs to: its title starts with `<campaign>: ` (the longest such
-    name wins, so campaign `a` does not take the charts of campaign `a: b`)."""
-    hits = [c for c in campaigns if title.startswith(f"{c}: ")]
-    return max(hits, key=len) if hits else None
 
 
 def render_html(
@@ -227,13 +222,13 @@ def render_html(
     variant_charts: dict[str, dict[str, Any]] = {}
     specificity: list[dict[str, Any]] = []
     for ch in charts:
-        owner = _owner(ch.title, report.campaigns)
-        if owner is None:
-            specificity.append(_chart_view(ch))
+        owner = ch.campaign
+        if owner is None or owner not in per_campaign:
+            specificity.append(chart_view(ch))
         elif ch.id.startswith("rates-variants-") and owner not in variant_charts:
-            variant_charts[owner] = _chart_view(ch)
+            variant_charts[owner] = chart_view(ch)
         else:
-            per_campaign[owner].append(_chart_view(ch))
+            per_campaign[owner].append(chart_view(ch))
     headline = headline_weeks(report)
     labels = {week_label(w) for w in headline} | {f"{report.as_of:%Y-%m}"}
     campaigns = []

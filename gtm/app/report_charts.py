@@ -15,6 +15,7 @@ reads the report's figures, goals (`WeekFigures.goals`) and red-flag thresholds
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import re
 from collections.abc import Sequence
@@ -29,13 +30,15 @@ __all__ = ["Chart", "report_charts"]
 
 @dataclass(frozen=True)
 class Chart:
-    """One chart of a report: a stable id (for the page and its tests), a title, the SVG and a
-    caption saying what it counts and over which sample."""
+    """One chart of a report: a stable id (for the page and its tests), a title, the SVG, a
+    caption saying what it counts and over which sample, and the campaign it belongs to (None
+    for the whole report's charts)."""
 
     id: str
     title: str
     svg: str
     caption: str
+    campaign: str | None = None
 
 
 _LINKEDIN_STAGES = (
@@ -190,7 +193,7 @@ def _campaign_charts(report: FunnelReport, campaign: str, slug: str) -> list[Cha
             chart_id=cid,
         )
         charts.append(Chart(cid, title, svg, "People who booked a meeting that week."))
-    return charts
+    return [dataclasses.replace(c, campaign=campaign) for c in charts]
 
 
 _DIMENSION_TITLE = {
@@ -258,5 +261,6 @@ def _charts(report: FunnelReport) -> list[Chart]:
             continue
         title = f"{v.campaign}: reply rate by prompt variant"
         cid = f"rates-variants-{slugs.get(v.campaign, _slug(v.campaign))}"
-        charts.append(Chart(cid, title, _rates_chart(cid, title, v.rates), v.verdict))
+        svg = _rates_chart(cid, title, v.rates)
+        charts.append(Chart(cid, title, svg, v.verdict, campaign=v.campaign))
     return charts

@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -34,6 +33,7 @@ from gtm.app.charts import week_label
 from gtm.app.funnel import FunnelInputs, compute_funnel, load_inputs
 from gtm.app.funnel_model import Filters, FunnelReport, WeekFigures
 from gtm.app.red_flags import RedFlag, evaluate, open_flags
+from gtm.app.report import chart_view
 from gtm.app.report_charts import Chart, report_charts
 from gtm.app.report_words import (
     NO_DATA,
@@ -134,20 +134,6 @@ class ReportParams:
         return urlencode({k: v for k, v in pairs.items() if v is not None})
 
 
-def _chart_view(c: Chart) -> dict[str, Any]:
-    # The SVG is ours: drawn by gtm.app.charts from numbers, its text XML-escaped there, with
-    # no script, style attribute or URL (see that module), so it passes the inbox's CSP. It
-    # goes in as Markup; everything else, the chart's title and caption included, is escaped.
-    return {"id": c.id, "title": c.title, "caption": c.caption, "svg": Markup(c.svg)}
-
-
-def _owner(title: str, campaigns: Sequence[str]) -> str | None:
-    """The campaign a chart belongs to: its title starts with `<campaign>: ` (the longest name
-    wins, so campaign `a` does not take the charts of campaign `a: b`)."""
-    hits = [c for c in campaigns if title.startswith(f"{c}: ")]
-    return max(hits, key=len) if hits else None
-
-
 def _table(
     report: FunnelReport, figs: Sequence[WeekFigures], stages: Sequence[Stage]
 ) -> dict[str, Any]:
@@ -165,8 +151,9 @@ def build_view(
     per_campaign: dict[str, list[dict[str, Any]]] = {c: [] for c in report.campaigns}
     overall: list[dict[str, Any]] = []
     for ch in charts:
-        owner = _owner(ch.title, report.campaigns)
-        (overall if owner is None else per_campaign[owner]).append(_chart_view(ch))
+        owner = ch.campaign
+        mine = overall if owner is None or owner not in per_campaign else per_campaign[owner]
+        mine.append(chart_view(ch))
     headline = headline_weeks(report)
     labels = {week_label(w) for w in headline} | {f"{report.as_of:%Y-%m}"}
     campaigns = []
