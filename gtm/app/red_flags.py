@@ -41,6 +41,8 @@ __all__ = [
     "raise_red_flags",
     "open_flags",
     "dismiss_flag",
+    "flag_number",
+    "shown_figure",
     "open_flag_store",
 ]
 
@@ -73,6 +75,28 @@ _ADVICE = {
     "email_response_rate_below": "A/B test subject lines and content",
     "meetings_per_week_below": "audit the whole funnel",
 }
+
+
+_NUMBER = {
+    "accept_rate_below": "accept rate",
+    "linkedin_response_rate_below": "LinkedIn response rate",
+    "email_response_rate_below": "email response rate",
+    "meetings_per_week_below": "meetings a week",
+}
+
+
+def flag_number(flag: str) -> str:
+    """Which playbook number a flag is about, as the banners name it."""
+    return _NUMBER.get(flag, flag.replace("_", " "))
+
+
+def shown_figure(flag: str, value: float, *, whole: bool = False) -> str:
+    """A flag's value or threshold as the banners show it: a rate as a percentage (`whole`:
+    15% rather than 15.0% when it is whole), the meetings flag as a count."""
+    if flag == "meetings_per_week_below":
+        return f"{value:g}"
+    exact = abs(value * 100 - round(value * 100)) < 1e-9
+    return f"{value:.0%}" if whole and exact else f"{value:.1%}"
 
 
 @dataclass(frozen=True)

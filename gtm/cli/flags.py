@@ -28,25 +28,10 @@ flags_app = typer.Typer(
 )
 app.add_typer(flags_app, name="flags", rich_help_panel="Loop")
 
-_FLAG_NAME = {
-    "accept_rate_below": "accept rate",
-    "linkedin_response_rate_below": "LinkedIn response rate",
-    "email_response_rate_below": "email response rate",
-    "meetings_per_week_below": "meetings a week",
-}
-
-
-def _shown(flag: StoredFlag, value: float, *, whole: bool = False) -> str:
-    """A rate as a percentage (`whole`: 15% rather than 15.0% when it is), the meetings flag
-    as a count."""
-    if flag.flag == "meetings_per_week_below":
-        return f"{value:g}"
-    exact = abs(value * 100 - round(value * 100)) < 1e-9
-    return f"{value:.0%}" if whole and exact else f"{value:.1%}"
-
-
 def flag_table(flags: Sequence[StoredFlag], *, title: str) -> Table:
     """The flags as a table: which number, its value, threshold, sample, week and campaign."""
+    from gtm.app.red_flags import flag_number, shown_figure
+
     t = Table(title=title)
     dismissed = any(f.dismissed_at for f in flags)
     for col in ("id", "number", "value", "threshold", "sample", "week", "campaign"):
@@ -56,9 +41,9 @@ def flag_table(flags: Sequence[StoredFlag], *, title: str) -> Table:
     for f in flags:
         cells = [
             str(f.id),
-            _FLAG_NAME.get(f.flag, f.flag),
-            _shown(f, f.value),
-            "below " + _shown(f, f.threshold, whole=True),
+            flag_number(f.flag),
+            shown_figure(f.flag, f.value),
+            "below " + shown_figure(f.flag, f.threshold, whole=True),
             str(f.sample),
             f"{f.week:%G-W%V} ({f.week:%Y-%m-%d})",
             escape(f.campaign),
@@ -108,7 +93,7 @@ def dismiss(
     flag_id: Annotated[int, typer.Argument(metavar="ID", help="The id `gtm flags list` shows.")],
 ) -> None:
     """Dismiss a red flag you have seen and acted on (the first time and person are kept)."""
-    from gtm.app.red_flags import dismiss_flag, open_flags
+    from gtm.app.red_flags import dismiss_flag, flag_number, open_flags
     from gtm.app.workspace import open_workspace
 
     settings = settings_of(ctx)
@@ -121,7 +106,7 @@ def dismiss(
     flag, was_open = run_sync(go()) if 0 < flag_id < 2**63 else (None, False)
     if flag is None:
         raise fail(f"no red flag {flag_id}: see gtm flags list --all")
-    what = f"red flag {flag.id} ({_FLAG_NAME.get(flag.flag, flag.flag)}, {flag.week:%G-W%V}, "
+    what = f"red flag {flag.id} ({flag_number(flag.flag)}, {flag.week:%G-W%V}, "
     what += f"campaign {escape(flag.campaign)})"
     if not was_open:
         when = f" at {flag.dismissed_at:%Y-%m-%d %H:%M} UTC" if flag.dismissed_at else ""

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from gtm.app.ledger import Ledger, ThreadRow
-from gtm.app.red_flags import StoredFlag
+from gtm.app.red_flags import StoredFlag, flag_number, shown_figure
 from gtm.app.sequence_status import SequenceStanding, sequence_standing
 from gtm.domain.playbook import Playbook
 
@@ -272,14 +272,6 @@ def source_link(source: str) -> str | None:
     return None
 
 
-_FLAG_NUMBER = {
-    "accept_rate_below": "accept rate",
-    "linkedin_response_rate_below": "LinkedIn response rate",
-    "email_response_rate_below": "email response rate",
-    "meetings_per_week_below": "meetings a week",
-}
-
-
 @dataclass(frozen=True)
 class FlagRow:
     """An open red flag as the banner shows it: which number, its value, the threshold, the
@@ -297,18 +289,12 @@ class FlagRow:
 
 def flag_rows(flags: list[StoredFlag]) -> list[FlagRow]:
     """The banner's rows: rates as percentages, the meetings flag as a count."""
-
-    def shown(flag: StoredFlag, v: float) -> str:
-        if flag.flag == "meetings_per_week_below":
-            return f"{v:g}"
-        return f"{v:.0%}" if abs(v * 100 - round(v * 100)) < 1e-9 else f"{v:.1%}"
-
     return [
         FlagRow(
             id=f.id,
-            number=_FLAG_NUMBER.get(f.flag, f.flag.replace("_", " ")),
-            value=f"{f.value:g}" if f.flag == "meetings_per_week_below" else f"{f.value:.1%}",
-            threshold="below " + shown(f, f.threshold),
+            number=flag_number(f.flag),
+            value=shown_figure(f.flag, f.value),
+            threshold="below " + shown_figure(f.flag, f.threshold, whole=True),
             sample=f.sample,
             week=f"{f.week:%G-W%V} (from {f.week:%Y-%m-%d})",
             campaign=f.campaign,
