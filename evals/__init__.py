@@ -1,4 +1,5 @@
-"""Message quality against the playbook: the guardrail checks, datasets, scoring and the judge.
+"""Message quality against the playbook: the guardrail checks, datasets, scoring and the judge
+(with its agreement with the labels: modules `agreement` and `judge_calibration`).
 
 The review agent calls `review_draft`; `gtm eval` (`gtm.app.evaluate`) scores labeled drafts
 and the drafts it generates with the rest. `evals` sits below the agents and never imports
@@ -72,11 +73,13 @@ __all__ = [
     "Report",
     "ScoredDraft",
     "ScoredReply",
+    "agreement",
     "case_context",
     "classify",
     "classify_reply",
     "compare",
     "generation_metrics",
+    "judge_calibration",
     "judge_draft",
     "labeled_metrics",
     "load_datasets",

@@ -33,6 +33,7 @@ from evals.context import CheckContext, Peer
 from evals.datasets import GenerationCase, LabeledCase
 from evals.guardrails import review_draft
 from evals.judge import DIMENSIONS
+from evals.judge_calibration import JudgeAgreement, agreement_markdown
 from evals.reply_scores import ScoredReply, replies_markdown
 from gtm.domain.models import Draft, Review
 from gtm.domain.playbook import Playbook
@@ -106,6 +107,8 @@ class Report(BaseModel):
     regressions: list[Regression] = Field(default_factory=list)
     untracked_in_baseline: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    judge_agreement: list[JudgeAgreement] = Field(default_factory=list)
+    """`--judge` with a model endpoint: the judge and the checks against the labels."""
 
 
 @dataclass(frozen=True)
@@ -296,7 +299,8 @@ def compare(
 def write_reports(report: Report, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     js = out / "report.json"
-    js.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    unjudged = set() if report.judge_agreement else {"judge_agreement"}  # as before --judge
+    js.write_text(report.model_dump_json(indent=2, exclude=unjudged) + "\n", encoding="utf-8")
     md = out / "report.md"
     md.write_text(_markdown(report), encoding="utf-8")
     return md, js
@@ -355,6 +359,8 @@ def _markdown(r: Report) -> str:
                 )
                 lines += [f"  - {c}: {f}" for c, f in s.findings.items()]
         lines.append("")
+    if r.judge_agreement:
+        lines += agreement_markdown(r.judge_agreement)
     if r.replies:
         lines += replies_markdown(r.replies, r.metrics)
     if r.batches:

@@ -29,6 +29,7 @@ from evals import (
     Embedder,
     GenerationCase,
     JudgeScores,
+    LabeledCase,
     Regression,
     ReplyCase,
     Report,
@@ -48,10 +49,19 @@ from evals import (
     scored_draft,
     write_reports,
 )
+from evals.judge import draft_text
+from evals.judge_calibration import (
+    JudgeAgreement,
+    SetName,
+    ToJudge,
+    judge_set,
+    message_items,
+)
+from evals.messages import HELDOUT_MESSAGES, LabeledMessage, load_messages
 from evals.reply_classifier import PROMPT as REPLY_PROMPT
 from gtm.app.settings import Settings
 from gtm.app.workspace import open_workspace
-from gtm.domain.playbook import load_playbook
+from gtm.domain.playbook import Playbook, load_playbook
 from memory.embedding import MiniLMEmbedding
 from prompts import load_prompt
 
@@ -65,6 +75,8 @@ __all__ = [
     "load_baseline",
     "save_baseline",
     "EVAL_SEED",
+    "calibrate_judge",
+    "labeled_items",
 ]
 
 EVAL_SEED = 7
@@ -84,6 +96,8 @@ class EvalOptions:
     baseline: Path | None = None
     out: Path = Path("eval-report")
     generate: bool = True
+    judge_messages: tuple[Path, ...] = (HELDOUT_MESSAGES,)
+    """Labeled messages the judge is calibrated on (with `judge` and a model endpoint)."""
 
 
 def load_baseline(path: Path) -> tuple[dict[str, float], str]:
@@ -181,14 +195,67 @@ def save_baseline(report: Report, path: Path) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def labeled_items(
+    cases: Sequence[LabeledCase],
+    scored: Sequence[ScoredDraft],
+    playbook: Playbook,
+    sender: tuple[str, str],
+) -> list[ToJudge]:
+    """The labeled drafts as cases for the judge, with the checks' verdict on each."""
+    return [
+        ToJudge(
+            id=c.id,
+            text=draft_text(c.as_draft()),
+            channel=c.as_draft().step,
+            ctx=case_context(c, playbook, sender),
+            label=c.expected.verdict,
+            checks="fail" if s.failing else "pass",
+        )
+        for c, s in zip(cases, scored, strict=True)
+    ]
+
+
+async def calibrate_judge(
+    deps: Deps,
+    labeled: Sequence[ToJudge],
+    messages: Sequence[ToJudge],
+    *,
+    on_progress: Callable[[str], None] = lambda _id: None,
+) -> list[JudgeAgreement]:
+    """The judge on the labeled drafts and the labeled messages, each set that has cases."""
+    rule = deps.playbook.evals.judge
+    sets: tuple[tuple[SetName, Sequence[ToJudge]], ...] = (
+        ("labeled", labeled),
+        ("messages", messages),
+    )
+    return [
+        await judge_set(
+            deps.model, name, items, rule, prompts_dir=deps.prompts_dir, on_progress=on_progress
+        )
+        for name, items in sets
+        if items
+    ]
+
+
+_NOT_CALIBRATED = (
+    "the judge was not calibrated against the labels: that needs a model endpoint "
+    "(GTM_MODEL_BASE_URL); the embedded model grades the generated drafts only"
+)
+
+
 async def run_eval(
     settings: Settings,
     opts: EvalOptions,
     *,
     on_progress: Callable[[str], None] = lambda _id: None,
+    on_judged: Callable[[str], None] = lambda _id: None,
 ) -> Report:
     pb = load_playbook(settings.playbook)
     ds = load_datasets(opts.datasets)
+    messages: list[LabeledMessage] = []
+    for path in opts.judge_messages if opts.judge else ():
+        messages += load_messages(path)
+    calibrate = opts.judge and bool(settings.model_base_url) and bool(ds.labeled or messages)
     versions = prompt_versions(opts.prompts_dir, opts.prompt_version, replies=bool(ds.replies))
     baseline = load_baseline(opts.baseline) if opts.baseline else None
     embedder = MiniLMEmbedding()
@@ -198,8 +265,9 @@ async def run_eval(
     generation: list[ScoredDraft] = []
     classified: dict[str, ClassifiedReply] | None = None
     verdict: dict[str, Any] | None = None
+    judged: list[JudgeAgreement] = []
     model = "none (no generation)"
-    if opts.generate and (ds.generation or ds.replies):
+    if (opts.generate and (ds.generation or ds.replies)) or calibrate:
         with tempfile.TemporaryDirectory(prefix="gtm-eval-") as tmp:
             run_settings = settings.with_overrides(
                 data_dir=Path(tmp),
@@ -215,7 +283,7 @@ async def run_eval(
                 prompt_version=opts.prompt_version,
             ) as rt:
                 model = rt.model_description
-                if ds.generation:
+                if opts.generate and ds.generation:
                     generation, verdict = await generate(
                         ds.generation,
                         rt.deps,
@@ -223,15 +291,24 @@ async def run_eval(
                         judge=opts.judge,
                         on_progress=on_progress,
                     )
-                if ds.replies:
+                if opts.generate and ds.replies:
                     classified = await classify_replies(
                         ds.replies, rt.deps, on_progress=on_progress
+                    )
+                if calibrate:
+                    judged = await calibrate_judge(
+                        rt.deps,
+                        labeled_items(ds.labeled, labeled, pb, sender),
+                        message_items(messages, pb, sender),
+                        on_progress=on_judged,
                     )
     if verdict is not None:
         batches["generation"] = verdict
         metrics |= generation_metrics(generation, verdict)
     replies = score_replies(ds.replies, pb, classified)
     metrics |= reply_metrics(replies)
+    for agreed in judged:
+        metrics |= agreed.metrics()
     report = Report(
         created_at=datetime.now(UTC),
         model=model,
@@ -244,10 +321,13 @@ async def run_eval(
         batches=batches,
         baseline=str(opts.baseline) if opts.baseline else None,
         max_regression=pb.evals.max_regression,
+        judge_agreement=judged,
     )
+    if opts.judge and not settings.model_base_url and (ds.labeled or messages):
+        report.notes.append(_NOT_CALIBRATED)
     if baseline is not None:
         base, base_model = baseline
-        if (generation or classified is not None) and base_model != model:
+        if (generation or classified is not None or judged) and base_model != model:
             # Drafts from another model are not the same experiment: only the checks'
             # own metrics (labeled) are compared.
             report.notes.append(
@@ -258,7 +338,7 @@ async def run_eval(
             base = {
                 k: v
                 for k, v in base.items()
-                if not k.startswith(("generation.", "judge.", "replies."))
+                if not k.startswith(("generation.", "judge.", "judge_agreement.", "replies."))
             }
         report.baseline_metrics = base
         report.regressions, report.untracked_in_baseline = compare(metrics, base, pb)

@@ -148,7 +148,20 @@ def eval_(
     model: Annotated[
         str | None, typer.Option(help="Model name at the configured endpoint.")
     ] = None,
-    judge: Annotated[bool, typer.Option(help="Also grade drafts with the LLM judge.")] = False,
+    judge: Annotated[
+        bool,
+        typer.Option(
+            help="Also grade drafts with the LLM judge; with a model endpoint, measure its "
+            "agreement with the labels."
+        ),
+    ] = False,
+    judge_messages: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Labeled messages to calibrate the judge on; repeatable (default: the "
+            "held-out set, unless --dataset is given)."
+        ),
+    ] = None,
     baseline: Annotated[
         Path | None, typer.Option(help="Baseline JSON; exit 1 if a tracked metric regresses.")
     ] = None,
@@ -164,6 +177,7 @@ def eval_(
 ) -> None:
     """Score the guardrail checks against labeled drafts, and the prompts on fresh drafts."""
     from evals.datasets import DEFAULT_DATASETS, DatasetError
+    from evals.messages import HELDOUT_MESSAGES, MessageSetError
     from gtm.app.evaluate import BaselineError, EvalOptions, run_eval, save_baseline
     from prompts import PromptError
 
@@ -183,14 +197,20 @@ def eval_(
         baseline=None if update_baseline else baseline,
         out=out_dir,
         generate=generate,
+        judge_messages=tuple(judge_messages or (() if dataset else (HELDOUT_MESSAGES,))),
     )
     settings = settings_of(ctx)
     try:
         with err.status("scoring…") as status:
             report = run_sync(
-                run_eval(settings, opts, on_progress=lambda i: status.update(f"wrote {i}"))
+                run_eval(
+                    settings,
+                    opts,
+                    on_progress=lambda i: status.update(f"wrote {i}"),
+                    on_judged=lambda i: status.update(f"judged {i}"),
+                )
             )
-    except (DatasetError, BaselineError, PromptError) as exc:
+    except (DatasetError, BaselineError, PromptError, MessageSetError) as exc:
         raise fail(str(exc)) from None
     _print_eval(report)
     for note in report.notes:
@@ -236,7 +256,7 @@ def _print_eval(report: Any) -> None:
         s.add_column(col)
     regressed = {r.metric: r for r in report.regressions}
     keys = [k for k in sorted(m) if not k.startswith(("labeled.precision", "labeled.recall"))]
-    keys = [k for k in keys if not k.startswith("generation.pass_rate.")]
+    keys = [k for k in keys if not k.startswith(("generation.pass_rate.", "judge_agreement."))]
     for k in keys + sorted(set(regressed) - set(keys)):
         r = regressed.get(k)
         base = report.baseline_metrics.get(k)
@@ -245,6 +265,43 @@ def _print_eval(report: Any) -> None:
         )
         s.add_row(k, f"{m[k]:.2f}", "" if base is None else f"{base:.2f}", status)
     out.print(s)
+    if report.judge_agreement:
+        _print_judge_agreement(report.judge_agreement)
+
+
+def _print_judge_agreement(sets: Any) -> None:
+    """`--judge` with an endpoint: the judge and the checks against the same labels."""
+    t = Table(
+        title="judge vs checks: agreement with the labels (κ: 1 perfect, 0 chance)",
+        caption="drafts: pass/fail; messages: personalized/generic, without research",
+    )
+    for col in ("set", "cases", "answered", "judge acc", "judge κ", "checks acc", "checks κ"):
+        t.add_column(col, justify="left" if col == "set" else "right")
+
+    def f(v: float | None) -> str:
+        return "–" if v is None else f"{v:.2f}"
+
+    for s in sets:
+        j, c = s.judge(), s.checks()
+        t.add_row(
+            "drafts" if s.name == "labeled" else "messages",
+            str(len(s.cases)),
+            f"{len(s.answered)} ({f(s.coverage)})",
+            f(j.accuracy),
+            f(j.kappa),
+            f(c.accuracy),
+            f(c.kappa),
+        )
+    out.print(t)
+    for s in sets:
+        if len(s.answered) < len(s.cases):
+            err.print(
+                f"[yellow]note:[/yellow] the judge gave no usable answer for "
+                f"{len(s.cases) - len(s.answered)} of {len(s.cases)} cases of the {s.name} set; "
+                "both raters' figures are over the cases it answered (ids in report.md)",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 # ------------------------------------------------------------------------ doctor

@@ -31,6 +31,7 @@ from gtm.domain.sequences import Sequences
 
 __all__ = [
     "Goals",
+    "JudgeVerdicts",
     "Metrics",
     "Playbook",
     "PlaybookError",
@@ -222,6 +223,16 @@ class Guardrails(_Strict):
         return _compile(self.injection_phrases, "injection_phrases")
 
 
+class JudgeVerdicts(_Strict):
+    """How `gtm eval --judge` turns the LLM judge's 1-5 grades into the labels' verdicts, to
+    measure how often the judge agrees with people (its calibration)."""
+
+    pass_min: int = Field(default=3, ge=1, le=5)
+    """A labeled draft passes when every dimension is graded at least this."""
+    personalized_min: int = Field(default=3, ge=1, le=5)
+    """A labeled message is personalized when its personalization_depth is at least this."""
+
+
 class Evals(_Strict):
     """What `gtm eval` tracks against its baseline, and how far a metric may fall."""
 
@@ -229,6 +240,7 @@ class Evals(_Strict):
     thresholds: dict[str, float] = Field(default_factory=dict)
     """Per-metric allowed drop (glob pattern → drop), overriding `max_regression`."""
     tracked: tuple[str, ...] = Field(min_length=1)
+    judge: JudgeVerdicts = JudgeVerdicts()
 
     def allowed_drop(self, metric: str) -> float:
         import fnmatch
