@@ -84,6 +84,8 @@ def list_facts(account: Account, contact: Contact) -> _Found:
                 None,
             )
         )
+    for f in contact.profile:  # what the user's own tools say about this person, never scraped
+        out.append((f.kind, f.text, f.source, f.url))
     return out
 
 

@@ -71,6 +71,10 @@ def planted(fixture: dict[str, str]) -> Account:
     if where == "title":
         contact = ACME.contacts[0].model_copy(update={"title": text})
         return ACME.model_copy(update={"contacts": (contact,)})
+    if where == "profile":  # a LinkedIn summary or the list's notes, from the user's export
+        said = Fact(id="p1", text=f"Dana's LinkedIn summary: {text}", source="x.csv:2:Summary")
+        contact = ACME.contacts[0].model_copy(update={"profile": (said,)})
+        return ACME.model_copy(update={"contacts": (contact,)})
     return ACME
 
 
@@ -106,6 +110,7 @@ def test_there_are_at_least_15_hostile_fixtures() -> None:
         "title",
         "crm_note",
         "memory",
+        "profile",
     }
 
 

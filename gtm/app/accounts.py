@@ -23,6 +23,7 @@ from gtm.app.list_columns import (
     ColumnMap,
     MapFile,
     RowValues,
+    profile_facts,
     resolve,
     row_values,
 )
@@ -373,6 +374,7 @@ def _validate(row: dict[str, str], got: RowValues) -> tuple[Contact, dict[str, A
         title=v.get("contact_title", ""),
         linkedin_url=linkedin,
         email=email,
+        profile=profile_facts(v["contact_name"], got.profile),
     )
     fields: dict[str, Any] = {
         "account_id": domain,

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import yaml
 
+from gtm.domain.models import Fact
+
 __all__ = [
     "FORMATS",
     "FIELDS",
@@ -44,6 +46,8 @@ __all__ = [
     "MapFile",
     "MapFileError",
     "PERSONAL_MAIL",
+    "PROFILE",
+    "profile_facts",
     "RowValues",
     "key",
     "load_map",
@@ -52,6 +56,17 @@ __all__ = [
 ]
 
 REQUIRED = ("company", "domain", "contact_name")
+PROFILE: dict[str, str] = {
+    "headline": "{name}'s LinkedIn headline: {value}",
+    "summary": "{name}'s LinkedIn summary: {value}",
+    "location": "{name} is based in {value}.",
+    "role_description": "{name} describes the current role as: {value}",
+    "role_since": "{name} has been in the current role since {value}.",
+    "notes": "Our notes on {name}: {value}",
+}
+"""Profile fields: what the user's own tools (a Dux-Soup visit export, a Sales Navigator scraper,
+the list's notes) say about the person. Each non-empty cell becomes a fact about that contact,
+with its file:row:column, worded as below. Nothing is ever fetched from LinkedIn."""
 FIELDS = (
     *REQUIRED,
     "website",
@@ -65,6 +80,7 @@ FIELDS = (
     "open_source_user",
     "event",
     "owner",
+    *PROFILE,
 )
 PERSONAL_MAIL = frozenset(
     "gmail.com googlemail.com yahoo.com ymail.com hotmail.com outlook.com live.com msn.com "
@@ -72,7 +88,9 @@ PERSONAL_MAIL = frozenset(
     "mail.ru yandex.ru qq.com 163.com 126.com zoho.com hey.com fastmail.com".split()
 )
 """Mail providers whose domain says nothing about the person's company."""
-_MULTILINE = frozenset({"description", "signals", "tech_stack"})
+_MULTILINE = frozenset(
+    {"description", "signals", "tech_stack", "summary", "role_description", "notes"}
+)
 PARTS = ("first_name", "last_name")
 """Not fields of ours: joined into contact_name when the list has no full-name column."""
 
@@ -112,6 +130,11 @@ FORMATS: dict[str, dict[str, str]] = {
         "Email": "email",
         "LinkedIn URL": "linkedin_url",
         "linkedin_profile_url": "linkedin_url",
+        "Summary": "summary",
+        "headline": "headline",
+        "Job Description": "role_description",
+        "Job Started On": "role_since",
+        "Location": "location",
     },
     "clay": {
         "Full Name": "contact_name",
@@ -128,6 +151,9 @@ FORMATS: dict[str, dict[str, str]] = {
         "Email": "email",
         "Profile": "linkedin_url",
         "Industry": "segment",
+        "Summary": "summary",
+        "Location": "location",
+        "My Notes": "notes",
     },
 }
 
@@ -303,15 +329,21 @@ def row_values(cm: ColumnMap, cells: list[str], line: int, name: str) -> RowValu
     def cell(i: int) -> str:
         return cells[i].replace("\r\n", "\n").replace("\r", "\n").strip()
 
-    values = {u.field: cell(u.index) for u in cm.used if u.field != "fact"}
+    values = {u.field: cell(u.index) for u in cm.used if u.field not in ("fact", *PROFILE)}
     facts = tuple(
         (u.header.strip(), cell(u.index), f"{name}:{line}:{u.header.strip()}")
         for u in cm.facts
         if cell(u.index)
     )
+    profile = tuple(
+        (u.field, cell(u.index), f"{name}:{line}:{u.header.strip()}")
+        for u in cm.used
+        if u.field in PROFILE and cell(u.index)
+    )
     return RowValues(
         values=values,
         facts=facts,
+        profile=profile,
         multiline={
             cm.headers[u.index].strip().lower().replace(" ", "_")
             for u in cm.used
@@ -327,3 +359,22 @@ class RowValues:
     """(column, value, source) of each non-empty cell the map file marks as a fact."""
     multiline: set[str]
     """Columns (as labelled in errors) whose cells may hold line breaks."""
+    profile: tuple[tuple[str, str, str], ...] = ()
+    """(profile field, value, source) of each non-empty profile cell (`PROFILE`)."""
+
+
+PROFILE_CHARS = 300
+"""A profile fact's value, at most: a LinkedIn summary runs to 2,600 characters; the writer needs
+its gist, not the whole of it in every prompt."""
+
+
+def profile_facts(name: str, cells: Sequence[tuple[str, str, str]]) -> tuple[Fact, ...]:
+    """The contact's profile cells as facts about them, e.g. "Mei Chen's LinkedIn summary: …"."""
+    out = []
+    for i, (fld, value, source) in enumerate(cells, 1):
+        text = " ".join(value.split())
+        if len(text) > PROFILE_CHARS:
+            text = text[:PROFILE_CHARS].rsplit(" ", 1)[0] + " …"
+        said = PROFILE[fld].format(name=name, value=text.rstrip("."))
+        out.append(Fact(id=f"p{i}", text=said, source=source, kind="person"))
+    return tuple(out)

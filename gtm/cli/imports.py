@@ -50,6 +50,7 @@ def _print_rows(listing: AccountList) -> None:
             if shown == PREVIEW_ROWS:
                 break
             facts = [f for f in a.facts if f.source.split(":")[1] == str(c.row)]
+            facts += c.profile
             t.add_row(
                 str(c.row),
                 escape(a.company),

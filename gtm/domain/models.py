@@ -81,6 +81,12 @@ class Contact(_Model):
     linkedin_url: str | None = Field(default=None, description="Public profile URL.")
     email: str | None = Field(default=None, description="Work email address.")
     row: int | None = Field(default=None, description="CSV line the contact came from.")
+    profile: tuple[Fact, ...] = Field(
+        default=(),
+        description="What the user's own tools say about this person (a LinkedIn headline or "
+        "summary from a Dux-Soup or Sales Navigator export, the list's notes): facts about this "
+        "contact only, each with its 'file:row:column' source.",
+    )
 
     @property
     def first_name(self) -> str:
