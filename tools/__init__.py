@@ -8,6 +8,7 @@ imported on demand (a client pulls in its HTTP stack only when used).
 __all__ = [
     "alerts",
     "attio",
+    "attio_lists",
     "channels",
     "crm",
     "crm_notes",
@@ -17,6 +18,7 @@ __all__ = [
     "fakes",
     "http",
     "hubspot",
+    "hubspot_lists",
     "imap",
     "local_crm",
     "local_outbox",

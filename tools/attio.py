@@ -31,10 +31,12 @@ from typing import Any
 from aiolimiter import AsyncLimiter
 
 from gtm.domain.models import Account, Contact
+from tools.attio_lists import read_attio_list
 from tools.crm import (
     Activity,
     CompanyRecord,
     ContactRecord,
+    ListMember,
     Task,
     normalise_linkedin,
     still_held,
@@ -102,6 +104,8 @@ class AttioCRM:
         "user_management:read",
     )
     LIST_SCOPES = ("list_entry:read-write", "list_configuration:read")
+    READ_LIST_SCOPES = ("list_entry:read", "list_configuration:read")
+    """Needed only to run a campaign from an Attio list (`gtm run --from attio:list/SLUG`)."""
 
     async def check(self) -> str:
         """Token, scopes and the configured list, reading only."""
@@ -115,7 +119,15 @@ class AttioCRM:
             raise ScopeError("attio", f"the token lacks scopes: {', '.join(missing)}")
         if self._list:
             await self._http.request("GET", f"/v2/lists/{self._list}", idempotent=True)
-        return f"token active for {me.get('workspace_name', 'the workspace')}, scopes ok"
+        lists = [sc for sc in self.READ_LIST_SCOPES if not _granted(scopes, sc)]
+        note = f"; campaigns from lists also need {', '.join(lists)}" if lists else ""
+        return f"token active for {me.get('workspace_name', 'the workspace')}, scopes ok{note}"
+
+    async def list_members(
+        self, list_id: str, *, closed_stages: Sequence[str] = ()
+    ) -> list[ListMember]:
+        """The people on an Attio list (`tools.attio_lists`)."""
+        return await read_attio_list(self._http, list_id, closed_stages=closed_stages)
 
     async def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int | str:
         """Nothing is erased here: Attio keeps the person record, and a person must delete it."""

@@ -20,7 +20,9 @@ from tools.provider import HoldsPeople
 
 __all__ = [
     "CRM",
+    "CRMLists",
     "CompanyRecord",
+    "ListMember",
     "ContactRecord",
     "Activity",
     "Task",
@@ -88,6 +90,35 @@ class Task(_Record):
     title: str
     due_at: datetime
     owner: str | None = None
+
+
+class ListMember(_Record):
+    """One person on a CRM list, as the list's campaign needs them: the account list's columns
+    (our names, e.g. `company`, `domain`, `contact_name`, `email`) read from the person's record
+    and their company's, and what the CRM says about recent contact and open deals."""
+
+    record: str = Field(description="How messages name the record, e.g. 'contact 501'.")
+    values: dict[str, str] = Field(description="Account-list columns, by our column names.")
+    last_activity: datetime | None = Field(
+        default=None, description="Latest activity the CRM records on the person (any user)."
+    )
+    open_deals: int = Field(
+        default=0, ge=0, description="Open deals of the person or their company."
+    )
+
+
+@runtime_checkable
+class CRMLists(Protocol):
+    """A CRM whose lists can start a campaign (`gtm run --from PROVIDER:list/ID`)."""
+
+    async def list_members(
+        self, list_id: str, *, closed_stages: Sequence[str] = ()
+    ) -> list[ListMember]:
+        """Every person on the list, read to the last page: a list of people gives them, a list
+        of companies gives each company's people. A deal counts as open unless the CRM marks it
+        closed or its stage (id or title, any case) is in `closed_stages`. Raises
+        `tools.http.NotFoundError` for a list that does not exist."""
+        ...
 
 
 @runtime_checkable

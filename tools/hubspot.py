@@ -6,6 +6,7 @@ Auth: a private-app access token (`GTM_HUBSPOT_TOKEN`), sent as a Bearer token. 
 contacts scopes), `crm.objects.deals.read` (open deals), `crm.objects.owners.read` (the
 account owner, read at intake) and `communication_preferences.write` (the opt-out write-back;
 HubSpot's v4 subscriptions guide: `.write` or `communication_preferences.read_write` grants it).
+A campaign from a HubSpot list also needs `crm.lists.read` (`LIST_SCOPES`; `check` names it).
 
 - Find-or-create: search (`filterGroups`/`sorts`/`properties`/`limit`/`after`) by domain or
   email, create only if nothing matches. Creates carry `associations`. A record that exists is
@@ -34,12 +35,14 @@ from tools.crm import (
     Activity,
     CompanyRecord,
     ContactRecord,
+    ListMember,
     Task,
     normalise_linkedin,
     still_held,
 )
 from tools.crm_notes import decode_note, encode_note, encode_task, token_for, utc_z
 from tools.http import HttpClient, ScopeError, UnavailableError, collect_pages
+from tools.hubspot_lists import read_hubspot_list
 
 __all__ = ["HubSpotCRM", "ASSOC"]
 
@@ -219,6 +222,8 @@ class HubSpotCRM:
         "crm.objects.owners.read",
         "communication_preferences.write",
     )
+    LIST_SCOPES = ("crm.lists.read",)
+    """Needed only to run a campaign from a HubSpot list (`gtm run --from hubspot:list/ID`)."""
     ALSO_GRANTED_BY = {"communication_preferences.write": "communication_preferences.read_write"}
     """A scope another one grants too (HubSpot lists either for the v4 subscription writes)."""
 
@@ -250,7 +255,15 @@ class HubSpotCRM:
             if "X-HubSpot-RateLimit-Max" in h
             else "no rate-limit headers"
         )
-        return f"token valid, scopes ok, {headroom}"
+        lists = [sc for sc in self.LIST_SCOPES if sc not in scopes]
+        note = f"; campaigns from lists also need {', '.join(lists)}" if lists else ""
+        return f"token valid, scopes ok, {headroom}{note}"
+
+    async def list_members(
+        self, list_id: str, *, closed_stages: Sequence[str] = ()
+    ) -> list[ListMember]:
+        """The people on a HubSpot list (`tools.hubspot_lists`)."""
+        return await read_hubspot_list(self._http, list_id, closed_stages=closed_stages)
 
     async def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int | str:
         """Nothing is erased here: HubSpot keeps the contact, and a person must delete it."""

@@ -7,6 +7,7 @@ Listed here are the public modules, imported on demand.
 
 __all__ = [
     "accounts",
+    "crm_lists",
     "campaigns",
     "charts",
     "checkpoints",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -39,7 +39,18 @@ if TYPE_CHECKING:  # the application loads when a command runs, so `gtm --help` 
 @app.command(rich_help_panel="Campaigns")
 def run(
     ctx: typer.Context,
-    accounts: Annotated[Path, typer.Argument(help="Account list CSV (one row per contact).")],
+    accounts: Annotated[
+        Path | None,
+        typer.Argument(help="Account list CSV (one row per contact); or --from a CRM list."),
+    ] = None,
+    from_source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="hubspot:list/ID|attio:list/SLUG",
+            help="Run the people of a CRM list instead of a CSV (the configured CRM's).",
+        ),
+    ] = None,
     campaign: Annotated[
         str | None, typer.Option(help="Campaign name; running it again resumes it.")
     ] = None,
@@ -73,7 +84,7 @@ def run(
     ] = None,
 ) -> None:
     """Run every account on the list through research → personalize → review → approval."""
-    from gtm.app.accounts import AccountListError, load_accounts
+    from gtm.app.accounts import AccountList, AccountListError, load_accounts
     from gtm.app.campaigns import (
         CampaignBusy,
         PlaybookMismatch,
@@ -81,6 +92,14 @@ def run(
         VariantsMismatch,
         campaign_lock,
         parse_prompt_variants,
+    )
+    from gtm.app.crm_lists import (
+        CrmList,
+        CrmListError,
+        describe,
+        parse_source,
+        pull_list,
+        record_held,
     )
     from gtm.app.list_columns import MapFileError, load_map
     from gtm.app.runner import run_campaign
@@ -98,22 +117,44 @@ def run(
         pb = load_playbook(settings.playbook)
     except PlaybookError as exc:
         raise fail(str(exc)) from None
-    try:
-        mapping = load_map(map_file) if map_file is not None else None
-    except MapFileError as exc:
-        raise fail(str(exc)) from None
-    try:
-        listing = load_accounts(accounts, mapping)
-    except AccountListError as exc:
-        raise fail(str(exc)) from None
+    listing: AccountList | CrmList
+    if (accounts is None) == (from_source is None):
+        raise fail("give an account list CSV or --from a CRM list (one of them)")
+    if from_source is not None:
+        if map_file is not None:
+            raise fail("--map names a CSV's columns; a CRM list (--from) needs none")
+        try:
+            source = parse_source(from_source)
+            name = campaign or source.campaign_name
+            listing = run_sync(
+                pull_list(settings, source, pb, name, adopt=adopt_playbook, now=datetime.now(UTC))
+            )
+        except CrmListError as exc:
+            raise fail(str(exc)) from None
+    else:
+        assert accounts is not None
+        try:
+            mapping = load_map(map_file) if map_file is not None else None
+        except MapFileError as exc:
+            raise fail(str(exc)) from None
+        try:
+            listing = load_accounts(accounts, mapping)
+        except AccountListError as exc:
+            raise fail(str(exc)) from None
+        name = campaign or accounts.stem
+    held = listing.held if isinstance(listing, CrmList) else []
     for warning in listing.warnings:  # one line each, so they can be grepped
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     for e in listing.errors:
         err.print(f"[red]rejected[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
+    for line in describe(held):
+        err.print(f"[yellow]skipped[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
     chosen = listing.accounts[:limit] if limit else listing.accounts
-    name = campaign or accounts.stem
-    if not chosen:
-        raise fail(f"{accounts}: no valid accounts to run ({len(listing.errors)} rejected row(s))")
+    if not chosen and not held:
+        raise fail(
+            f"{from_source or accounts}: no valid accounts to run "
+            f"({len(listing.errors)} rejected row(s))"
+        )
 
     async def go() -> tuple[RunSummary, str]:
         async with open_workspace(settings, with_model=True, playbook=pb) as rt:
@@ -150,6 +191,9 @@ def run(
                     concurrency=concurrency,
                     on_progress=tick,
                 )
+            if isinstance(listing, CrmList):  # people held back from a CRM list, as skips
+                for reason, n in record_held(rt.ledger, name, _channel(channel), listing).items():
+                    summary.skipped_by_reason[reason] += n
             if summary.failures and alerts is not None:
                 await alerts.alert(
                     "error",

@@ -53,6 +53,7 @@ SkipReason = Literal[
     "rejected",
     "erased",
     "sequence_stopped",
+    "recent_activity",
 ]
 """Why an account ends without a send. Every skip records one of these plus a detail line."""
 

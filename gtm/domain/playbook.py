@@ -30,6 +30,7 @@ from gtm.domain.models import Account, Step
 from gtm.domain.sequences import Sequences
 
 __all__ = [
+    "CrmLists",
     "Goals",
     "JudgeVerdicts",
     "Metrics",
@@ -350,6 +351,25 @@ class Research(_Strict):
     )
 
 
+class CrmLists(_Strict):
+    """How a campaign from a CRM list (`gtm run --from hubspot:list/ID`) screens the people on
+    it before anything is drafted, beyond intake's own checks."""
+
+    recent_activity_days: int = Field(
+        default=30,
+        ge=0,
+        strict=True,
+        description="A person the CRM shows activity with (a call, email, meeting or note, by "
+        "anyone) within this many days is skipped; 0: not checked.",
+    )
+    closed_deal_stages: tuple[str, ...] = Field(
+        default=(),
+        description="Deal stages (HubSpot stage ids, Attio stage titles) that count as closed "
+        "besides the CRM's own (HubSpot's closed flag, Attio's Won and Lost); a person with a "
+        "deal in any other stage, or at a company with one, is skipped.",
+    )
+
+
 class TierMatch(_Strict):
     """Which tier and segment an account falls in, and the words that decided it."""
 
@@ -381,6 +401,7 @@ class Playbook(_Strict):
     evals: Evals
     sequences: Sequences = Sequences()
     research: Research = Research()
+    crm_lists: CrmLists = CrmLists()
     source: str = Field(default="", description="File the playbook was read from.")
 
     @property

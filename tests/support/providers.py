@@ -190,6 +190,8 @@ class FakeHubSpot(FakeProvider):
     100 inputs, association listings page 500 at a time with `paging.next.after`; a default
     association adds a link and leaves the contact's primary company as it was; unsubscribing
     an address from all email sets `hs_email_optout` on its contacts, and again changes nothing.
+    Lists v3 (`crm.lists.read`): a list's definition (404 for an unknown id) and its memberships,
+    sorted by record id, 100 a page by default and at most 250, with `paging.next.after`.
     """
 
     ASSOC_OK = {279, 1, 190, 202, 192, 204}
@@ -206,7 +208,9 @@ class FakeHubSpot(FakeProvider):
             "crm.objects.deals.read",
             "crm.objects.owners.read",
             "communication_preferences.write",
+            "crm.lists.read",
         ]
+        self.lists: dict[str, dict[str, Any]] = {}  # listId -> objectTypeId, name, members
         self.unsubscribed_all: set[str] = set()  # addresses opted out of all email
         self.objects: dict[str, dict[str, dict[str, Any]]] = {
             t: {} for t in ("companies", "contacts", "notes", "tasks", "deals")
@@ -234,6 +238,8 @@ class FakeHubSpot(FakeProvider):
 
         if seg[:3] == ["crm", "v3", "owners"]:
             return ["crm.objects.owners.read"]
+        if seg[:3] == ["crm", "v3", "lists"]:
+            return ["crm.lists.read" if method == "GET" else "crm.lists.write"]
         if seg[:3] == ["crm", "v3", "objects"] and len(seg) > 3:
             reads = method == "GET" or seg[4:] in (["search"], ["batch", "read"])
             return [scope(seg[3], "read" if reads else "write")]
@@ -296,6 +302,54 @@ class FakeHubSpot(FakeProvider):
             self._link("companies", cid, "deals", did)
         return cid
 
+    def add_contact(self, company_id: str | None = None, **props: Any) -> str:
+        """A contact with these properties, its primary company `company_id`."""
+        cid = str(next(self._ids))
+        self.objects["contacts"][cid] = {k: str(v) for k, v in props.items()}
+        if company_id:
+            self.objects["contacts"][cid]["associatedcompanyid"] = company_id
+            self._link("contacts", cid, "companies", company_id)
+        return cid
+
+    def add_deal(self, obj: str, oid: str, *, stage: str, closed: bool = False) -> str:
+        did = str(next(self._ids))
+        self.objects["deals"][did] = {"dealstage": stage, "hs_is_closed": str(closed).lower()}
+        self._link(obj, oid, "deals", did)
+        return did
+
+    def add_list(self, object_type: str, members: list[str], name: str = "Q1 targets") -> str:
+        """A list of contacts (`0-1`) or companies (`0-2`) holding these record ids."""
+        lid = str(next(self._ids))
+        self.lists[lid] = {"objectTypeId": object_type, "name": name, "members": list(members)}
+        return lid
+
+    def _lists(
+        self, method: str, seg: list[str], query: dict[str, str], h: dict[str, str]
+    ) -> Answer:
+        lst = self.lists.get(seg[3]) if len(seg) > 3 else None
+        if method != "GET" or len(seg) not in (4, 5) or (len(seg) == 5 and seg[4] != "memberships"):
+            return self._err(404, f"no route {method} /{'/'.join(seg)}", "NOT_FOUND")
+        if lst is None:
+            return self._err(404, f"List {seg[3]} does not exist.", "OBJECT_NOT_FOUND")
+        if len(seg) == 4:
+            size = len(lst["members"])
+            listed = {"listId": seg[3], "name": lst["name"], "objectTypeId": lst["objectTypeId"]}
+            return 200, h, {"list": {**listed, "processingType": "MANUAL", "size": size}}
+        limit = int(query.get("limit", 100))
+        if not 0 < limit <= 250:
+            return self._err(400, "limit must be between 1 and 250", "VALIDATION_ERROR")
+        ids = sorted(lst["members"], key=int)
+        after = query.get("after")
+        rest = [i for i in ids if after is None or int(i) > int(after)]
+        page = rest[:limit]
+        out: dict[str, Any] = {
+            "results": [{"recordId": i, "membershipTimestamp": _now()} for i in page],
+            "total": len(ids),
+        }
+        if len(rest) > limit:
+            out["paging"] = {"next": {"after": page[-1]}}
+        return 200, h, out
+
     def set_opted_out(self, contact: Any) -> None:
         email = (contact.email or "").lower()
         found = [p for p in self.objects["contacts"].values() if p.get("email") == email]
@@ -320,6 +374,8 @@ class FakeHubSpot(FakeProvider):
             return self._unsubscribe_all(method, unquote(seg[3]).lower(), seg[4], query, h)
         if path == "/oauth/v2/private-apps/get/access-token-info" and method == "POST":
             return 200, h, {"userId": 1, "hubId": 42, "appId": 7, "scopes": self.scopes}
+        if seg[:3] == ["crm", "v3", "lists"]:
+            return self._lists(method, seg, query, h)
         if seg[:3] == ["crm", "v3", "owners"] and method == "GET":
             o = self.owners.get(seg[3])
             return (200, h, o) if o else self._err(404, "owner not found", "OBJECT_NOT_FOUND")
@@ -493,6 +549,8 @@ def _attio_needs(method: str, seg: list[str]) -> list[str]:
     if seg[:2] == ["v2", "lists"] and len(seg) == 4 and seg[3] == "entries":
         entry = "list_entry:read" if method == "GET" else "list_entry:read-write"
         return [entry, "list_configuration:read"]
+    if seg[:2] == ["v2", "lists"] and seg[3:] == ["entries", "query"]:
+        return ["list_entry:read", "list_configuration:read"]
     return []
 
 
@@ -503,7 +561,9 @@ class FakeAttio(FakeProvider):
     `read`) and answers a missing one with 403; queries page by `limit`/`offset` (500 by
     default), notes at most 50 a page (10 by default); an assert replaces every attribute it
     carries except the matching one, whose values it adds to; an update (`PATCH`) appends to
-    multiselect attributes and replaces the others.
+    multiselect attributes and replaces the others. A list has a parent object (companies unless
+    `add_list` says otherwise); its entries are queried by `limit`/`offset`, each naming its
+    parent record; a record is read by id (404 when there is none).
     """
 
     MULTISELECT = ("domains", "email_addresses")
@@ -522,6 +582,7 @@ class FakeAttio(FakeProvider):
         self.notes: list[dict[str, Any]] = []
         self.tasks: list[dict[str, Any]] = []
         self.lists: dict[str, dict[str, Any]] = {name: {} for name in lists}
+        self.list_parents: dict[str, str] = {name: "companies" for name in lists}
         self.scopes = [
             "record_permission:read-write",
             "object_configuration:read",
@@ -584,6 +645,39 @@ class FakeAttio(FakeProvider):
                 "stage": [{"status": {"title": stage}}],
             }
         return rid
+
+    def add_person(self, company_id: str | None = None, **values: Any) -> str:
+        """A person record with these attribute values (each already an array of values)."""
+        rid = str(uuid.uuid4())
+        self.records["people"][rid] = dict(values)
+        if company_id:
+            ref = {"target_object": "companies", "target_record_id": company_id}
+            self.records["people"][rid]["company"] = [ref]
+        return rid
+
+    def add_deal(self, stage: str, *, company: str | None = None, person: str | None = None) -> str:
+        rid = str(uuid.uuid4())
+        deal: dict[str, Any] = {"stage": [{"status": {"title": stage}}]}
+        if company:
+            deal["associated_company"] = [
+                {"target_object": "companies", "target_record_id": company}
+            ]
+        if person:
+            deal["associated_people"] = [{"target_object": "people", "target_record_id": person}]
+        self.records["deals"][rid] = deal
+        return rid
+
+    def add_list(self, slug: str, parent: str, records: list[str]) -> None:
+        """A list of `parent` records (people or companies) with an entry for each record."""
+        self.list_parents[slug] = parent
+        self.lists[slug] = {
+            r: {
+                "id": {"entry_id": str(uuid.uuid4())},
+                "parent_record_id": r,
+                "parent_object": parent,
+            }
+            for r in records
+        }
 
     def set_opted_out(self, contact: Any) -> None:
         email = (contact.email or "").lower()
@@ -665,7 +759,17 @@ class FakeAttio(FakeProvider):
         if seg[:2] == ["v2", "lists"] and len(seg) == 3 and method == "GET":
             if seg[2] not in self.lists:
                 return self._err(404, "invalid_request_error", "not_found", "List not found.")
-            return 200, {}, {"data": {"id": {"list_id": seg[2]}, "api_slug": seg[2]}}
+            parents = [self.list_parents.get(seg[2], "companies")]
+            data = {"id": {"list_id": seg[2]}, "api_slug": seg[2], "parent_object": parents}
+            return 200, {}, {"data": data}
+        if seg[:2] == ["v2", "lists"] and seg[3:] == ["entries", "query"] and method == "POST":
+            lst = self.lists.get(seg[2])
+            if lst is None:
+                return self._err(404, "invalid_request_error", "not_found", "List not found.")
+            limit = (body or {}).get("limit", 500)
+            if not isinstance(limit, int) or limit < 1:
+                return self._invalid("limit must be a positive integer")
+            return 200, {}, {"data": self._page(list(lst.values()), limit, body.get("offset"))}
         if seg[:2] == ["v2", "lists"] and len(seg) == 4 and seg[3] == "entries" and method == "PUT":
             lst = self.lists.get(seg[2])
             if lst is None:
@@ -689,6 +793,10 @@ class FakeAttio(FakeProvider):
                 self._record(obj, r) for r, v in self.records[obj].items() if self._matches(v, flt)
             ]
             return 200, {}, {"data": self._page(hits, body.get("limit", 500), body.get("offset"))}
+        if len(seg) == 5 and method == "GET":
+            if seg[4] not in self.records[obj]:
+                return self._err(404, "invalid_request_error", "not_found", "Record not found.")
+            return 200, {}, {"data": self._record(obj, seg[4])}
         if method not in ("PUT", "POST", "PATCH") or len(seg) not in (4, 5):
             return self._err(404, "invalid_request_error", "not_found", f"no route {method}")
         values = ((body or {}).get("data") or {}).get("values")
