@@ -9,6 +9,8 @@ __all__ = [
     "accounts",
     "crm_lists",
     "campaigns",
+    "cassette",
+    "cassette_diff",
     "charts",
     "checkpoints",
     "doctor",

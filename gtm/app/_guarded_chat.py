@@ -32,6 +32,13 @@ class GuardedChatOpenAI(ChatOpenAI):
         return [key.get_secret_value()] if isinstance(key, SecretStr) else []
 
     def _failure(self, exc: Exception) -> ModelReplyError:
+        # A ModelReplyError raised below the SDK (a cassette's miss, from its transport) is
+        # ours, holds no key and already says what went wrong: it passes through, whether the
+        # SDK let it out as it was (openai 3) or raised a connection error from it (before).
+        if isinstance(exc, ModelReplyError):
+            return exc
+        if isinstance(exc.__cause__, ModelReplyError):
+            return exc.__cause__
         text = f"{type(exc).__name__}: {exc}"
         for secret in self._secrets():
             if secret:

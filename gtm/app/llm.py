@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 if TYPE_CHECKING:  # langchain-openai and openai load when a model is built, not with the settings
     from langchain_openai import ChatOpenAI
 
+    from gtm.app.cassette import Cassette
+
 __all__ = [
     "ModelSettings",
     "build_chat_model",
@@ -32,6 +34,7 @@ __all__ = [
     "EmbeddedModelUnavailable",
     "ModelReplyError",
     "open_chat_model",
+    "http_clients",
 ]
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
@@ -60,25 +63,78 @@ class ModelReplyError(RuntimeError):
     reason and the next run retries it. The message never holds the API key."""
 
 
-def build_chat_model(settings: ModelSettings, *, base_url: str, model: str) -> ChatOpenAI:
+def build_chat_model(
+    settings: ModelSettings,
+    *,
+    base_url: str,
+    model: str,
+    http_async_client: Any | None = None,
+    http_client: Any | None = None,
+    max_retries: int = 1,
+) -> ChatOpenAI:
     """The one constructor for every endpoint.
 
     llama.cpp's server ignores `max_completion_tokens` (what langchain-openai sends), so the
     limit also goes as `max_tokens` in the body; without it one call can run to the context limit.
+    `http_async_client` / `http_client` are clients of the SDK's httpx flavour to send through
+    (a shared pool, or a cassette's transport); without them langchain-openai's defaults apply.
     """
     from gtm.app._guarded_chat import GuardedChatOpenAI
 
     key = settings.api_key or SecretStr("sk-no-key-required")
+    clients: dict[str, Any] = {}
+    if http_async_client is not None:
+        clients["http_async_client"] = http_async_client
+    if http_client is not None:
+        clients["http_client"] = http_client
     return GuardedChatOpenAI(
         base_url=base_url,
         model=model,
         api_key=key,
         temperature=settings.temperature,
         seed=settings.seed,
-        max_retries=1,
+        max_retries=max_retries,
         timeout=settings.timeout_s,
         extra_body={"max_tokens": settings.max_tokens},
+        **clients,
     )
+
+
+@contextlib.asynccontextmanager
+async def http_clients(
+    settings: ModelSettings, cassette: Cassette | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """The HTTP clients one `open_chat_model` sends every call through, closed on exit.
+
+    Without a cassette: one async client (the openai SDK's defaults), so every call of the
+    workspace reuses its connections. With one: an async and a sync client whose transport is
+    the cassette (sync too, so a replaying model cannot reach the network by either path).
+    """
+    import openai
+
+    if cassette is None:
+        shared = openai.DefaultAsyncHttpxClient(timeout=settings.timeout_s)
+        try:
+            yield {"http_async_client": shared}
+        finally:
+            await shared.aclose()
+        return
+    from gtm.app.cassette_diff import sdk_httpx
+
+    http = sdk_httpx()
+    transport = cassette.transport()
+    # trust_env off: proxies from the environment would route around the cassette; the
+    # recording forwarder applies them itself.
+    async_client = http.AsyncClient(
+        transport=transport, timeout=settings.timeout_s, trust_env=False
+    )
+    sync_client = http.Client(transport=transport, timeout=settings.timeout_s, trust_env=False)
+    try:
+        yield {"http_async_client": async_client, "http_client": sync_client}
+    finally:
+        sync_client.close()
+        await async_client.aclose()
+        await transport.aclose()
 
 
 def _free_port() -> int:
@@ -211,16 +267,38 @@ class EmbeddedModel:
 
 @contextlib.asynccontextmanager
 async def open_chat_model(
-    settings: ModelSettings, *, log_dir: Path
+    settings: ModelSettings, *, log_dir: Path, cassette: Cassette | None = None
 ) -> AsyncIterator[tuple[ChatOpenAI, str]]:
-    """Yield (chat model, description): the configured endpoint, or the embedded model."""
-    if settings.base_url:
-        model = settings.model or "gpt-4o-mini"
-        yield build_chat_model(settings, base_url=settings.base_url, model=model), model
+    """Yield (chat model, description): the configured endpoint, or the embedded model.
+
+    Every call goes through one HTTP client opened here and closed on exit. With a recording
+    `cassette`, the real model's answers are stored in it (the caller saves it once the run
+    has succeeded). With a replaying one, no endpoint is needed and nothing is started: the
+    answers come from the cassette, the model and description are the recorded ones, and a
+    request it does not hold raises `CassetteMiss` at once (no retry: nothing is transient).
+    """
+    if cassette is not None and cassette.mode == "replay":
+        from gtm.app.cassette import REPLAY_BASE_URL
+
+        model = settings.model or cassette.model_name or "unrecorded"
+        async with http_clients(settings, cassette) as clients:
+            chat = build_chat_model(
+                settings, base_url=REPLAY_BASE_URL, model=model, max_retries=0, **clients
+            )
+            yield chat, cassette.description or model
         return
-    async with EmbeddedModel(log_dir=log_dir) as embedded:
-        chat = build_chat_model(settings, base_url=embedded.base_url, model=embedded.model_name)
-        yield chat, f"{embedded.model_name} (embedded llama.cpp)"
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.base_url:
+            base_url, model = settings.base_url, settings.model or "gpt-4o-mini"
+            description = model
+        else:
+            embedded = await stack.enter_async_context(EmbeddedModel(log_dir=log_dir))
+            base_url, model = embedded.base_url, embedded.model_name
+            description = f"{embedded.model_name} (embedded llama.cpp)"
+        clients = await stack.enter_async_context(http_clients(settings, cassette))
+        if cassette is not None:
+            cassette.description, cassette.model_name = description, model
+        yield build_chat_model(settings, base_url=base_url, model=model, **clients), description
 
 
 def describe(settings: ModelSettings) -> dict[str, Any]:
