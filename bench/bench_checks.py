@@ -8,6 +8,7 @@ figure includes embedding time. The LLM judge is off.
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import time
@@ -81,6 +82,7 @@ def main(n: int = 1000) -> None:
         f"{failed} failed at least one check; largest shared skeleton "
         f"{len(batch['largest_skeleton'])} drafts, batch {'passes' if batch['passed'] else 'fails'}"
     )
+    print("BENCH " + json.dumps({"bench": "checks", "drafts": n, "score_batch_s": took}))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ The commands run against an empty temporary data directory, so no user state is 
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -65,6 +66,7 @@ def top_imports(args: tuple[str, ...], k: int, env: dict[str, str]) -> list[tupl
 def main(runs: int = 5, top: int = 12) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = _env(Path(tmp))
+        figures: dict[str, float] = {}
         for args in COMMANDS:
             shown = "gtm " + " ".join(args)
             times = wall_times(args, runs, env)
@@ -72,10 +74,12 @@ def main(runs: int = 5, top: int = 12) -> None:
                 f"{shown}: median {statistics.median(times):.3f} s over {runs} runs "
                 f"(min {min(times):.3f}, max {max(times):.3f})"
             )
+            figures["_".join(a.strip("-") for a in args) + "_s"] = statistics.median(times)
         for args in COMMANDS:
             print(f"\ntop imports of gtm {' '.join(args)} (cumulative ms):")
             for ms, name in top_imports(args, top, env):
                 print(f"  {ms:8.1f}  {name}")
+        print("BENCH " + json.dumps({"bench": "cli", **figures}))
 
 
 if __name__ == "__main__":

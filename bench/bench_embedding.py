@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -23,6 +24,7 @@ def main(n: int = 1000) -> None:
     vectors = emb.embed(texts)
     took = time.perf_counter() - start
     print(f"embedded {n} texts ({vectors.shape[1]} dims) in {took:.2f} s ({n / took:.0f} texts/s)")
+    print("BENCH " + json.dumps({"bench": "embedding", "texts": n, "embed_s": took}))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing as mp
 import socket
 import sys
@@ -113,6 +114,8 @@ def main() -> None:
             _report("cold", cold, snaps)
             warm, again = asyncio.run(_pass(urls, Path(tmp), settings, args.concurrency))
             _report("from cache", warm, again)
+            figures = {"accounts": args.accounts, "cold_s": cold, "from_cache_s": warm}
+            print("BENCH " + json.dumps({"bench": "fetch", **figures}))
     finally:
         server.terminate()
         server.join(10)

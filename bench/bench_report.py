@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import json
 import platform
 import pstats
 import statistics
@@ -117,11 +118,20 @@ def main(argv: list[str]) -> None:
         print(_line(f"warm, median of {RUNS}", typical))
         runs = ", ".join(f"{s['total']:.2f}" for s in warm)
         print(f"warm runs: {runs} s")
-        print(f"red-flag pass (its own load and count): {red_flags_once(data):.2f} s")
-        print(f"`gtm report` end to end (new interpreter): {_command(data, out / 'cmd'):.2f} s")
+        flags_s = red_flags_once(data)
+        print(f"red-flag pass (its own load and count): {flags_s:.2f} s")
+        command_s = _command(data, out / "cmd")
+        print(f"`gtm report` end to end (new interpreter): {command_s:.2f} s")
         print(f"machine: {platform.machine()}, {platform.processor() or '?'}, Python "
               f"{platform.python_version()}")  # fmt: skip
         print(f"goal: under 2 s -> {'met' if median < 2 else 'NOT met'} ({median:.2f} s)")
+        figures = {
+            "cold_s": cold["total"],
+            "warm_median_s": median,
+            "red_flags_s": flags_s,
+            "command_s": command_s,
+        }
+        print("BENCH " + json.dumps({"bench": "report", **figures}))
         if "--profile" in argv:
             _profile(lambda: report_once(data, out))
 

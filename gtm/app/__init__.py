@@ -38,5 +38,6 @@ __all__ = [
     "sequences",
     "settings",
     "sync",
+    "waiting",
     "workspace",
 ]

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -54,6 +55,11 @@ CREATE TABLE IF NOT EXISTS threads (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS threads_campaign ON threads(campaign, status);
+CREATE INDEX IF NOT EXISTS threads_queue ON threads(status, campaign,
+    (CASE WHEN COALESCE(tier, 0) = 0 THEN 99 ELSE tier END), COALESCE(waiting_since, updated_at),
+    id);
+CREATE INDEX IF NOT EXISTS threads_oldest ON threads(status,
+    COALESCE(waiting_since, updated_at), id);
 CREATE TABLE IF NOT EXISTS decisions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     thread_id TEXT NOT NULL,
@@ -385,6 +391,32 @@ class Ledger:
         clause, args = where(campaign=campaign, status=status)
         rows = self._db.execute(f"SELECT * FROM threads{clause} ORDER BY id", args).fetchall()
         return [self._row(r) for r in rows]
+
+    def select(
+        self,
+        clause: str = "",
+        args: Sequence[Any] = (),
+        *,
+        order: str = "id",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ThreadRow]:
+        """The rows meeting an SQL condition on `threads`' columns, in `order`, and only the
+        page asked for: a listing of 10,000 drafts builds the rows it shows, no more."""
+        sql = f"SELECT * FROM threads{' WHERE ' + clause if clause else ''} ORDER BY {order}"
+        if limit is not None:
+            sql, args = sql + " LIMIT ? OFFSET ?", [*args, limit, offset]
+        return [self._row(r) for r in self._db.execute(sql, list(args))]
+
+    def aggregate(
+        self, columns: str, clause: str = "", args: Sequence[Any] = (), *, group_by: str = ""
+    ) -> list[sqlite3.Row]:
+        """`SELECT columns ... GROUP BY group_by` over the rows meeting `clause`: counts and
+        oldest dates from SQLite instead of from every row loaded."""
+        sql = f"SELECT {columns} FROM threads{' WHERE ' + clause if clause else ''}"
+        if group_by:
+            sql += f" GROUP BY {group_by} ORDER BY {group_by}"
+        return list(self._db.execute(sql, list(args)))
 
     def recently_decided(self, limit: int = 20) -> list[ThreadRow]:
         """The latest decisions, newest first, including ones still being applied."""

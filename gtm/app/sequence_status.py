@@ -20,7 +20,11 @@ from gtm.app.ledger import ThreadRow
 from gtm.domain.models import Step
 from gtm.domain.playbook import Playbook
 
-__all__ = ["SequenceStanding", "fmt_span", "sequence_standing"]
+__all__ = ["PAST_FIRST_TOUCH", "SequenceStanding", "fmt_span", "sequence_standing"]
+
+PAST_FIRST_TOUCH = "(seq_pos > 0 OR status = 'sent')"
+"""The ledger rows `sequence_standing` has a standing for, as an SQL condition: listings read
+these rows only, not every thread of a campaign."""
 
 State = Literal[
     "scheduled",

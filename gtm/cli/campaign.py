@@ -316,14 +316,28 @@ def _print_summary(s: RunSummary, *, rejected_rows: int) -> None:
 
 # --------------------------------------------------------------------------- status
 
+STATUS_PAGE = 50
+"""Sequences `gtm status` lists per campaign at once."""
+
 
 @app.command(rich_help_panel="Campaigns")
 def status(
     ctx: typer.Context,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+    page: Annotated[
+        int, typer.Option(min=1, help="Which page of each campaign's sequences table.")
+    ] = 1,
+    limit: Annotated[
+        int, typer.Option(min=1, help=f"Sequences on a page (default {STATUS_PAGE}).")
+    ] = STATUS_PAGE,
+    show_all: Annotated[bool, typer.Option("--all", help="Every sequence on one page.")] = False,
 ) -> None:
-    """Summarise campaigns: where every account stands, sends, and cap headroom."""
+    """Summarise campaigns: where every account stands, sends, and cap headroom. Counts come
+    from the ledger's aggregates; the sequences table is shown a page at a time."""
     from gtm.app.workspace import open_workspace
+
+    if show_all and page != 1:
+        raise fail("--all shows every sequence on one page: leave out --page")
 
     async def go() -> None:
         async with open_workspace(settings_of(ctx), with_model=False) as rt:
@@ -331,26 +345,27 @@ def status(
             if not names:
                 out.print("No campaigns yet. Start one with: gtm run ACCOUNTS.csv")
             for name in names:
-                rows = rt.ledger.rows(campaign=name)
-                t = Table(title=f"campaign {escape(name)}: {len(rows)} account(s)")
+                tally = rt.ledger.aggregate(
+                    "status, skip_reason, COUNT(*), SUM(flagged)",
+                    "campaign = ?",
+                    [name],
+                    group_by="status, skip_reason",
+                )
+                total = sum(r[2] for r in tally)
+                t = Table(title=f"campaign {escape(name)}: {total} account(s)")
                 t.add_column("status")
                 t.add_column("accounts", justify="right")
                 t.add_column("detail")
-                by: dict[str, list[ThreadRow]] = {}
-                for r in rows:
-                    by.setdefault(r.status, []).append(r)
-                for st, rs in sorted(by.items()):
-                    reasons: dict[str, int] = {}
-                    for r in rs:
-                        if r.skip_reason:
-                            reasons[r.skip_reason] = reasons.get(r.skip_reason, 0) + 1
-                    flagged = sum(r.flagged for r in rs) if st == "waiting_for_approval" else 0
+                for st in sorted({r[0] for r in tally}):
+                    rs = [r for r in tally if r[0] == st]
+                    reasons = {r[1]: r[2] for r in rs if r[1]}
+                    flagged = sum(r[3] for r in rs) if st == "waiting_for_approval" else 0
                     detail = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
                     if flagged:
                         detail = f"{flagged} flagged"
-                    t.add_row(st, str(len(rs)), detail)
+                    t.add_row(st, str(sum(r[2] for r in rs)), detail)
                 out.print(t)
-                _print_variants(rt, name, rows)
+                _print_variants(rt, name)
                 entries = rt.deps.outbox.entries(campaign=name)
                 states: dict[str, int] = {}
                 for e in entries:
@@ -359,20 +374,22 @@ def status(
                     "outbox: "
                     + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "empty")
                 )
-                _print_sequences(name, rows, rt.playbook_for(name), rt.deps.clock())
+                size = None if show_all else limit
+                _print_sequences(rt, name, rt.deps.clock(), page=page, size=size)
             _print_headroom(rt)
             print_attention(rt, campaign)
 
     run_sync(go())
 
 
-def _print_variants(rt: Workspace, name: str, rows: list[ThreadRow]) -> None:
+def _print_variants(rt: Workspace, name: str) -> None:
     """The campaign's prompt variants and how many accounts each was drawn for; nothing for a
     campaign without variants."""
     record = rt.campaigns.get(name)
     if record is None or record.variants is None:
         return
-    counts = Counter(r.variant for r in rows)
+    found = rt.ledger.aggregate("variant, COUNT(*)", "campaign = ?", [name], group_by="variant")
+    counts = Counter({r[0]: r[1] for r in found})
     out.print(
         f"prompt variants (seed {record.variants.seed}): "
         + ", ".join(f"{v}: {counts[v]} account(s)" for v in record.variants.versions),
@@ -380,15 +397,28 @@ def _print_variants(rt: Workspace, name: str, rows: list[ThreadRow]) -> None:
     )
 
 
-def _print_sequences(name: str, rows: list[ThreadRow], playbook: Playbook, at: datetime) -> None:
-    """One line per account whose first touch went out: its sequence step and what comes
-    next. Nothing is printed for a campaign with no first touch sent yet."""
-    from gtm.app.sequence_status import sequence_standing
+def _print_sequences(
+    rt: Workspace, name: str, at: datetime, *, page: int, size: int | None
+) -> None:
+    """One line per account whose first touch went out, a page of them: its sequence step and
+    what comes next. Nothing is printed for a campaign with no first touch sent yet."""
+    from gtm.app.sequence_status import PAST_FIRST_TOUCH, sequence_standing
+    from gtm.app.waiting import Page, PageError
 
-    standings = [s for r in rows if (s := sequence_standing(r, playbook)) is not None]
-    if not standings:
+    clause, args = f"campaign = ? AND {PAST_FIRST_TOUCH}", [name]
+    total = rt.ledger.aggregate("COUNT(*)", clause, args)[0][0]
+    paged = Page(number=page, size=size, total=total, noun="thread(s)")
+    if not paged.total:
         return
-    t = Table(title=f"sequences in {escape(name)}: {len(standings)} thread(s) past the first touch")
+    try:
+        paged.check()
+    except PageError as exc:
+        out.print(f"sequences in {escape(name)}: {escape(str(exc))}", highlight=False)
+        return
+    playbook = rt.playbook_for(name)
+    rows = rt.ledger.select(clause, args, limit=paged.limit, offset=paged.offset)
+    standings = [s for r in rows if (s := sequence_standing(r, playbook)) is not None]
+    t = Table(title=f"sequences in {escape(name)}: {paged.total} thread(s) past the first touch")
     for col in ("#", "account", "channel", "step", "next"):
         t.add_column(col, justify="right" if col == "#" else "left")
     for s in standings:
@@ -400,6 +430,16 @@ def _print_sequences(name: str, rows: list[ThreadRow], playbook: Playbook, at: d
             escape(s.outlook(at)),
         )
     out.print(t)
+    if paged.several:
+        more = (
+            f": gtm status --page {paged.number + 1} for the next"
+            if paged.number < paged.pages
+            else ""
+        )
+        out.print(
+            f"sequences in {escape(name)}: {paged.line()}{more}, --all for every one",
+            highlight=False,
+        )
 
 
 def _print_headroom(rt: Workspace) -> None:

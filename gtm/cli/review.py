@@ -75,10 +75,23 @@ def _draft_view(row: ThreadRow, request: ApprovalRequest, history: list[Decision
     return Panel("\n".join(lines), title=title, title_align="left", highlight=False)
 
 
+INBOX_PAGE = 20
+"""Drafts `gtm inbox` shows at once: each is a full panel, facts and findings included."""
+
+
 @app.command(rich_help_panel="Review")
 def inbox(
     ctx: typer.Context,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+    page: Annotated[
+        int, typer.Option(min=1, help="Which page of the waiting drafts, oldest first.")
+    ] = 1,
+    limit: Annotated[
+        int, typer.Option(min=1, help=f"Drafts on a page (default {INBOX_PAGE}).")
+    ] = INBOX_PAGE,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Every waiting draft on one page.")
+    ] = False,
     web: Annotated[
         bool, typer.Option("--web", help="Serve the inbox as a local web app instead.")
     ] = False,
@@ -87,22 +100,32 @@ def inbox(
         str, typer.Option(help="Address for --web. Keep it on loopback unless you must.")
     ] = "127.0.0.1",
 ) -> None:
-    """List drafts waiting for a decision, oldest first, under the open red flags (or serve
-    them with --web)."""
+    """List drafts waiting for a decision, oldest first and a page at a time, under the open
+    red flags (or serve them with --web)."""
     from gtm.app.escalations import needs_human
     from gtm.app.red_flags import open_flags
     from gtm.app.runner import pending_request
+    from gtm.app.waiting import Page, PageError, WaitingMatch
     from gtm.app.workspace import open_workspace
 
     if web:
         _serve_inbox(settings_of(ctx), host=host, port=port)
         return
+    if show_all and page != 1:
+        raise fail("--all shows every draft on one page: leave out --page")
 
-    async def go() -> int:
+    async def go() -> tuple[int, Page]:
         async with open_workspace(settings_of(ctx), with_model=False) as rt:
+            match = WaitingMatch(campaign=campaign)
+            paged = Page(
+                number=page, size=None if show_all else limit, total=match.count(rt.ledger)
+            )
+            try:
+                paged.check()
+            except PageError as exc:
+                raise fail(f"{exc}: gtm inbox --page {paged.pages} is the last") from None
             print_flag_banner([f for f in open_flags(rt) if campaign in (None, f.campaign)])
-            rows = rt.ledger.rows(campaign=campaign, status="waiting_for_approval")
-            rows.sort(key=lambda r: (r.waiting_since or r.updated_at, r.id))
+            rows = match.rows(rt.ledger, "oldest", limit=paged.limit, offset=paged.offset)
             shown = 0
             for row in rows:
                 request = await pending_request(rt, row.thread_id)
@@ -113,10 +136,18 @@ def inbox(
             print_attention(rt, campaign)
             if waiting := needs_human(rt):
                 out.print(escalation_table(waiting, now(), title="needs a human"))
-            return shown
+            return shown, paged
 
-    n = run_sync(go())
-    out.print(f"{n} draft(s) waiting." if n else "Nothing is waiting for approval.")
+    n, paged = run_sync(go())
+    if paged.several:
+        more = (
+            f": gtm inbox --page {paged.number + 1} for the next, --all for every one"
+            if paged.number < paged.pages
+            else ""
+        )
+        out.print(f"{paged.total:,} draft(s) waiting; {paged.line()}{more}.", highlight=False)
+    else:
+        out.print(f"{n} draft(s) waiting." if n else "Nothing is waiting for approval.")
 
 
 def _serve_inbox(settings: Settings, *, host: str, port: int) -> None:

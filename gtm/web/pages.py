@@ -29,9 +29,18 @@ from gtm.app.runner import (
     unsendable,
 )
 from gtm.app.sequence_status import sequence_standing
+from gtm.app.waiting import PageError, page_number
 from gtm.domain.models import Decision, Touch
 from gtm.web.security import inbox_of, login_required, posted, session_of
-from gtm.web.views import QueueFilters, build_queue, build_sequences, flag_rows
+from gtm.web.views import (
+    QueueFilters,
+    batch_allowed,
+    build_queue,
+    build_sequences,
+    flag_rows,
+    queue_after,
+    queue_neighbours,
+)
 
 if TYPE_CHECKING:
     from gtm.web.app import WebInbox
@@ -61,7 +70,18 @@ async def queue(request: Request) -> Response:
         return login_required(request)
     inbox = inbox_of(request)
     filters = QueueFilters.parse(request.query_params)
-    q = build_queue(inbox.rt.ledger, inbox.rt.playbook, filters, now=_now())
+    status, page_error = 200, ""
+    try:
+        number = page_number(request.query_params.get("page"))
+    except PageError as exc:
+        status, page_error, number = 400, str(exc), 1
+    q = build_queue(inbox.rt.ledger, inbox.rt.playbook, filters, now=_now(), page=number)
+    try:
+        q.page.check()
+    except PageError as exc:
+        status, page_error = 404, str(exc)
+    if page_error:
+        q.groups = []
     recent = inbox.rt.ledger.recently_decided(limit=15)
     needs_human = inbox.rt.deps.outbox.entries(state="unknown")
     now = _now()
@@ -69,8 +89,10 @@ async def queue(request: Request) -> Response:
     flash, session.flash = session.flash, []
     return inbox.render(
         "queue.html",
+        status=status,
         session=session,
         q=q,
+        page_error=page_error[:1].upper() + page_error[1:],
         filters=filters,
         recent=recent,
         errors=inbox.worker.errors,
@@ -140,8 +162,7 @@ async def draft_page(
             "message.html", status=404, title="No such draft", message="", session=session
         )
     filters = QueueFilters.parse(request.query_params)
-    q = build_queue(inbox.rt.ledger, inbox.rt.playbook, filters, now=_now())
-    prev_id, next_id = q.neighbours(row.id)
+    prev_id, next_id = queue_neighbours(inbox.rt.ledger, filters, row)
     open_ = row.status == "waiting_for_approval" and not row.deciding
     ctx = await _draft_context(inbox, row) if open_ else {}
     flash, session.flash = session.flash, []
@@ -153,7 +174,7 @@ async def draft_page(
         filters=filters,
         prev_id=prev_id,
         next_id=next_id,
-        batch_ok=q.batch_allowed(row),
+        batch_ok=batch_allowed(inbox.rt.playbook, row),
         error=error,
         notes=notes or [],
         edited=edited,
@@ -212,7 +233,8 @@ async def decide(request: Request) -> Response:
         return await draft_page(request, status=422, error=decision, edited=edited)
     filters = QueueFilters.parse(request.query_params)
     # The queue as it stands before the decision: where to go next once this draft has left it.
-    q = build_queue(inbox.rt.ledger, inbox.rt.playbook, filters, now=_now())
+    current = inbox.rt.ledger.get(request.path_params["draft_id"])
+    nxt = queue_after(inbox.rt.ledger, filters, current) if current is not None else None
     try:
         taken = await take_decision(
             inbox.rt,
@@ -233,7 +255,6 @@ async def decide(request: Request) -> Response:
     inbox.worker.submit(row)
     session.flash.append(("ok", f"{VERB[decision.action]} #{row.id} {row.company}."))
     session.flash += [("note", f"Note on #{row.id}: {n}") for n in taken.notes]
-    nxt = q.after(row.id)
     target = f"/drafts/{nxt}" if nxt is not None else "/"
     qs = filters.query()
     return RedirectResponse(f"{target}?{qs}" if qs else target, status_code=303)
@@ -247,14 +268,13 @@ async def batch(request: Request) -> Response:
     session, form = checked
     inbox = inbox_of(request)
     filters = QueueFilters.parse(request.query_params)
-    q = build_queue(inbox.rt.ledger, inbox.rt.playbook, filters, now=_now())
     approved, refused = [], []
     for raw in form.getlist("ids"):
         row = inbox.rt.ledger.get(raw) if isinstance(raw, str) and raw.isdigit() else None
         if row is None:
             refused.append(f"#{raw}: no such draft")
             continue
-        if not q.batch_allowed(row):
+        if not batch_allowed(inbox.rt.playbook, row):
             why = "flagged by the guardrails" if row.flagged else "its tier needs one-by-one review"
             refused.append(f"#{row.id} {row.company}: {why}")
             continue

@@ -1,7 +1,7 @@
 """What the inbox pages show, computed without templates: the queue, highlighting, links.
 
-The queue is built from the ledger alone (no checkpoint reads), so 1,000 pending drafts render
-in a few milliseconds.
+The queue is built from the ledger alone (no checkpoint reads) and a page at a time (only the
+page's rows are read, counts are SQL aggregates), so 10,000 pending drafts cost what 50 do.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from urllib.parse import urlencode, urlsplit
 
 from gtm.app.ledger import Ledger, ThreadRow
 from gtm.app.red_flags import StoredFlag, flag_number, shown_figure
-from gtm.app.sequence_status import SequenceStanding, sequence_standing
+from gtm.app.sequence_status import PAST_FIRST_TOUCH, SequenceStanding, sequence_standing
+from gtm.app.waiting import Page, WaitingMatch
 from gtm.domain.playbook import Playbook
 
 __all__ = [
@@ -24,6 +25,10 @@ __all__ = [
     "Group",
     "Sequences",
     "build_queue",
+    "batch_allowed",
+    "queue_after",
+    "queue_neighbours",
+    "PAGE_SIZE",
     "build_sequences",
     "FlagRow",
     "flag_rows",
@@ -31,6 +36,9 @@ __all__ = [
     "marked",
     "source_link",
 ]
+
+PAGE_SIZE = 50
+"""Drafts on one page of the queue."""
 
 SEQUENCES_SHOWN = 200
 """The queue lists at most this many sequences (soonest due first); `gtm status` lists all."""
@@ -79,6 +87,16 @@ class QueueFilters:
             and (self.campaign is None or row.campaign == self.campaign)
         )
 
+    def match(self) -> WaitingMatch:
+        """The drafts these filters keep in the queue (not those being decided)."""
+        return WaitingMatch(
+            campaign=self.campaign,
+            tier=self.tier,
+            channel=self.channel,
+            flagged=self.flagged,
+            deciding=False,
+        )
+
     @property
     def active(self) -> bool:
         return any(v is not None for v in (self.tier, self.channel, self.flagged, self.campaign))
@@ -91,99 +109,125 @@ class Group:
     tier_name: str
     batch: bool
     """The playbook lets this tier's drafts be approved in a batch."""
+    total: int
+    """Drafts of this group matching the filters, on every page."""
+    flagged: int
+    """Of which flagged by the guardrails."""
+    since: datetime
+    """When its longest-waiting draft started waiting."""
     rows: list[ThreadRow] = field(default_factory=list)
+    """The group's drafts on this page."""
 
     @property
     def key(self) -> str:
         return f"{self.campaign}-t{self.tier or 0}"
 
-    @property
-    def flagged(self) -> int:
-        return sum(r.flagged for r in self.rows)
-
 
 @dataclass
 class Queue:
     groups: list[Group]
+    """The page's drafts, grouped; a group split across pages shows here with its page's part."""
     total: int
     """Pending drafts before filters."""
+    matching: int
+    """Pending drafts the filters keep, on every page."""
+    page: Page
     now: datetime
     campaigns: list[str]
-    _batch_tiers: frozenset[int]
+    since: datetime | None
+    """When the longest-waiting matching draft started waiting."""
+    filters: QueueFilters
 
     @property
     def shown(self) -> int:
+        """Drafts on this page."""
         return sum(len(g.rows) for g in self.groups)
 
-    @property
-    def order(self) -> list[int]:
-        return [r.id for g in self.groups for r in g.rows]
+    def oldest(self, group: Group | None = None) -> timedelta | None:
+        since = group.since if group is not None else self.since
+        return None if since is None else self.now - since
 
-    def oldest(self, rows: list[ThreadRow] | None = None) -> timedelta | None:
-        rows = rows if rows is not None else [r for g in self.groups for r in g.rows]
-        if not rows:
-            return None
-        return self.now - min(_since(r) for r in rows)
-
-    def neighbours(self, row_id: int) -> tuple[int | None, int | None]:
-        order = self.order
-        if row_id not in order:
-            return None, order[0] if order else None
-        i = order.index(row_id)
-        return (order[i - 1] if i > 0 else None, order[i + 1] if i + 1 < len(order) else None)
-
-    def after(self, row_id: int) -> int | None:
-        """The draft to show once `row_id` is decided: the next one, else the one before."""
-        prev_id, next_id = self.neighbours(row_id)
-        if row_id not in self.order:
-            return next_id
-        return next_id if next_id is not None else prev_id
-
-    def batch_allowed(self, row: ThreadRow) -> bool:
-        return (
-            row.status == "waiting_for_approval"
-            and not row.flagged
-            and row.tier is not None
-            and row.tier in self._batch_tiers
-        )
+    def href(self, page: int) -> str:
+        """The queue's address at `page`, filters kept."""
+        qs = self.filters.query()
+        return f"/?{qs}&page={page}" if qs else f"/?page={page}"
 
 
-def _since(row: ThreadRow) -> datetime:
-    return row.waiting_since or row.updated_at
+def batch_allowed(playbook: Playbook, row: ThreadRow) -> bool:
+    """The playbook lets this waiting, unflagged draft be approved in a batch."""
+    batch_tiers = {t.tier for t in playbook.tiers if t.review == "batch"}
+    return (
+        row.status == "waiting_for_approval"
+        and not row.flagged
+        and row.tier is not None
+        and row.tier in batch_tiers
+    )
 
 
 def build_queue(
-    ledger: Ledger, playbook: Playbook, filters: QueueFilters, *, now: datetime
+    ledger: Ledger,
+    playbook: Playbook,
+    filters: QueueFilters,
+    *,
+    now: datetime,
+    page: int = 1,
+    size: int | None = PAGE_SIZE,
 ) -> Queue:
-    """Pending drafts grouped by campaign and tier (playbook order), oldest first in a group.
-    A draft whose decision is being applied has left the queue."""
+    """One page of the pending drafts, grouped by campaign and tier (playbook order), oldest
+    first in a group. A draft whose decision is being applied has left the queue. Only the
+    page's rows are read; totals and group counts are SQL aggregates. A page past the last
+    comes back empty: `queue.page.check()` says so."""
     names = {t.tier: t.name for t in playbook.tiers}
     batch_tiers = frozenset(t.tier for t in playbook.tiers if t.review == "batch")
-    waiting = [r for r in ledger.rows(status="waiting_for_approval") if not r.deciding]
+    match = filters.match()
+    everything = WaitingMatch(deciding=False)
+    matching = match.count(ledger)
+    paged = Page(number=page, size=size, total=matching)
+    rows = match.rows(ledger, "queue", limit=paged.limit, offset=paged.offset) if matching else []
+    tallies = match.groups(ledger) if rows else {}
     groups: dict[tuple[str, int], Group] = {}
-    for row in waiting:
-        if not filters.keep(row):
-            continue
-        tier = row.tier or 0
-        g = groups.get((row.campaign, tier))
+    for row in rows:
+        key = (row.campaign, row.tier or 0)
+        g = groups.get(key)
         if g is None:
-            g = groups[(row.campaign, tier)] = Group(
+            tally = tallies[key]
+            g = groups[key] = Group(
                 campaign=row.campaign,
                 tier=row.tier,
-                tier_name=names.get(tier, "no tier"),
-                batch=tier in batch_tiers,
+                tier_name=names.get(key[1], "no tier"),
+                batch=key[1] in batch_tiers,
+                total=tally.total,
+                flagged=tally.flagged,
+                since=tally.oldest,
             )
         g.rows.append(row)
-    ordered = [groups[k] for k in sorted(groups, key=lambda k: (k[0], k[1] or 99))]
-    for g in ordered:
-        g.rows.sort(key=lambda r: (_since(r), r.id))
     return Queue(
-        groups=ordered,
-        total=len(waiting),
+        groups=list(groups.values()),
+        total=everything.count(ledger) if filters.active else matching,
+        matching=matching,
+        page=paged,
         now=now,
-        campaigns=sorted({r.campaign for r in waiting}),
-        _batch_tiers=batch_tiers,
+        campaigns=everything.campaigns(ledger),
+        since=match.oldest(ledger),
+        filters=filters,
     )
+
+
+def queue_neighbours(
+    ledger: Ledger, filters: QueueFilters, row: ThreadRow
+) -> tuple[int | None, int | None]:
+    """The ids of the drafts before and after `row` in the queue's order, on any page; (None,
+    the first) when `row` is not in the queue."""
+    before, after = filters.match().neighbours(ledger, row, "queue")
+    return (before.id if before else None, after.id if after else None)
+
+
+def queue_after(ledger: Ledger, filters: QueueFilters, row: ThreadRow) -> int | None:
+    """The draft to show once `row` is decided: the next one, else the one before (the first
+    of the queue when `row` is not in it)."""
+    before, after = filters.match().neighbours(ledger, row, "queue")
+    nxt = after if after is not None else before
+    return nxt.id if nxt is not None else None
 
 
 @dataclass
@@ -203,11 +247,17 @@ def build_sequences(
     limit: int = SEQUENCES_SHOWN,
 ) -> Sequences:
     """Every thread whose first touch went out, under its campaign's own playbook. The tier,
-    channel and campaign filters apply; "flagged" is about drafts, not sequences."""
+    channel and campaign filters apply; "flagged" is about drafts, not sequences. Only the
+    threads past their first touch are read."""
     books: dict[str, Playbook] = {}
     unflagged = QueueFilters(tier=filters.tier, channel=filters.channel, campaign=filters.campaign)
     found: list[SequenceStanding] = []
-    for row in ledger.rows(campaign=filters.campaign):
+    clause, args = (
+        (f"campaign = ? AND {PAST_FIRST_TOUCH}", [filters.campaign])
+        if filters.campaign is not None
+        else (PAST_FIRST_TOUCH, [])
+    )
+    for row in ledger.select(clause, args):
         if not unflagged.keep(row):
             continue
         if row.campaign not in books:
