@@ -36,6 +36,7 @@ __all__ = [
     "runner",
     "sequence_status",
     "sequences",
+    "server_graph",
     "settings",
     "sync",
     "waiting",
