@@ -9,9 +9,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test crash eval baseline gate-demo clean
+.PHONY: demo test crash eval baseline record-baseline gate-demo clean
 
 EVAL := $(BIN)/gtm --data-dir .gtm/eval eval --out .gtm/eval/report --baseline evals/baseline.json
+# The model's answers behind evals/baseline.json, recorded by `make record-baseline`. The gate
+# replays them: no endpoint, no key, no model started, and a prompt or case change that needs
+# answers the cassette does not hold fails the gate and names what changed.
+CASSETTE := evals/cassettes/baseline.jsonl
 
 # The web inbox's browser tests drive Debian's Chromium; Playwright downloads no browser.
 CHROMIUM := /usr/bin/chromium
@@ -19,6 +23,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The mailbox tests start Debian's dovecot on a loopback port with their own configuration.
 DOVECOT := /usr/sbin/dovecot
+
+# The Postgres tests start Debian's PostgreSQL server in a temporary cluster on a loopback port.
+POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/15/bin/initdb)
 
 CRASH := $(BIN)/python -m tests.crash.harness --accounts 200 --trials 50 --seed 7
 
@@ -43,32 +50,44 @@ $(DOVECOT):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd
 
+$(POSTGRES):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+
 demo: $(STAMP)
 	$(BIN)/gtm --data-dir .gtm/demo run examples/accounts.csv --campaign demo --channel linkedin
 	$(BIN)/gtm --data-dir .gtm/demo inbox
 
-test: $(STAMP) $(CHROMIUM) $(DOVECOT)
+test: $(STAMP) $(CHROMIUM) $(DOVECOT) $(POSTGRES)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 	$(CRASH)
-	$(EVAL)
+	$(EVAL) --replay $(CASSETTE)
 
 # 50 seeded SIGKILLs over a 200-account campaign: no duplicate send, no lost approval (~5 min).
 crash: $(STAMP)
 	$(CRASH)
 
-# The eval gate alone: checks vs labels, prompts vs the generation set, compared with the baseline.
+# The eval gate alone: checks vs labels, prompts vs the generation set (the recorded answers),
+# compared with the baseline.
 eval: $(STAMP)
-	$(EVAL)
+	$(EVAL) --replay $(CASSETTE)
 
-# Accept the current figures as the new baseline (commit evals/baseline.json with the change).
-baseline: $(STAMP)
-	$(EVAL) --update-baseline
+# Record the configured model's answers and accept its figures as the new baseline, then prove
+# the pair replays with no model: the embedded model by default, or a hosted one with
+#   GTM_MODEL_BASE_URL=https://... GTM_MODEL=... GTM_MODEL_API_KEY=... make record-baseline
+# Commit evals/cassettes/baseline.jsonl and evals/baseline.json together.
+record-baseline: $(STAMP)
+	$(EVAL) --record $(CASSETTE) --update-baseline
+	$(EVAL) --replay $(CASSETTE)
+	@echo "commit $(CASSETTE) and evals/baseline.json together"
 
-# Show that the gate bites with the real (embedded) model: drop the facts from a copy of the
-# prompts and expect `gtm eval` to fail against the baseline.
+baseline: record-baseline
+
+# Show that the gate bites with the real (embedded) model, live rather than replayed: drop the
+# facts from a copy of the prompts and expect `gtm eval` to fail against the baseline.
 gate-demo: $(STAMP)
 	rm -rf .gtm/gate-demo && mkdir -p .gtm/gate-demo/prompts && cp prompts/*.md .gtm/gate-demo/prompts/
 	sed -i -e '/^FACTS:$$/d' -e '/^{facts}$$/d' -e 's/ facts,//' .gtm/gate-demo/prompts/personalize_*.md

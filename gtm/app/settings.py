@@ -200,6 +200,11 @@ class Settings(BaseSettings):
         default=None, description="Incoming webhook for alerts; unset = alerts go to the log."
     )
     http_timeout_s: float = Field(default=20.0, gt=0, allow_inf_nan=False)
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host:port/db for the durable stores "
+        "(`gtm db upgrade` prepares it); unset = SQLite files in the data directory.",
+    )
     web_contact: str | None = Field(
         default=None,
         description="Turns website research on: the URL or email address site owners can reach "
@@ -231,6 +236,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be an http(s) URL or an email address (it goes in the User-Agent header)"
             )
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// (e.g. postgresql://gtm@db:5432/gtm)")
         return v
 
     @field_validator("unsubscribe_secret")

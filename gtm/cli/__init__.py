@@ -15,6 +15,7 @@ import sys
 from gtm.cli import common  # isort: skip
 from gtm.cli import campaign, imports, review, admin, loop, serve  # isort: skip
 from gtm.cli import escalations, flags, report, lint  # isort: skip
+from gtm.cli import db  # isort: skip  # noqa: F401 - registers `gtm db`
 
 __all__ = ["app", "main"]
 
