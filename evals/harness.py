@@ -108,6 +108,8 @@ class Report(BaseModel):
     untracked_in_baseline: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     judge_agreement: list[JudgeAgreement] = Field(default_factory=list)
+    replay_misses: list[str] = Field(default_factory=list)
+    """Model requests a replayed cassette had no answer for: the prompts or inputs changed."""
     """`--judge` with a model endpoint: the judge and the checks against the labels."""
 
 
@@ -299,8 +301,9 @@ def compare(
 def write_reports(report: Report, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     js = out / "report.json"
-    unjudged = set() if report.judge_agreement else {"judge_agreement"}  # as before --judge
-    js.write_text(report.model_dump_json(indent=2, exclude=unjudged) + "\n", encoding="utf-8")
+    unused = set() if report.judge_agreement else {"judge_agreement"}  # as before --judge
+    unused |= set() if report.replay_misses else {"replay_misses"}  # as before cassettes
+    js.write_text(report.model_dump_json(indent=2, exclude=unused) + "\n", encoding="utf-8")
     md = out / "report.md"
     md.write_text(_markdown(report), encoding="utf-8")
     return md, js
@@ -334,6 +337,16 @@ def _markdown(r: Report) -> str:
             for g in r.regressions
         ]
         lines.append("")
+    if r.replay_misses:
+        lines += [
+            "## Replay misses",
+            "",
+            "Model requests the cassette holds no answer for: the prompts or inputs changed since "
+            "it was recorded. The metrics below leave those cases out; re-record the cassette.",
+            "",
+            *[f"- {m}" for m in r.replay_misses],
+            "",
+        ]
     lines += ["## Metrics", "", "| metric | value | baseline |", "|---|---|---|"]
     lines += [
         f"| {k} | {v:.4f} | {_fmt(r.baseline_metrics.get(k))} |"

@@ -59,6 +59,7 @@ from evals.judge_calibration import (
 )
 from evals.messages import HELDOUT_MESSAGES, LabeledMessage, load_messages
 from evals.reply_classifier import PROMPT as REPLY_PROMPT
+from gtm.app.cassette import Cassette, CassetteMiss
 from gtm.app.settings import Settings
 from gtm.app.workspace import open_workspace
 from gtm.domain.playbook import Playbook, load_playbook
@@ -98,6 +99,10 @@ class EvalOptions:
     generate: bool = True
     judge_messages: tuple[Path, ...] = (HELDOUT_MESSAGES,)
     """Labeled messages the judge is calibrated on (with `judge` and a model endpoint)."""
+    record: Path | None = None
+    """Record the model's answers in this cassette (saved only when the run succeeds)."""
+    replay: Path | None = None
+    """Answer every model request from this cassette: no endpoint, no model started."""
 
 
 def load_baseline(path: Path) -> tuple[dict[str, float], str]:
@@ -135,7 +140,10 @@ async def generate(
             tier=deps.playbook.tier_of(ctx.account),
             facts=list(case.facts),
         )
-        out = await graph.ainvoke(state, context=deps)
+        try:
+            out = await graph.ainvoke(state, context=deps)
+        except CassetteMiss:  # kept in the cassette's misses; the report lists every one
+            continue
         draft = out["draft"]
         items.append(BatchItem(case.id, draft, ctx))
         revisions.append(int(out.get("revisions", 0)))
@@ -145,7 +153,12 @@ async def generate(
     for item, review, revs in zip(items, reviews, revisions, strict=True):
         extra: dict[str, Any] = {"revisions": revs, "batch": campaign}
         if judge:
-            got = await judge_draft(deps.model, item.draft, item.ctx, prompts_dir=deps.prompts_dir)
+            try:
+                got = await judge_draft(
+                    deps.model, item.draft, item.ctx, prompts_dir=deps.prompts_dir
+                )
+            except CassetteMiss as miss:
+                got = f"not in the cassette ({'; '.join(miss.reasons) or 'not recorded'})"
             extra["judge"] = got.model_dump() if isinstance(got, JudgeScores) else {"error": got}
         scored.append(scored_draft(item, review, **extra))
     return scored, verdict
@@ -160,13 +173,16 @@ async def classify_replies(
     """Every labeled reply through the full classifier (rules, then the model), by case id."""
     out: dict[str, ClassifiedReply] = {}
     for case in cases:
-        out[case.id] = await classify_reply(
-            deps.model,
-            case.body,
-            headers=case.headers,
-            playbook=deps.playbook,
-            prompts_dir=deps.prompts_dir,
-        )
+        try:
+            out[case.id] = await classify_reply(
+                deps.model,
+                case.body,
+                headers=case.headers,
+                playbook=deps.playbook,
+                prompts_dir=deps.prompts_dir,
+            )
+        except CassetteMiss:  # kept in the cassette's misses; the report lists every one
+            continue
         on_progress(case.id)
     return out
 
@@ -228,13 +244,24 @@ async def calibrate_judge(
         ("labeled", labeled),
         ("messages", messages),
     )
-    return [
-        await judge_set(
-            deps.model, name, items, rule, prompts_dir=deps.prompts_dir, on_progress=on_progress
-        )
-        for name, items in sets
-        if items
-    ]
+    out = []
+    for name, items in sets:
+        if not items:
+            continue
+        try:
+            out.append(
+                await judge_set(
+                    deps.model,
+                    name,
+                    items,
+                    rule,
+                    prompts_dir=deps.prompts_dir,
+                    on_progress=on_progress,
+                )
+            )
+        except CassetteMiss:  # that set is not measured; the report lists every miss
+            continue
+    return out
 
 
 _NOT_CALIBRATED = (
@@ -255,7 +282,19 @@ async def run_eval(
     messages: list[LabeledMessage] = []
     for path in opts.judge_messages if opts.judge else ():
         messages += load_messages(path)
-    calibrate = opts.judge and bool(settings.model_base_url) and bool(ds.labeled or messages)
+    if opts.record and opts.replay:
+        raise ValueError("record or replay a cassette, not both")
+    cassette = None
+    if (tape := opts.record or opts.replay) is not None:
+        cassette = Cassette.open(
+            tape, "record" if opts.record else "replay", prompts_dir=opts.prompts_dir
+        )
+    # The judge is calibrated with a real model: an endpoint, or the answers one gave.
+    replayed = cassette is not None and cassette.mode == "replay"
+    hosted = bool(settings.model_base_url) or (
+        replayed and cassette is not None and "embedded" not in cassette.description
+    )
+    calibrate = opts.judge and hosted and bool(ds.labeled or messages)
     versions = prompt_versions(opts.prompts_dir, opts.prompt_version, replies=bool(ds.replies))
     baseline = load_baseline(opts.baseline) if opts.baseline else None
     embedder = MiniLMEmbedding()
@@ -281,6 +320,7 @@ async def run_eval(
                 playbook=pb,
                 prompts_dir=opts.prompts_dir,
                 prompt_version=opts.prompt_version,
+                cassette=cassette,
             ) as rt:
                 model = rt.model_description
                 if opts.generate and ds.generation:
@@ -323,8 +363,17 @@ async def run_eval(
         max_regression=pb.evals.max_regression,
         judge_agreement=judged,
     )
-    if opts.judge and not settings.model_base_url and (ds.labeled or messages):
+    if opts.judge and not hosted and (ds.labeled or messages):
         report.notes.append(_NOT_CALIBRATED)
+    if cassette is not None:
+        report.replay_misses = [str(m) for m in cassette.misses]
+        if cassette.mode == "replay" and (stale := cassette.unused()):
+            report.notes.append(
+                f"{len(stale)} recorded answer(s) in {cassette.path} were not asked for "
+                "(prompts or cases changed); `--record` prunes them"
+            )
+        if cassette.mode == "record" and not cassette.misses:
+            cassette.save()
     if baseline is not None:
         base, base_model = baseline
         if (generation or classified is not None or judged) and base_model != model:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -36,6 +36,9 @@ from tools.outbox import Outbox
 from tools.sqlite import retry_while_locked
 from tools.suppression import SuppressionList
 from tools.web import WebResearcher, WebSettings
+
+if TYPE_CHECKING:
+    from gtm.app.cassette import Cassette
 
 __all__ = ["Workspace", "open_workspace", "ModelNotStarted"]
 
@@ -123,8 +126,10 @@ async def open_workspace(
     playbook: Playbook | None = None,
     prompts_dir: Path | None = None,
     prompt_version: str | None = None,
+    cassette: Cassette | None = None,
 ) -> AsyncIterator[Workspace]:
-    """Open every store under `settings.data_dir`; start the model only if `with_model`."""
+    """Open every store under `settings.data_dir`; start the model only if `with_model`
+    (recording its answers into, or replaying them from, `cassette`: `gtm eval`)."""
     pb = playbook or load_playbook(settings.playbook)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     outbox = Outbox(settings.path("outbox.sqlite"), clock=clock)
@@ -139,7 +144,11 @@ async def open_workspace(
             model: BaseChatModel
             if with_model:
                 model, description = await stack.enter_async_context(
-                    open_chat_model(settings.model_settings(), log_dir=settings.data_dir / "logs")
+                    open_chat_model(
+                        settings.model_settings(),
+                        log_dir=settings.data_dir / "logs",
+                        cassette=cassette,
+                    )
                 )
             else:
                 model, description = ModelNotStarted(), "not started"

@@ -174,15 +174,32 @@ def eval_(
     update_baseline: Annotated[
         bool, typer.Option(help="Write this run's metrics to --baseline instead of comparing.")
     ] = False,
+    record: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME|FILE",
+            help="Record the model's answers in a cassette (evals/cassettes/NAME.jsonl).",
+        ),
+    ] = None,
+    replay: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME|FILE",
+            help="Answer every model request from a cassette: no endpoint, no key, no model.",
+        ),
+    ] = None,
 ) -> None:
     """Score the guardrail checks against labeled drafts, and the prompts on fresh drafts."""
     from evals.datasets import DEFAULT_DATASETS, DatasetError
     from evals.messages import HELDOUT_MESSAGES, MessageSetError
+    from gtm.app.cassette import CassetteError
     from gtm.app.evaluate import BaselineError, EvalOptions, run_eval, save_baseline
     from prompts import PromptError
 
     if update_baseline and baseline is None:
         raise fail("--update-baseline needs --baseline FILE")
+    if record and replay:
+        raise fail("--record or --replay, not both")
     if model and not settings_of(ctx).model_base_url:
         raise fail(
             "--model names a model at an endpoint; set GTM_MODEL_BASE_URL (the embedded model "
@@ -198,6 +215,8 @@ def eval_(
         out=out_dir,
         generate=generate,
         judge_messages=tuple(judge_messages or (() if dataset else (HELDOUT_MESSAGES,))),
+        record=_cassette_path(record, DEFAULT_DATASETS),
+        replay=_cassette_path(replay, DEFAULT_DATASETS),
     )
     settings = settings_of(ctx)
     try:
@@ -210,15 +229,29 @@ def eval_(
                     on_judged=lambda i: status.update(f"judged {i}"),
                 )
             )
-    except (DatasetError, BaselineError, PromptError, MessageSetError) as exc:
+    except (DatasetError, BaselineError, PromptError, MessageSetError, CassetteError) as exc:
         raise fail(str(exc)) from None
     _print_eval(report)
     for note in report.notes:
         err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
-    if update_baseline and baseline is not None:
+    if report.replay_misses:
+        err.print(
+            f"[red]replay:[/red] {len(report.replay_misses)} model request(s) have no recorded "
+            "answer (the prompts or inputs changed since the cassette was recorded); re-record "
+            "it with `make record-baseline` and commit it with evals/baseline.json:",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for miss in report.replay_misses:
+            err.print(f"  {escape(miss)}", highlight=False, soft_wrap=True)
+    elif update_baseline and baseline is not None:
         save_baseline(report, baseline)
         out.print(f"baseline written: {baseline}", highlight=False)
+    if record:
+        out.print(f"cassette written: {opts.record}", highlight=False)
     out.print(f"report: {out_dir / 'report.md'} and report.json", highlight=False)
+    if report.replay_misses:
+        raise typer.Exit(1)
     if report.regressions:
         err.print(
             f"[red]regression:[/red] {len(report.regressions)} tracked metric(s) fell further "
@@ -229,6 +262,15 @@ def eval_(
             highlight=False,
         )
         raise typer.Exit(1)
+
+
+def _cassette_path(name: str | None, datasets: Path) -> Path | None:
+    """A cassette by name (evals/cassettes/NAME.jsonl) or by path (has a '/' or '.jsonl')."""
+    if name is None:
+        return None
+    if "/" in name or name.endswith(".jsonl"):
+        return Path(name)
+    return datasets.parent / "cassettes" / f"{name}.jsonl"
 
 
 def _print_eval(report: Any) -> None:
