@@ -54,7 +54,10 @@ def _no_real_calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
     import os
 
     for key in list(os.environ):
-        if key.startswith("GTM_") or key in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        if key.startswith(("GTM_", "LANGSMITH_", "LANGCHAIN_")) or key in (
+            "OPENAI_API_KEY",
+            "OPENAI_BASE_URL",
+        ):  # a developer's tracing switch must not send test runs to LangSmith
             monkeypatch.delenv(key)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-dummy-not-a-real-key")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))

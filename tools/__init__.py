@@ -35,6 +35,7 @@ __all__ = [
     "sqlite",
     "suppression",
     "unsubscribe",
+    "usage",
     "web",
     "web_extract",
     "web_guard",

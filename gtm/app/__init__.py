@@ -39,6 +39,8 @@ __all__ = [
     "server_graph",
     "settings",
     "sync",
+    "telemetry",
+    "tracing",
     "waiting",
     "workspace",
 ]

@@ -205,6 +205,27 @@ class Settings(BaseSettings):
         description="postgresql://user:password@host:port/db for the durable stores "
         "(`gtm db upgrade` prepares it); unset = SQLite files in the data directory.",
     )
+    model_price_input: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Price per million prompt tokens, for `gtm status` costs; unset = unknown.",
+    )
+    model_price_output: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Price per million completion tokens; unset = unknown.",
+    )
+    model_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="Model name -> [input, output] price per million tokens, over the two above.",
+    )
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/gRPC collector (e.g. http://localhost:4317) for a span per graph node "
+        "step; unset = no spans.",
+    )
     web_contact: str | None = Field(
         default=None,
         description="Turns website research on: the URL or email address site owners can reach "
@@ -250,6 +271,14 @@ class Settings(BaseSettings):
     def _long_secret(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None:
             check_unsubscribe_secret(v.get_secret_value())
+        return v
+
+    @field_validator("model_prices")
+    @classmethod
+    def _prices(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for model, pair in v.items():
+            if not all(p >= 0 and p != float("inf") for p in pair):
+                raise ValueError(f"entry {model!r}: prices must be finite and not negative")
         return v
 
     @field_validator("duxsoup_webhook_kinds")

@@ -374,12 +374,36 @@ def status(
                     "outbox: "
                     + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "empty")
                 )
+                _print_usage(rt.settings, name)
                 size = None if show_all else limit
                 _print_sequences(rt, name, rt.deps.clock(), page=page, size=size)
             _print_headroom(rt)
             print_attention(rt, campaign)
 
     run_sync(go())
+
+
+def _print_usage(settings: Settings, name: str) -> None:
+    """Model calls, tokens and cost of the campaign, per model, over every run (cost "–" when
+    no price is configured for the model); nothing before its first model call."""
+    from gtm.app.telemetry import cost
+    from tools.usage import UsageStore
+
+    path = settings.data_dir / "usage.sqlite"
+    if not path.exists():
+        return
+    store = UsageStore(path)
+    try:
+        for u in store.for_campaign(name):
+            spent = cost(u, settings)
+            out.print(
+                f"model {escape(u.model)}: {u.calls} call(s), {u.prompt_tokens} prompt + "
+                f"{u.completion_tokens} completion tokens, cost "
+                + ("–" if spent is None else f"{spent:.4f}"),
+                highlight=False,
+            )
+    finally:
+        store.close()
 
 
 def _print_variants(rt: Workspace, name: str) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -73,6 +74,13 @@ def _root(
         Path | None,
         typer.Option(help="Playbook file (default: the shipped playbook).", envvar="GTM_PLAYBOOK"),
     ] = None,
+    log_format: Annotated[
+        Literal["text", "json"],
+        typer.Option(
+            help="json: gtm's logs on stderr as JSON lines, one per graph node step included.",
+            envvar="GTM_LOG_FORMAT",
+        ),
+    ] = "text",
 ) -> None:
     from gtm.app.settings import SettingsError, load_settings
 
@@ -80,6 +88,24 @@ def _root(
         ctx.obj = load_settings().with_overrides(data_dir=data_dir, playbook=playbook)
     except SettingsError as exc:
         raise fail(str(exc)) from None
+    if log_format == "json":
+        from gtm.app.telemetry import log_json
+
+        log_json()
+    if any(os.environ.get(v) for v in _TRACING_VARS):  # LangSmith's switch; off by default
+        from gtm.app.tracing import redacted_tracing
+
+        ctx.with_resource(redacted_tracing(ctx.obj))
+
+
+_TRACING_VARS = (
+    "LANGSMITH_TRACING",
+    "LANGSMITH_TRACING_V2",
+    "LANGCHAIN_TRACING",
+    "LANGCHAIN_TRACING_V2",
+)
+"""Set to anything, LangChain may trace: then every traced run goes through our redaction
+(`gtm.app.tracing`), which leaves tracing off unless LangSmith's own check says on."""
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

@@ -1,0 +1,60 @@
+"""Model token use per campaign and model, kept in one SQLite file across runs.
+
+Written by the telemetry callback after every model call and read by `gtm status`. It holds
+counts only: no prompt, reply, person or key ever reaches it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.sqlite import connect
+
+__all__ = ["Usage", "UsageStore"]
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS usage (campaign TEXT NOT NULL, model TEXT NOT NULL,"
+    " calls INTEGER NOT NULL DEFAULT 0, prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+    " completion_tokens INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (campaign, model));"
+)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one campaign spent on one model, summed over every run."""
+
+    campaign: str
+    model: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class UsageStore:
+    """Running totals of model calls and tokens; several processes may add to one file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._db = connect(path, _SCHEMA)
+
+    def add(self, campaign: str, model: str, *, prompt_tokens: int, completion_tokens: int) -> None:
+        """Count one model call (an atomic upsert, so concurrent writers never lose a call)."""
+        self._db.execute(
+            "INSERT INTO usage (campaign, model, calls, prompt_tokens, completion_tokens)"
+            " VALUES (?, ?, 1, ?, ?) ON CONFLICT (campaign, model) DO UPDATE SET"
+            " calls = calls + 1, prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
+            " completion_tokens = completion_tokens + excluded.completion_tokens",
+            (campaign, model, max(0, prompt_tokens), max(0, completion_tokens)),
+        )
+
+    def for_campaign(self, campaign: str) -> list[Usage]:
+        """The campaign's totals, one per model, by model name."""
+        rows = self._db.execute(
+            "SELECT campaign, model, calls, prompt_tokens, completion_tokens FROM usage"
+            " WHERE campaign = ? ORDER BY model",
+            (campaign,),
+        ).fetchall()
+        return [Usage(*tuple(r)) for r in rows]
+
+    def close(self) -> None:
+        self._db.close()
