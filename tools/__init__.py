@@ -30,6 +30,7 @@ __all__ = [
     "pg_migrate",
     "pg_outbox",
     "pg_suppression",
+    "profiles",
     "provider",
     "smtp",
     "sqlite",

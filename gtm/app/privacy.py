@@ -2,9 +2,10 @@
 
 What goes: memory records that name them, their own threads (the checkpoints of a thread that
 wrote to them, with its drafts and decisions), local CRM contact and touches, local LinkedIn and
-email outbox copies, and mentions in local logs. A thread that wrote to someone else at their
-account stays, with its status and history: only their entry in its account's contact list, and
-every mention of them, leave its checkpoints and its ledger row. What stays, by design: outbox
+email outbox copies, what came back from them, what Dux-Soup saw on their profile, and mentions
+in local logs. A thread that wrote to someone else at their account stays, with its status and
+history: only their entry in its account's contact list, and every mention of them, leave its
+checkpoints and its ledger row. What stays, by design: outbox
 rows (with the person's key replaced by a one-way hash, so caps and "never send twice" still
 hold) and a hashed suppression entry, so they are never contacted again. An erasure record keeps
 when, by whom and how much, not who. A request that matches nothing erases and records nothing,
@@ -276,6 +277,7 @@ async def forget(rt: Workspace, identifier: str, *, requested_by: str) -> Erasur
         else:
             result.erased[label] = erased
     result.erased["events"] = rt.events.erase_person(sorted(person.emails), sorted(person.urls))
+    result.erased["LinkedIn profile fields"] = rt.profiles.erase_person(sorted(person.urls))
     escalations = open_escalations(rt)
     try:
         result.erased["escalations"] = escalations.erase_person(sorted(person.emails | person.urls))

@@ -33,6 +33,7 @@ from gtm.domain.playbook import Playbook, load_playbook
 from memory.chroma import ChromaMemory
 from tools.events import EventStore
 from tools.outbox import Outbox
+from tools.profiles import ProfileStore
 from tools.sqlite import retry_while_locked
 from tools.suppression import SuppressionList
 from tools.web import WebResearcher, WebSettings
@@ -81,6 +82,8 @@ class Workspace:
     campaigns: CampaignBook
     events: EventStore
     """What came back (accepts, replies, bounces...), once each, matched to sent touches."""
+    profiles: ProfileStore
+    """What the user's own tools (Dux-Soup's visits) saw on people's LinkedIn profiles."""
 
     def playbook_for(self, campaign: str) -> Playbook:
         """The playbook `campaign` was started with (or adopted), else this command's."""
@@ -138,7 +141,8 @@ async def open_workspace(
     campaigns = CampaignBook(settings.path("ledger.sqlite"), clock=clock)
     memory = ChromaMemory(settings.path("memory", "chroma"))
     events = EventStore(settings.path("events.sqlite"), clock=clock)
-    with _closing_all(outbox, suppressions, ledger, campaigns, memory, events):
+    profiles = ProfileStore(settings.path("profiles.sqlite"), clock=clock)
+    with _closing_all(outbox, suppressions, ledger, campaigns, memory, events, profiles):
         async with contextlib.AsyncExitStack() as stack:
             providers = await stack.enter_async_context(open_providers(settings, clock=clock))
             model: BaseChatModel
@@ -193,4 +197,5 @@ async def open_workspace(
                 model_description=description,
                 campaigns=campaigns,
                 events=events,
+                profiles=profiles,
             )

@@ -2,8 +2,9 @@
 
 The server is `gtm inbox --web`'s (same binding rules, same printed sign-in token), with the
 receivers that are configured added beside it: Dux-Soup's webhook when
-GTM_DUXSOUP_WEBHOOK_SECRET is set, RFC 8058 one-click unsubscribe when GTM_UNSUBSCRIBE_SECRET is
-set. They guard themselves with their own secrets, not the sign-in token.
+GTM_DUXSOUP_WEBHOOK_SECRET is set (its profile visits go to the workspace's profile store, for
+research), RFC 8058 one-click unsubscribe when GTM_UNSUBSCRIBE_SECRET is set. They guard
+themselves with their own secrets, not the sign-in token.
 
 An APScheduler job runs every `--every`, one at a time (a tick that is still running when the
 next is due is not doubled; missed ticks coalesce into one). A tick does what `gtm sync` does
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # the server, scheduler and model load when `gtm serve` runs,
     from gtm.domain.models import OutboxEntry
     from gtm.web.app import WebInbox
     from tools.imap import ImapMailbox
+    from tools.profiles import ProfileSnapshot
 
 __all__ = ["Tick", "parse_every", "serve_command"]
 
@@ -85,6 +87,13 @@ class Tick:
         if self.rt is None:
             raise RuntimeError("the workspace is not open yet")
         return ingest(self.rt, events)
+
+    def profiles(self, snapshots: Sequence[ProfileSnapshot]) -> int:
+        """What Dux-Soup's receiver calls with the profiles it visited: into the workspace's
+        profile store, for research; how many changed what is known."""
+        if self.rt is None:
+            raise RuntimeError("the workspace is not open yet")
+        return self.rt.profiles.record(snapshots)
 
     @contextlib.asynccontextmanager
     async def running(self, inbox: WebInbox, every: timedelta) -> AsyncIterator[None]:
@@ -224,7 +233,7 @@ def _routes(settings: Settings, tick: Tick) -> list[BaseRoute]:
     """The receivers `settings` configures; their secrets never appear in the output."""
     from gtm.web.webhooks import unsubscribe_route, webhook_routes
 
-    routes: list[BaseRoute] = list(webhook_routes(settings, tick.ingest))
+    routes: list[BaseRoute] = list(webhook_routes(settings, tick.ingest, profiles=tick.profiles))
     if routes:
         out.print(
             "Dux-Soup webhook: <this address>/webhooks/duxsoup/<GTM_DUXSOUP_WEBHOOK_SECRET>",

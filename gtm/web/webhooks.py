@@ -25,8 +25,14 @@ the secret is the URL: the receiver listens on `/webhooks/duxsoup/<secret>`, whe
 to any other path gets the same 404 as an unknown page. The secret is never logged: the server
 runs without an access log, and nothing here writes the path anywhere.
 
-Refused posts (wrong secret, body too large, not JSON, not the envelope, a mapped event with no
-usable profile) get a 4xx and nothing of them is recorded.
+Profile visits (`visit.create`, `visit.update`) are not events: given a profile store (`gtm
+serve` gives it the workspace's), the receiver keeps each as a snapshot of the profile's text
+fields (`read_visits`), which research turns into facts about that contact, and answers how many
+changed what is known (`"profiles"`, in the answer to a post that carries visits). Without a
+store they are ignored as above. Nothing is ever fetched from LinkedIn.
+
+Refused posts (wrong secret, body too large, not JSON, not the envelope, a mapped event or a
+visit taken as a profile with no usable profile) get a 4xx and nothing of them is recorded.
 """
 
 from __future__ import annotations
@@ -53,11 +59,14 @@ from gtm.app.settings import Settings
 from gtm.domain.events import Event, EventKind
 from gtm.domain.identity import profile_url
 from gtm.domain.models import OutboxEntry
+from tools.profiles import ProfileField, ProfileSnapshot
 from tools.unsubscribe import ONE_CLICK_BODY, check_unsubscribe_secret, key_of
 
 __all__ = [
     "DUXSOUP_KINDS",
     "MAX_BODY_BYTES",
+    "VISIT_FIELDS",
+    "VISIT_STAGES",
     "DuxSoupPost",
     "PayloadError",
     "WebhookConfigError",
@@ -66,6 +75,7 @@ __all__ = [
     "duxsoup_kinds",
     "duxsoup_route",
     "read_post",
+    "read_visits",
     "unsubscribe_route",
     "webhook_path",
     "webhook_routes",
@@ -78,6 +88,21 @@ DUXSOUP_KINDS: Mapping[tuple[str, str], EventKind] = {
 """(type, stage) of a Dux-Soup post → the event it is, built in. Unconfirmed (see the module
 docstring): these follow the article's `type`/`event` scheme; `duxsoup_kinds` puts the user's
 `GTM_DUXSOUP_WEBHOOK_KINDS` on top. Every other pair is acknowledged and ignored."""
+
+VISIT_STAGES = ("create", "update")
+"""Stages of Dux-Soup's `visit` type that carry profile details (see the module docstring)."""
+VISIT_FIELDS: Mapping[str, ProfileField] = {
+    "Title": "title",
+    "Company": "company",
+    "Summary": "summary",
+    "Location": "location",
+    "Industry": "industry",
+}
+"""A visit's `data` field → the profile field kept (`tools.profiles`: capped, one line, text as
+text). Documented: the article's visit example shows `Title` and `Company`, and says the create
+stage "contains most of the profile details" and the update stage completes them; a receiver's
+field reference (harehimself/duxsoup-etl, docs/WEBHOOK_PAYLOADS.md) adds `Summary`, `Location`,
+`Industry`. Contact details, pictures and tags are never kept."""
 
 _KINDS: Mapping[str, EventKind] = {
     "connection_accepted": "connection_accepted",
@@ -182,35 +207,17 @@ def read_post(
     The key is the Dux-Soup user, the type and stage, the record's `data.id` and the envelope's
     `time`: a redelivered post is the same event, two messages from one person are two.
     """
-    items = payload if isinstance(payload, list) else [payload]
-    if not items:
-        raise PayloadError("body: an empty list")
     events: list[Event] = []
     ignored: list[str] = []
-    for n, item in enumerate(items):
-        where = f"[{n}]." if isinstance(payload, list) else ""
-        try:
-            env = _Envelope.model_validate(item)
-        except ValidationError as exc:
-            fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})
-            raise PayloadError(
-                ", ".join(where + f for f in fields) + ": missing or invalid"
-            ) from None
+    for where, env in _envelopes(payload):
         kind = kinds.get((env.type.lower(), env.event.lower()))
         if kind is None:
             if (pair := _pair(env.type, env.event)) not in ignored:
                 ignored.append(pair)
             continue
-        record = env.data.get("id")
-        if not isinstance(record, str | int) or isinstance(record, bool) or str(record) == "":
-            raise PayloadError(f"{where}data.id: missing or invalid")
-        raw_profile = env.data.get("Profile")
-        url = profile_url(raw_profile) if isinstance(raw_profile, str) else None
-        if url is None:
-            raise PayloadError(f"{where}data.Profile: not a LinkedIn profile URL")
-        stamp = env.time.isoformat()
+        key, url = _key_and_profile(env, where)
         event = Event(
-            key=f"duxsoup:{env.userid}:{env.type.lower()}.{env.event.lower()}:{record}:{stamp}",
+            key=key,
             source="duxsoup",
             kind=kind,
             channel="linkedin",
@@ -222,6 +229,62 @@ def read_post(
             raise PayloadError(f"{where}{why}")
         events.append(event)
     return DuxSoupPost(events=events, ignored=ignored)
+
+
+def read_visits(payload: Any) -> list[ProfileSnapshot]:
+    """The profile snapshots a post carries: one per `visit` envelope of a stage in
+    `VISIT_STAGES`, with the `VISIT_FIELDS` its `data` holds as text, seen at the envelope's
+    `time`, keyed like an event (user, type and stage, `data.id`, time), so a redelivery is the
+    same snapshot. Raises `PayloadError` naming the field when the post is malformed or such a
+    visit has no `data.id` or usable `data.Profile`: then nothing of the post is taken."""
+    out: list[ProfileSnapshot] = []
+    for where, env in _envelopes(payload):
+        if env.type.lower() != "visit" or env.event.lower() not in VISIT_STAGES:
+            continue
+        key, url = _key_and_profile(env, where)
+        data = env.data
+        fields: dict[str, str] = {
+            ours: v for k, ours in VISIT_FIELDS.items() if isinstance(v := data.get(k), str)
+        }
+        out.append(
+            ProfileSnapshot(
+                key=key, person=url, seen_at=env.time, source="duxsoup:visit", fields=fields
+            )
+        )
+    return out
+
+
+def _envelopes(payload: Any) -> list[tuple[str, _Envelope]]:
+    """Each envelope of a post (one, or a list of them) with where it is (`[n].` in a list),
+    validated; raises `PayloadError` naming the first bad one's fields."""
+    items = payload if isinstance(payload, list) else [payload]
+    if not items:
+        raise PayloadError("body: an empty list")
+    out: list[tuple[str, _Envelope]] = []
+    for n, item in enumerate(items):
+        where = f"[{n}]." if isinstance(payload, list) else ""
+        try:
+            out.append((where, _Envelope.model_validate(item)))
+        except ValidationError as exc:
+            fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})
+            raise PayloadError(
+                ", ".join(where + f for f in fields) + ": missing or invalid"
+            ) from None
+    return out
+
+
+def _key_and_profile(env: _Envelope, where: str) -> tuple[str, str]:
+    """The idempotency key of an envelope we take, and its canonical profile URL; raises
+    `PayloadError` when `data.id` or `data.Profile` cannot give them."""
+    record = env.data.get("id")
+    if not isinstance(record, str | int) or isinstance(record, bool) or str(record) == "":
+        raise PayloadError(f"{where}data.id: missing or invalid")
+    raw_profile = env.data.get("Profile")
+    url = profile_url(raw_profile) if isinstance(raw_profile, str) else None
+    if url is None:
+        raise PayloadError(f"{where}data.Profile: not a LinkedIn profile URL")
+    stamp = env.time.isoformat()
+    return f"duxsoup:{env.userid}:{env.type.lower()}.{env.event.lower()}:{record}:{stamp}", url
 
 
 def duxsoup_events(
@@ -248,12 +311,16 @@ def duxsoup_route(
     ingest: Callable[[Sequence[Event]], IngestReport],
     *,
     kinds: Mapping[tuple[str, str], EventKind] = DUXSOUP_KINDS,
+    profiles: Callable[[Sequence[ProfileSnapshot]], int] | None = None,
 ) -> Route:
     """A Starlette route for Dux-Soup's posts, to add to any app's routes (`gtm serve`,
     `gtm inbox --web`). `ingest` takes the events in (`gtm.app.loop.ingest` bound to the open
     workspace); it runs on the server's event loop, where the workspace's stores were opened.
     `kinds` maps (type, stage) to events (`duxsoup_kinds`); a pair it does not map is named in
-    the answer's `ignored` and logged the first time this route sees it."""
+    the answer's `ignored` and logged the first time this route sees it. `profiles`, when
+    given, stores the post's visits (`read_visits`; the workspace's `ProfileStore.record`) and
+    says how many changed what is known: visits are then taken, not ignored."""
+    taken = {f"visit.{stage}" for stage in VISIT_STAGES} if profiles is not None else set()
     expected = check_secret(secret).encode()
     logged: set[str] = set()
 
@@ -281,11 +348,14 @@ def duxsoup_route(
             return JSONResponse({"error": "body: not JSON"}, status_code=400)
         try:
             post = read_post(payload, kinds)
+            visits = read_visits(payload) if profiles is not None else []
         except PayloadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=422)
-        note(post.ignored)
+        ignored = [pair for pair in post.ignored if pair not in taken]
+        note(ignored)
+        seen = {"profiles": profiles(visits)} if profiles is not None and visits else {}
         if not post.events:
-            return JSONResponse({"ignored": post.ignored}, status_code=202)
+            return JSONResponse({**seen, "ignored": ignored}, status_code=200 if visits else 202)
         report = ingest(post.events)
         return JSONResponse(
             {
@@ -293,7 +363,8 @@ def duxsoup_route(
                 "duplicate": report.duplicate,
                 "matched": report.matched,
                 "unmatched": report.unmatched,
-                "ignored": post.ignored,
+                **seen,
+                "ignored": ignored,
             }
         )
 
@@ -378,13 +449,17 @@ def unsubscribe_route(
 
 
 def webhook_routes(
-    settings: Settings, ingest: Callable[[Sequence[Event]], IngestReport]
+    settings: Settings,
+    ingest: Callable[[Sequence[Event]], IngestReport],
+    *,
+    profiles: Callable[[Sequence[ProfileSnapshot]], int] | None = None,
 ) -> list[Route]:
     """The webhook routes `settings` asks for: Dux-Soup's when `GTM_DUXSOUP_WEBHOOK_SECRET` is
     set, with `GTM_DUXSOUP_WEBHOOK_KINDS` on top of the built-in pairs (raising
-    `WebhookConfigError` if the secret cannot guard a URL or a pair is bad), else none."""
+    `WebhookConfigError` if the secret cannot guard a URL or a pair is bad), storing visits
+    through `profiles` when given (`duxsoup_route`), else none."""
     secret = settings.duxsoup_webhook_secret
     if secret is None:
         return []
     kinds = duxsoup_kinds(settings.duxsoup_webhook_kinds)
-    return [duxsoup_route(secret.get_secret_value(), ingest, kinds=kinds)]
+    return [duxsoup_route(secret.get_secret_value(), ingest, kinds=kinds, profiles=profiles)]
