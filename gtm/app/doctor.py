@@ -197,8 +197,9 @@ def _webhook(s: Settings) -> Finding:
     return Finding(
         "dux-soup webhook",
         True,
-        f"served by `gtm serve`; {mapped}; a post of any other pair is answered 202 with "
-        "the pair named, logged once, and not recorded",
+        f"served by `gtm serve`; {mapped}; profile visits (visit.create, visit.update) are "
+        "kept as profile facts; a post of any other pair is answered 202 with the pair named, "
+        "logged once, and not recorded",
         ""
         if extra
         else "the built-in pairs are unconfirmed: press Send Sample in Dux-Soup and "
