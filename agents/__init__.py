@@ -13,6 +13,7 @@ __all__ = [
     "intake",
     "pacing",
     "personalize",
+    "qualify",
     "record",
     "research",
     "review",

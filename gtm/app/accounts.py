@@ -23,6 +23,7 @@ from gtm.app.list_columns import (
     ColumnMap,
     MapFile,
     RowValues,
+    pql_facts,
     profile_facts,
     resolve,
     row_values,
@@ -391,7 +392,8 @@ def _validate(row: dict[str, str], got: RowValues) -> tuple[Contact, dict[str, A
         "facts": tuple(
             Fact(id=f"l{i}", text=f"{v['company']}: {col}: {val}", source=src, kind="company")
             for i, (col, val, src) in enumerate(got.facts, 1)
-        ),
+        )
+        + pql_facts(v["company"], got.pql),
     }
     return contact, fields
 

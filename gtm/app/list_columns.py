@@ -47,6 +47,8 @@ __all__ = [
     "MapFileError",
     "PERSONAL_MAIL",
     "PROFILE",
+    "PQL",
+    "pql_facts",
     "profile_facts",
     "RowValues",
     "key",
@@ -67,6 +69,22 @@ PROFILE: dict[str, str] = {
 """Profile fields: what the user's own tools (a Dux-Soup visit export, a Sales Navigator scraper,
 the list's notes) say about the person. Each non-empty cell becomes a fact about that contact,
 with its file:row:column, worded as below. Nothing is ever fetched from LinkedIn."""
+PQL: dict[str, str] = {
+    "signups": "sign-ups",
+    "active_users": "active users",
+    "usage_growth": "usage growth",
+}
+"""Product-qualified signals a list (or a product-analytics export) may carry per account. Each
+non-empty cell becomes an account fact of kind `signal`, "{company}: {label}: {value}", with its
+file:row:column; the qualification card reads its figure against the playbook's thresholds."""
+PQL_ALIASES: dict[str, str] = {
+    "signup_count": "signups",
+    "weekly_active_users": "active_users",
+    "monthly_active_users": "active_users",
+    "usage_growth_pct": "usage_growth",
+    "usage_growth_percent": "usage_growth",
+}
+"""Other spellings of the PQL columns ('Sign-ups' and 'Active Users' already match our names)."""
 FIELDS = (
     *REQUIRED,
     "website",
@@ -81,6 +99,7 @@ FIELDS = (
     "event",
     "owner",
     *PROFILE,
+    *PQL,
 )
 PERSONAL_MAIL = frozenset(
     "gmail.com googlemail.com yahoo.com ymail.com hotmail.com outlook.com live.com msn.com "
@@ -169,6 +188,7 @@ def _aliases() -> dict[str, tuple[str, tuple[str, ...]]]:
     fields (a test checks the tables agree)."""
     out: dict[str, tuple[str, tuple[str, ...]]] = {key(f): (f, ("ours",)) for f in FIELDS}
     out.update({key(p): (p, ("ours",)) for p in PARTS})
+    out.update({key(a): (f, ("ours",)) for a, f in PQL_ALIASES.items()})
     for fmt, table in FORMATS.items():
         for header, target in table.items():
             k = key(header)
@@ -329,7 +349,7 @@ def row_values(cm: ColumnMap, cells: list[str], line: int, name: str) -> RowValu
     def cell(i: int) -> str:
         return cells[i].replace("\r\n", "\n").replace("\r", "\n").strip()
 
-    values = {u.field: cell(u.index) for u in cm.used if u.field not in ("fact", *PROFILE)}
+    values = {u.field: cell(u.index) for u in cm.used if u.field not in ("fact", *PROFILE, *PQL)}
     facts = tuple(
         (u.header.strip(), cell(u.index), f"{name}:{line}:{u.header.strip()}")
         for u in cm.facts
@@ -340,10 +360,16 @@ def row_values(cm: ColumnMap, cells: list[str], line: int, name: str) -> RowValu
         for u in cm.used
         if u.field in PROFILE and cell(u.index)
     )
+    pql = tuple(
+        (u.field, cell(u.index), f"{name}:{line}:{u.header.strip()}")
+        for u in cm.used
+        if u.field in PQL and cell(u.index)
+    )
     return RowValues(
         values=values,
         facts=facts,
         profile=profile,
+        pql=pql,
         multiline={
             cm.headers[u.index].strip().lower().replace(" ", "_")
             for u in cm.used
@@ -361,6 +387,8 @@ class RowValues:
     """Columns (as labelled in errors) whose cells may hold line breaks."""
     profile: tuple[tuple[str, str, str], ...] = ()
     """(profile field, value, source) of each non-empty profile cell (`PROFILE`)."""
+    pql: tuple[tuple[str, str, str], ...] = ()
+    """(PQL field, value, source) of each non-empty product-signal cell (`PQL`)."""
 
 
 PROFILE_CHARS = 300
@@ -378,3 +406,16 @@ def profile_facts(name: str, cells: Sequence[tuple[str, str, str]]) -> tuple[Fac
         said = PROFILE[fld].format(name=name, value=text.rstrip("."))
         out.append(Fact(id=f"p{i}", text=said, source=source, kind="person"))
     return tuple(out)
+
+
+def pql_facts(company: str, cells: Sequence[tuple[str, str, str]]) -> tuple[Fact, ...]:
+    """The account's product-signal cells as facts, e.g. "Acme: sign-ups: 12"."""
+    return tuple(
+        Fact(
+            id=f"s{i}",
+            text=f"{company}: {PQL[fld]}: {' '.join(value.split())[:PROFILE_CHARS]}",
+            source=source,
+            kind="signal",
+        )
+        for i, (fld, value, source) in enumerate(cells, 1)
+    )

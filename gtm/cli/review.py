@@ -30,14 +30,55 @@ if TYPE_CHECKING:
     from gtm.app.ledger import DecisionRecord, ThreadRow
     from gtm.app.settings import Settings
     from gtm.domain.approval import ApprovalRequest
-    from gtm.domain.models import Decision
+    from gtm.domain.models import Decision, Fact
+    from gtm.domain.qualification import Qualification
 
 # --------------------------------------------------------------------------- inbox
 
 
-def _draft_view(row: ThreadRow, request: ApprovalRequest, history: list[DecisionRecord]) -> Panel:
+def _page_lines(f: Fact) -> list[str]:
+    """A website fact's quote, the page's date, when it was fetched, and the stale mark (URLs
+    are text: nothing in a terminal panel is a link)."""
+    if not (f.quote or f.kind == "website"):
+        return []
+    e = escape
+    lines = [f"      [italic]“{e(f.quote)}”[/italic]"] if f.quote else []
+    when = f"published {f.published.isoformat()}" if f.published else "page states no date"
+    if f.fetched_at:
+        when += f" · fetched {f.fetched_at:%Y-%m-%d %H:%M} UTC"
+    stale = "  [yellow]STALE: not news[/yellow]" if f.stale else ""
+    lines.append(f"      [dim]{e(when)}[/dim]{stale}")
+    return lines
+
+
+def _card_lines(card: Qualification) -> list[str]:
+    """The qualification card: each MEDDIC element and PQL signal with the fact ids behind it."""
+    e = escape
+    lines = [f"[bold]Qualification[/bold] (score {card.score:g} of {card.max_score:g})"]
+    for el in card.meddic:
+        ids = " ".join(e(f"[{ev.fact_id}]") for ev in el.evidence)
+        value = e(el.value) if el.known else "[dim]unknown[/dim]"
+        lines.append(f"  {el.label}: {value}" + (f" {ids}" if ids else ""))
+    for sig in card.pql:
+        ids = " ".join(e(f"[{ev.fact_id}]") for ev in sig.evidence)
+        if sig.known:
+            bar = "meets" if sig.met else "below"
+            value = f"{e(sig.value)} ({bar} the bar of {sig.at_least:g}) {ids}"
+        else:
+            value = "[dim]unknown[/dim]"
+        lines.append(f"  {e(sig.label)}: {value}")
+    return lines
+
+
+def draft_view(
+    row: ThreadRow,
+    request: ApprovalRequest,
+    history: list[DecisionRecord],
+    card: Qualification | None = None,
+) -> Panel:
     """The draft as a reviewer must see it: every value escaped, so template debris such as
-    "[Company]" or "[erased]" shows instead of being read as Rich markup and vanishing."""
+    "[Company]" or "[erased]" shows instead of being read as Rich markup and vanishing. The
+    qualification card shows when the thread has one."""
     from gtm.app.runner import unsendable
 
     draft, contact = request.draft, request.contact
@@ -56,15 +97,19 @@ def _draft_view(row: ThreadRow, request: ApprovalRequest, history: list[Decision
         f = facts.get(fid)
         lines.append(
             f"  {e(f'[{fid}]')} {e(f.text)}  "
-            f"[dim]({e(f.source)}{e(' · ' + f.url) if f.url else ''})[/dim]"
+            f"[dim]({e(f.source)}{e(' · ' + f.url) if f.url and f.url != f.source else ''})[/dim]"
             if f
             else f"  {e(f'[{fid}]')} [red]no such fact[/red]"
         )
+        if f:
+            lines += _page_lines(f)
     if not draft.cited_fact_ids:
         lines.append("  none")
     lines.append("[bold]Guardrails[/bold]: " + ("all passed" if not request.findings else ""))
     for fnd in request.findings:
         lines.append(f"  [red]✗ {e(fnd.check)}[/red]: {e(fnd.finding)}")
+    if card is not None:
+        lines += _card_lines(card)
     if blockers := unsendable(request):
         why = e("; ".join(blockers))
         lines.append(f"[red]cannot be sent as written[/red] ({why}): edit or regenerate it")
@@ -104,9 +149,10 @@ def inbox(
     red flags (or serve them with --web)."""
     from gtm.app.escalations import needs_human
     from gtm.app.red_flags import open_flags
-    from gtm.app.runner import pending_request
+    from gtm.app.runner import pending_request, thread_values
     from gtm.app.waiting import Page, PageError, WaitingMatch
     from gtm.app.workspace import open_workspace
+    from gtm.domain.qualification import STATE_FIELD, Qualification
 
     if web:
         _serve_inbox(settings_of(ctx), host=host, port=port)
@@ -131,7 +177,9 @@ def inbox(
                 request = await pending_request(rt, row.thread_id)
                 if request is None:
                     continue
-                out.print(_draft_view(row, request, rt.ledger.history(row.thread_id)))
+                values = await thread_values(rt, row.thread_id)
+                card = Qualification.from_state(values.get(STATE_FIELD))
+                out.print(draft_view(row, request, rt.ledger.history(row.thread_id), card))
                 shown += 1
             print_attention(rt, campaign)
             if waiting := needs_human(rt):

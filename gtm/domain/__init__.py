@@ -28,6 +28,7 @@ from gtm.domain.models import (
     idempotency_key,
 )
 from gtm.domain.playbook import Playbook, PlaybookError, TierMatch, load_playbook
+from gtm.domain.qualification import Qualification
 from gtm.domain.threads import thread_id_for
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "OutboxState",
     "Playbook",
     "PlaybookError",
+    "Qualification",
     "Receipt",
     "ReplySignal",
     "Review",

@@ -27,6 +27,7 @@ from pydantic import (
 
 from gtm.domain.events import ReplySignal
 from gtm.domain.models import Account, Step
+from gtm.domain.qualification import Rules as QualificationRules
 from gtm.domain.sequences import Sequences
 
 __all__ = [
@@ -402,6 +403,7 @@ class Playbook(_Strict):
     sequences: Sequences = Sequences()
     research: Research = Research()
     crm_lists: CrmLists = CrmLists()
+    qualification: QualificationRules = QualificationRules()
     source: str = Field(default="", description="File the playbook was read from.")
 
     @property

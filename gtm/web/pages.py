@@ -38,6 +38,7 @@ from gtm.web.views import (
     build_queue,
     build_sequences,
     flag_rows,
+    qualification_card,
     queue_after,
     queue_neighbours,
 )
@@ -134,6 +135,7 @@ async def _draft_context(inbox: WebInbox, row: ThreadRow) -> dict[str, Any]:
         ],
         "other_facts": [f for f in facts if f.id not in draft.cited_fact_ids],
         "quarantined": list(values.get("quarantined") or []),
+        "card": qualification_card(values),
         "findings": asked.findings,
         "spans": [s for fnd in asked.findings for s in fnd.spans],
         "unsendable": unsendable(asked),

@@ -18,6 +18,7 @@ from gtm.app.red_flags import StoredFlag, flag_number, shown_figure
 from gtm.app.sequence_status import PAST_FIRST_TOUCH, SequenceStanding, sequence_standing
 from gtm.app.waiting import Page, WaitingMatch
 from gtm.domain.playbook import Playbook
+from gtm.domain.qualification import STATE_FIELD, Qualification
 
 __all__ = [
     "QueueFilters",
@@ -34,6 +35,7 @@ __all__ = [
     "flag_rows",
     "fmt_age",
     "marked",
+    "qualification_card",
     "source_link",
 ]
 
@@ -320,6 +322,13 @@ def source_link(source: str) -> str | None:
     if parts.scheme in ("http", "https") and parts.netloc:
         return source.strip()
     return None
+
+
+def qualification_card(values: Mapping[str, Any]) -> Qualification | None:
+    """The thread's qualification card from its checkpointed state, or None: threads
+    checkpointed before the card existed have none, and a value that is not a card is ignored
+    rather than breaking the draft page."""
+    return Qualification.from_state(values.get(STATE_FIELD))
 
 
 @dataclass(frozen=True)
