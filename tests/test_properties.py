@@ -301,7 +301,7 @@ def test_duplicate_columns_are_a_file_level_error(tmp_path: Path) -> None:
     ):
         load_accounts(path)
     # unknown or unnamed columns may repeat: they are ignored anyway
-    path.write_text("company,domain,contact_name,email,notes,notes,,\nA,a.dev,Al,al@a.dev,1,2,,\n")
+    path.write_text("company,domain,contact_name,email,comment,comment,,\nA,a.dev,Al,al@a.dev,1,2,,\n")
     assert len(load_accounts(path).accounts) == 1
 
 
