@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field, ValidationError
@@ -89,6 +90,21 @@ def render_facts(facts: list[Fact]) -> str:
     )
 
 
+_WRITERS: dict[int, tuple[BaseChatModel, Any]] = {}
+
+
+def _writer(model: BaseChatModel) -> Any:
+    """The structured-output runnable for `model`, built once per model (building it converts
+    the tool schema each time)."""
+    known = _WRITERS.get(id(model))
+    if known is None or known[0] is not model:
+        if len(_WRITERS) >= 8:
+            _WRITERS.clear()
+        known = (model, model.with_structured_output(DraftOutput, method="function_calling"))
+        _WRITERS[id(model)] = known
+    return known[1]
+
+
 def _follow_up_note(position: int) -> str:
     return (
         f"This is follow-up {position} in a sequence; the earlier touches are above. Do not "
@@ -133,7 +149,7 @@ async def personalize(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
             sender_company=deps.sender_company,
         )
     )
-    writer = deps.model.with_structured_output(DraftOutput, method="function_calling")
+    writer = _writer(deps.model)
     event: str
     try:
         raw = await writer.ainvoke([SystemMessage(system), HumanMessage(user)])

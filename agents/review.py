@@ -25,7 +25,8 @@ async def review(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     assert draft is not None, "personalize writes a draft before review"
     account = state.account
     # The batch is the campaign: this draft is compared with the drafts already written for
-    # other accounts, and then joins them (the same key `record` uses, so it is stored once).
+    # other accounts, and then, once final, joins them (the same key `record` uses, so it is
+    # stored once).
     peers = await deps.memory.similar_drafts(
         state.campaign, draft.body, exclude_account=account.account_id
     )
@@ -40,20 +41,22 @@ async def review(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
         quarantined=state.quarantined,
     )
     verdict = review_draft(draft, ctx)
-    await deps.memory.remember(
-        Touch(
-            kind="draft",
-            account_id=account.account_id,
-            campaign=state.campaign,
-            at=deps.clock(),
-            text=draft.body,
-            contact=state.contact.name if state.contact else "",
-            channel=draft.channel,
-        ),
-        key=f"{state.campaign}:{account.account_id}:draft",
-    )
     failed = [r.check for r in verdict.failures]
     out_of_rewrites = state.revisions >= deps.playbook.guardrails.max_revisions
+    if not failed or out_of_rewrites:
+        # Only the draft a human will see joins the batch; one being rewritten does not.
+        await deps.memory.remember(
+            Touch(
+                kind="draft",
+                account_id=account.account_id,
+                campaign=state.campaign,
+                at=deps.clock(),
+                text=draft.body,
+                contact=state.contact.name if state.contact else "",
+                channel=draft.channel,
+            ),
+            key=f"{state.campaign}:{account.account_id}:draft",
+        )
     update: dict[str, Any] = {
         "review": verdict,
         "flagged": bool(failed) and out_of_rewrites,

@@ -9,7 +9,9 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __all__ = [
     "base",
+    "batch",
     "chroma",
     "embedding",
     "in_memory",
+    "vectors",
 ]

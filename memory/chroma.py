@@ -18,7 +18,9 @@ from chromadb.config import Settings
 
 from gtm.domain.models import Touch
 from memory.base import names_person
+from memory.batch import GroupCommit
 from memory.embedding import MiniLMEmbedding
+from memory.vectors import DraftIndex, Vector, VectorCache
 
 __all__ = ["ChromaMemory", "COLLECTION", "ERASE_COPY"]
 
@@ -30,17 +32,32 @@ _PAGE = 1000
 
 
 class ChromaMemory:
-    """Implements `AccountMemory`. Chroma is synchronous; calls run in a worker thread."""
+    """Implements `AccountMemory`. Chroma is synchronous; calls run in a worker thread.
+
+    Each text is embedded once (`VectorCache`) and its vector handed to Chroma; near-duplicate
+    search runs on an in-process index of the campaign's drafts (`DraftIndex`).
+    """
 
     def __init__(
-        self, path: Path, *, embedding: EmbeddingFunction[Documents] | None = None
+        self,
+        path: Path,
+        *,
+        embedding: EmbeddingFunction[Documents] | None = None,
+        index_max_age: float = 60.0,
     ) -> None:
+        """`index_max_age`: seconds after which the near-duplicate index reloads a campaign's
+        drafts from the store, picking up what other processes wrote."""
         path.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._client = chromadb.PersistentClient(
             path=str(path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
         )
         self._embedding = embedding or MiniLMEmbedding()
+        self._vectors = VectorCache(self._embedding)
+        self._drafts = DraftIndex(self._load_drafts, max_age=index_max_age)
+        self._writes = GroupCommit[tuple[str, Touch], None](self._write)
+        self._embeds = GroupCommit[str, Vector](self._vectors.vectors)
+        self._histories = GroupCommit[str, list[Touch]](self._history_batch)
         self._collection = self._open()
 
     def _open(self) -> Any:
@@ -86,32 +103,49 @@ class ChromaMemory:
         )
 
     async def remember(self, touch: Touch, *, key: str) -> None:
-        await asyncio.to_thread(
-            self._collection.upsert,
-            ids=[key],
-            documents=[touch.text],
-            metadatas=[self._meta(touch)],
+        await self._writes.submit((key, touch))
+
+    def _write(self, items: list[tuple[str, Touch]]) -> list[None]:
+        """One upsert for the records of concurrent `remember` calls (`GroupCommit`); a key
+        given twice keeps its last record, as two upserts in turn would."""
+        last = dict(items)
+        keys = list(last)
+        touches = [last[k] for k in keys]
+        vectors = self._vectors.vectors([t.text for t in touches])
+        metas = [self._meta(t) for t in touches]
+        self._collection.upsert(
+            ids=keys, documents=[t.text for t in touches], metadatas=metas, embeddings=vectors
         )
+        for key, touch, meta, vector in zip(keys, touches, metas, vectors, strict=True):
+            if touch.kind == "draft":
+                self._drafts.add(key, touch.campaign, touch.text, meta, vector)
+        return [None] * len(items)
 
     async def history(self, account_id: str, limit: int = 20) -> list[Touch]:
-        got = await asyncio.to_thread(
-            self._collection.get,
-            where={"account_id": account_id},
-            include=["documents", "metadatas"],
-        )
-        touches = [
-            self._touch(d, dict(m))
-            for d, m in zip(got["documents"] or [], got["metadatas"] or [], strict=True)
-        ]
+        touches = await self._histories.submit(account_id)  # read with concurrent accounts'
         return sorted(touches, key=lambda t: t.at, reverse=True)[:limit]
+
+    def _history_batch(self, account_ids: list[str]) -> list[list[Touch]]:
+        """Every touch of each of these accounts, in one read."""
+        wanted = list(dict.fromkeys(account_ids))
+        where: Any = (
+            {"account_id": wanted[0]} if len(wanted) == 1 else {"account_id": {"$in": wanted}}
+        )
+        got = self._collection.get(where=where, include=["documents", "metadatas"])
+        found: dict[str, list[Touch]] = {a: [] for a in wanted}
+        for d, m in zip(got["documents"] or [], got["metadatas"] or [], strict=True):
+            touch = self._touch(d, dict(m))
+            found[touch.account_id].append(touch)
+        return [list(found[a]) for a in account_ids]
 
     async def recall(self, account_id: str, query: str, k: int = 5) -> list[Touch]:
         count = await asyncio.to_thread(self._collection.count)
         if count == 0:
             return []
+        vector = await asyncio.to_thread(self._vectors.vectors, [query])
         got = await asyncio.to_thread(
             self._collection.query,
-            query_texts=[query],
+            query_embeddings=vector,
             n_results=min(k, count),
             where={"account_id": account_id},
             include=["documents", "metadatas"],
@@ -123,31 +157,23 @@ class ChromaMemory:
     async def similar_drafts(
         self, campaign: str, text: str, *, exclude_account: str, k: int = 5
     ) -> list[tuple[Touch, float | None]]:
-        where: Any = {
-            "$and": [
-                {"campaign": campaign},
-                {"kind": "draft"},
-                {"account_id": {"$ne": exclude_account}},
-            ]
-        }
-        found = await asyncio.to_thread(self._collection.get, where=where, include=[])
-        n = len(found["ids"])
-        if n == 0:
-            return []
-        got = await asyncio.to_thread(
-            self._collection.query,
-            query_texts=[text],
-            n_results=min(k, n),
-            where=where,
-            include=["documents", "metadatas", "distances"],
+        vector = await self._embeds.submit(text)  # embedded with concurrent reviews' drafts
+        found = await asyncio.to_thread(
+            self._drafts.nearest, campaign, vector, exclude_account=exclude_account, k=k
         )
-        docs = (got["documents"] or [[]])[0]
-        metas = (got["metadatas"] or [[]])[0]
-        dists = (got["distances"] or [[]])[0]
-        return [
-            (self._touch(d, dict(m)), 1.0 - float(dist))
-            for d, m, dist in zip(docs, metas, dists, strict=True)
-        ]
+        return [(self._touch(d, dict(m)), cos) for d, m, cos in found]
+
+    def _load_drafts(self, campaign: str) -> tuple[list[str], list[str], list[Any], Any]:
+        """Every draft of the campaign with its stored vector (for `DraftIndex`)."""
+        where: Any = {"$and": [{"campaign": campaign}, {"kind": "draft"}]}
+        got = self._collection.get(where=where, include=["documents", "metadatas", "embeddings"])
+        vectors = got["embeddings"]
+        return (
+            list(got["ids"]),
+            list(got["documents"] or []),
+            [dict(m) for m in got["metadatas"] or []],
+            [] if vectors is None else vectors,
+        )
 
     async def forget_person(self, needles: list[str], account_ids: list[str] | None = None) -> int:
         if account_ids is not None and not account_ids:
@@ -186,6 +212,8 @@ class ChromaMemory:
         A crash part-way leaves either the old collection intact (the copy is discarded on the
         next open) or only the copy (it is renamed on the next open): never neither.
         """
+        self._drafts.drop()  # nothing erased may stay in this process either
+        self._vectors.clear()
         before = self._segment_dirs()
         with contextlib.suppress(chromadb.errors.NotFoundError):
             self._client.delete_collection(ERASE_COPY)
@@ -215,6 +243,7 @@ class ChromaMemory:
         self._client.delete_collection(COLLECTION)
         fresh.modify(name=COLLECTION)
         self._collection = self._open()
+        self._drafts.drop()
         for stale in before:
             shutil.rmtree(stale, ignore_errors=True)
         _vacuum(self._path)

@@ -8,6 +8,7 @@ whose placeholders differ from its declared variables fails when it is loaded.
 from __future__ import annotations
 
 import string
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -69,7 +70,10 @@ class PromptTemplate(BaseModel):
         return self.render(**{k: v for k, v in offered.items() if k in self.variables})
 
 
+@lru_cache(maxsize=64)
 def _parse(text: str, where: str) -> PromptTemplate:
+    """The template in `text`. Cached by content: a file is read on every load, parsed once per
+    version of its text (an edited file parses again)."""
     parts = text.split("---", 2)
     if len(parts) != 3 or parts[0].strip():
         raise PromptError(f"{where}: expected YAML front matter between '---' lines")

@@ -259,6 +259,19 @@ async def forget(rt: Workspace, identifier: str, *, requested_by: str) -> Erasur
     result.erased["threads kept without them"] = await rewrite_threads(
         rt, [r.thread_id for r in others], person.scrub
     )
+    # Review names a near-duplicate peer as "Name (account)" in other accounts' threads too:
+    # that label, and only it (another person may share the name), is erased there.
+    if person.names and accounts:
+        labels = [f"{n} ({a})" for n in sorted(person.names) for a in accounts]
+        as_peer = re.compile("|".join(re.escape(x) for x in labels), re.IGNORECASE)
+        rest = [
+            r.thread_id
+            for r in rt.ledger.rows()
+            if r.thread_id not in {t.thread_id for t in theirs + others}
+        ]
+        result.erased["threads kept without them"] += await rewrite_threads(
+            rt, rest, _Scrubber(person, as_peer).scrub
+        )
 
     stand_in = f"erased:{result.fingerprint[:16]}"
     result.erased["outbox rows re-keyed"] = sum(

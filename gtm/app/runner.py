@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from langgraph.types import Command, StateSnapshot
+from langgraph.types import Command, Durability, StateSnapshot
 
 from gtm.app.checkpoints import (
     erase_threads,
@@ -95,8 +95,12 @@ async def advance(rt: Workspace, thread_id: str, payload: Any) -> ThreadRow:
     config = thread_config(thread_id)
     known = rt.ledger.get(thread_id)
     deps = rt.deps_for(known.campaign, variant=known.variant) if known is not None else rt.deps
+    # A fresh thread's first leg (intake to the approval pause) has no side effect to protect:
+    # its checkpoint is written when it pauses or ends ("exit"), and a crash before that starts
+    # it again. Every leg after a decision, which sends, checkpoints each step ("sync").
+    durability: Durability = "exit" if isinstance(payload, dict) else "sync"
     try:
-        await rt.graph.ainvoke(payload, config, context=deps, durability="sync")
+        await rt.graph.ainvoke(payload, config, context=deps, durability=durability)
     except Exception as exc:  # noqa: BLE001 - one account's failure must not stop the batch
         snapshot = await rt.graph.aget_state(config)
         derived = _derive(snapshot)
