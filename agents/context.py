@@ -22,6 +22,7 @@ from tools.channels import EmailChannel, LinkedInChannel
 from tools.crm import CRM
 from tools.events import EventStore
 from tools.outbox import Outbox
+from tools.profiles import ProfileStore
 from tools.suppression import SuppressionList
 from tools.web import WebResearcher
 
@@ -61,3 +62,5 @@ class Deps:
     """What came back (replies, bounces, opt-outs): a follow-up is not sent after one."""
     web: WebResearcher | None = None
     """Reads each account's website for research; None (GTM_WEB_CONTACT unset): no web."""
+    profiles: ProfileStore | None = None
+    """What Dux-Soup's visits saw on contacts' LinkedIn profiles; None: no such facts."""

@@ -20,6 +20,7 @@ from agents.send import send
 from agents.state import InputState, OutputState, State
 from gtm.domain import models
 from gtm.domain.playbook import TierMatch
+from gtm.domain.qualification import Qualification
 
 __all__ = ["build_graph", "route_after_intake", "checkpoint_serde"]
 
@@ -35,6 +36,7 @@ def checkpoint_serde() -> JsonPlusSerializer:
         models.Review,
         models.Decision,
         TierMatch,
+        Qualification,
         State,
         InputState,
         OutputState,

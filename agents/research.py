@@ -15,10 +15,12 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from agents.context import Deps
+from agents.qualify import qualify
 from agents.state import State
 from agents.web_facts import WebFindings, web_facts
 from evals.text import find_injection
 from gtm.domain.models import Account, Contact, Fact, FactKind, Touch
+from tools.profiles import visit_facts
 
 _Found = list[tuple[FactKind, str, str, str | None]]
 """(kind, text, source, url): `url` is a link where a person can check the fact, if known."""
@@ -113,6 +115,12 @@ async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     account = state.account
     assert state.contact is not None, "intake chooses the contact before research"
     found = list_facts(account, state.contact)
+    if deps.profiles is not None and state.contact.linkedin_url:
+        # What Dux-Soup saw when it visited the profile for us (never fetched from LinkedIn),
+        # read on every pass, so a follow-up sees the newest sighting.
+        if (visited := deps.profiles.get(state.contact.linkedin_url)) is not None:
+            for f in visit_facts(visited, state.contact.name):
+                found.append((f.kind, f.text, f.source, f.url))
 
     company = await deps.crm.find_company(account.domain)
     if company is not None:
@@ -203,8 +211,15 @@ async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
                     stale=w.stale,
                 )
             )
+    card = qualify(account, state.contact, facts, deps.playbook)
     return {
         "facts": facts,
         "quarantined": quarantined,
-        "events": [f"research: {len(facts)} fact(s)", *events, *web.events],
+        "qualification": card,
+        "events": [
+            f"research: {len(facts)} fact(s)",
+            f"research: qualification score {card.score:g} of {card.max_score:g}",
+            *events,
+            *web.events,
+        ],
     }

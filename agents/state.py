@@ -22,6 +22,7 @@ from gtm.domain.models import (
     SkipReason,
 )
 from gtm.domain.playbook import TierMatch
+from gtm.domain.qualification import Qualification
 
 __all__ = ["InputState", "State", "OutputState"]
 
@@ -68,6 +69,9 @@ class State(InputState, OutputState):
     """Research facts; a draft may cite only these."""
     quarantined: list[Fact] = field(default_factory=list)
     """Research text that tries to instruct the writer: never shown to it, checked by review."""
+    qualification: Qualification | None = None
+    """The MEDDIC and PQL card research filled from `facts` (`agents.qualify`); None before
+    research, and in threads checkpointed before the card existed."""
     review: Review | None = None
     """Guardrail verdicts on the current draft."""
     revisions: int = 0

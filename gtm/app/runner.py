@@ -15,6 +15,7 @@ from typing import Any
 
 from langgraph.types import Command, Durability, StateSnapshot
 
+from agents.qualify import rank_accounts
 from gtm.app.checkpoints import (
     erase_threads,
     pending_request,
@@ -24,6 +25,7 @@ from gtm.app.checkpoints import (
 )
 from gtm.app.ledger import ThreadRow
 from gtm.app.loop_pass import RunSummary, end_of_run
+from gtm.app.telemetry import callbacks_for
 from gtm.app.workspace import Workspace
 from gtm.domain.approval import ApprovalRequest
 from gtm.domain.models import Account, Channel, Decision, Review
@@ -100,7 +102,9 @@ async def advance(rt: Workspace, thread_id: str, payload: Any) -> ThreadRow:
     # it again. Every leg after a decision, which sends, checkpoints each step ("sync").
     durability: Durability = "exit" if isinstance(payload, dict) else "sync"
     try:
-        await rt.graph.ainvoke(payload, config, context=deps, durability=durability)
+        await rt.graph.ainvoke(
+            payload, {**config, "callbacks": callbacks_for(rt)}, context=deps, durability=durability
+        )
     except Exception as exc:  # noqa: BLE001 - one account's failure must not stop the batch
         snapshot = await rt.graph.aget_state(config)
         derived = _derive(snapshot)
@@ -180,6 +184,8 @@ async def run_campaign(
     as its ledger row is created, before anything is drafted; every step of it, follow-ups and
     regenerations included, is then written with that version's prompts (see `advance`).
     """
+    # Tier 1 and strong signals first, so they take the caps (`qualification.rank_accounts`).
+    accounts = rank_accounts(accounts, rt.playbook_for(campaign))
     summary = RunSummary(campaign=campaign, total=len(accounts))
     record = rt.campaigns.get(campaign)
     variants = record.variants if record is not None else None

@@ -186,6 +186,7 @@ async def open_workspace(
                 prompt_version=prompt_version,
                 alerts=providers.alerts,
                 events=events,
+                profiles=profiles,
                 web=web,
             )
             yield Workspace(
