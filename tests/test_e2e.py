@@ -7,6 +7,8 @@ of each approved draft.
 
 from __future__ import annotations
 
+import csv as csvlib
+import json
 import os
 import re
 import signal
@@ -187,3 +189,41 @@ def test_bad_rows_are_reported_and_good_rows_still_run(tmp_path: Path, env: dict
     assert re.search(r"list\.csv:3:(domain|email): ", res.stderr), res.stderr
     assert "rows rejected from the file" in res.stdout
     assert len(_ledger(tmp_path / "d")) == 1
+
+
+@pytest.mark.timeout(400)
+def test_json_logs_one_line_per_node_step_and_status_counts_the_tokens(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """`gtm --log-format json run`: every graph node step of the campaign is one JSON line on
+    stderr (no message text, no key), and `gtm status` adds up the model calls and tokens."""
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    csv = tmp_path / "two.csv"
+    csv.write_text("\n".join(lines[:3]) + "\n", encoding="utf-8")
+    data = tmp_path / "d"
+    res = _gtm(data, "--log-format", "json", "run", str(csv), "--campaign", "logs", env=env)
+    steps = []
+    for line in res.stderr.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("node"):
+                steps.append(record)
+    threads = {s["thread"] for s in steps}
+    assert len(threads) == len(_ledger(data)) >= 1
+    for thread in threads:
+        nodes = [s["node"] for s in steps if s["thread"] == thread]
+        assert nodes[:2] == ["intake", "research"], nodes
+        assert all(s["campaign"] == "logs" and s["outcome"] in ("ok", "interrupted") for s in steps)
+    written = [s for s in steps if s["node"] == "personalize"]
+    assert written and all(s["prompt_tokens"] > 0 for s in written)
+    assert "sk-e2e-secret-do-not-log" not in res.stderr
+    for person in csv_rows(csv):  # no contact's name or address in a log line
+        assert person["contact_name"] not in res.stderr and person["email"] not in res.stderr
+    status = _gtm(data, "status", "--campaign", "logs", env=env)
+    calls = sum(s["model_calls"] for s in steps)
+    assert f"model scripted: {calls} call(s)" in status.stdout, status.stdout
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csvlib.DictReader(f))
