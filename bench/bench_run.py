@@ -288,6 +288,7 @@ def _measure(work: Path, args: argparse.Namespace) -> None:
         base = run_gtm(one_csv, server, args.concurrency)
         _check(base, 1)
     print(f"start-up (1 account): {base['cpu'] * 1000:.0f} ms CPU, {base['rss_mb']:.0f} MB RSS")
+    figures: dict[str, Any] = {"startup_cpu_ms": round(base["cpu"] * 1000)}
     for n in args.accounts:
         csv = work / f"accounts-{n}.csv"
         make_accounts(csv, n)
@@ -308,6 +309,19 @@ def _measure(work: Path, args: argparse.Namespace) -> None:
         )
         print(f"  peak RSS: {res['rss_mb']:.0f} MB")
         print(f"  checkpoint file per account: {res['checkpoint_bytes'] / n / 1024:.1f} KB")
+        drift = _drift(calls)
+        if drift is not None:
+            print(
+                f"  flat cost: the last tenth of the model calls took {drift:.2f}x the time of "
+                "the first tenth (zero latency, so the framework's own pace)"
+            )
+        figures[f"n{n}"] = {
+            "accounts": n,
+            "cpu_ms_per_account": round(per, 1),
+            "prompt_tokens_per_account": round(tokens),
+            "peak_rss_mb": round(res["rss_mb"]),
+            "last_vs_first_tenth": None if drift is None else round(drift, 2),
+        }
         if args.skip_throughput:
             continue
         lat, c = args.latency, args.concurrency
@@ -323,6 +337,23 @@ def _measure(work: Path, args: argparse.Namespace) -> None:
             f"of model traffic = {ideal / span:.0%} of C/(k*L) = {c / (k * lat):.1f}/s "
             f"(wall {res['wall']:.1f} s with start-up)"
         )
+        figures[f"n{n}"]["throughput_share"] = round(ideal / span, 3)
+    print("BENCH " + json.dumps({"bench": "run", **figures}))
+
+
+def _drift(calls: list[tuple[Any, float, float]]) -> float | None:
+    """How much longer the last tenth of the calls (in the order they were asked) took than the
+    first tenth, each from its first request to its last answer; None below 2,000 calls (the
+    first burst of `--concurrency` requests arriving together would skew a small run)."""
+    if len(calls) < 2000:
+        return None
+    ordered = sorted(calls, key=lambda c: c[1])
+    tenth = len(ordered) // 10
+
+    def span(part: list[tuple[Any, float, float]]) -> float:
+        return max(e for _, _, e in part) - min(s for _, s, _ in part)
+
+    return span(ordered[-tenth:]) / span(ordered[:tenth])
 
 
 if __name__ == "__main__":
