@@ -129,3 +129,14 @@ def test_a_missing_cassette_is_one_clear_line(tmp_path: Path) -> None:
 def test_record_and_replay_together_are_refused(tmp_path: Path) -> None:
     res, _ = _eval(tmp_path, "o", "--record", "a", "--replay", "b", env=_env(tmp_path, "d"))
     assert res.returncode == 2 and "not both" in res.stderr
+
+
+def test_a_failing_model_is_one_line_and_records_nothing(tmp_path: Path) -> None:
+    tape = tmp_path / "tape.jsonl"
+    with ScriptedOpenAIServer(responder=write_from_facts) as srv:
+        srv.fail_next = [(500, {})] * 200
+        live = _env(tmp_path, "rec", GTM_MODEL_BASE_URL=srv.base_url, GTM_MODEL="scripted")
+        res, _ = _eval(tmp_path, "rec", "--record", str(tape), env=live)
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "the model failed, so nothing was scored or recorded" in res.stderr
+    assert "Traceback" not in res.stderr and not tape.exists()

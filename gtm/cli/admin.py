@@ -194,6 +194,7 @@ def eval_(
     from evals.messages import HELDOUT_MESSAGES, MessageSetError
     from gtm.app.cassette import CassetteError
     from gtm.app.evaluate import BaselineError, EvalOptions, run_eval, save_baseline
+    from gtm.app.llm import ModelReplyError
     from prompts import PromptError
 
     if update_baseline and baseline is None:
@@ -231,6 +232,8 @@ def eval_(
             )
     except (DatasetError, BaselineError, PromptError, MessageSetError, CassetteError) as exc:
         raise fail(str(exc)) from None
+    except ModelReplyError as exc:  # a timeout or a broken endpoint: nothing recorded, no baseline
+        raise fail(f"the model failed, so nothing was scored or recorded: {exc}", 4) from None
     _print_eval(report)
     for note in report.notes:
         err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
