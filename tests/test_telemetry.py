@@ -253,3 +253,28 @@ async def test_a_workspace_run_with_its_callbacks_counts_into_gtm_status(
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "model gpt-test: 1 call(s), 120 prompt + 30 completion tokens, cost –" in out
+
+
+def test_usage_counts_from_any_thread_and_closes_from_another(tmp_path: Path) -> None:
+    """Callbacks may end on LangChain's worker threads and the workspace's finalizer may close
+    the store from yet another: no call is lost and nothing raises."""
+    import threading
+
+    store = UsageStore(tmp_path / "usage.sqlite")
+    workers = [
+        threading.Thread(
+            target=lambda: [
+                store.add("c", "m", prompt_tokens=1, completion_tokens=2) for _ in range(50)
+            ]
+        )
+        for _ in range(4)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    (got,) = store.for_campaign("c")
+    assert (got.calls, got.prompt_tokens, got.completion_tokens) == (200, 200, 400)
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    closer.join()

@@ -13,16 +13,17 @@ __all__ = [
     "add_columns",
     "connect",
     "where",
-    "compact", 
+    "compact",
     "erase_rows",
     "retry_while_locked",
     "KeyLedger",
 ]
 
 
-def connect(path: Path | str, schema: str = "") -> sqlite3.Connection:
-    """Autocommit connection with WAL, a 30 s busy timeout and named rows; creates `schema`."""
-    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+def connect(path: Path | str, schema: str = "", *, any_thread: bool = False) -> sqlite3.Connection:
+    """Autocommit connection with WAL, a 30 s busy timeout and named rows; creates `schema`.
+    `any_thread`: usable from any thread (the caller serialises its calls)."""
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=not any_thread)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA busy_timeout=30000")
     _prepare(db, wal=str(path) != ":memory:", schema=schema)

@@ -6,6 +6,7 @@ counts only: no prompt, reply, person or key ever reaches it.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +36,17 @@ class UsageStore:
     """Running totals of model calls and tokens; several processes may add to one file."""
 
     def __init__(self, path: Path | str) -> None:
-        self._db = connect(path, _SCHEMA)
+        # Model calls end on whichever thread LangChain runs a callback on, and the workspace's
+        # finalizer may close it from another: one connection for all, one call at a time.
+        self._db = connect(path, _SCHEMA, any_thread=True)
+        self._lock = threading.Lock()
 
     def add(self, campaign: str, model: str, *, prompt_tokens: int, completion_tokens: int) -> None:
         """Count one model call (an atomic upsert, so concurrent writers never lose a call)."""
+        with self._lock:
+            self._add(campaign, model, prompt_tokens, completion_tokens)
+
+    def _add(self, campaign: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         self._db.execute(
             "INSERT INTO usage (campaign, model, calls, prompt_tokens, completion_tokens)"
             " VALUES (?, ?, 1, ?, ?) ON CONFLICT (campaign, model) DO UPDATE SET"
@@ -49,12 +57,14 @@ class UsageStore:
 
     def for_campaign(self, campaign: str) -> list[Usage]:
         """The campaign's totals, one per model, by model name."""
-        rows = self._db.execute(
-            "SELECT campaign, model, calls, prompt_tokens, completion_tokens FROM usage"
-            " WHERE campaign = ? ORDER BY model",
-            (campaign,),
-        ).fetchall()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT campaign, model, calls, prompt_tokens, completion_tokens FROM usage"
+                " WHERE campaign = ? ORDER BY model",
+                (campaign,),
+            ).fetchall()
         return [Usage(*tuple(r)) for r in rows]
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
