@@ -17,6 +17,7 @@ __all__ = [
     "record",
     "research",
     "review",
+    "same_account",
     "send",
     "state",
     "web_facts",

@@ -5,13 +5,21 @@ contact, and the send node asks again right before each send, so an opt-out or a
 arrives while a draft waits for approval still stops it. At send time the outbox's cooldown is
 not read here but decided by `Outbox.reserve`, in the transaction that reserves the action: a
 read here and a reservation later would let two campaigns both pass the check.
+
+A campaign may reach several people of one account (`Playbook.contacts_per_account`): they are
+ranked here (`rank_contacts`), and they share one sequence, so a reply, opt-out, bounce or
+meeting from anyone the campaign wrote to at the account stops everyone else's sends there
+(`agents.followup.colleague_stop_reason`, asked at every send and, with several people per
+account, at intake).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from agents.context import Deps
+from agents.followup import colleague_stop_reason
 from gtm.domain.models import Account, Channel, Contact, SkipReason
 from gtm.domain.playbook import Playbook
 from tools.outbox import CooldownHit, Cooldowns
@@ -20,6 +28,7 @@ __all__ = [
     "already_in_campaign",
     "cooldown_detail",
     "cooldowns",
+    "rank_contacts",
     "reachable",
     "suppression_reason",
 ]
@@ -28,6 +37,23 @@ __all__ = [
 def reachable(contact: Contact, channel: Channel) -> bool:
     """Whether the contact has an address on the channel."""
     return bool(contact.linkedin_url if channel == "linkedin" else contact.email)
+
+
+def rank_contacts(contacts: Sequence[Contact], playbook: Playbook) -> list[Contact]:
+    """The contacts in the order a campaign reaches them when it reaches several per account:
+    champion titles first, then the economic buyer (the title words of the playbook's
+    `qualification:` section, whole words, any case), then the rest; list order within each."""
+    rules = playbook.qualification
+
+    def rank(c: Contact) -> int:
+        title = c.title or ""
+        if any(p.search(title) for p in rules.champion.patterns):
+            return 0
+        if any(p.search(title) for p in rules.economic_buyer.patterns):
+            return 1
+        return 2
+
+    return sorted(contacts, key=rank)  # stable: list order breaks ties
 
 
 def cooldowns(playbook: Playbook) -> Cooldowns:
@@ -64,6 +90,8 @@ async def suppression_reason(
 
     Called at intake and again right before each send. The send node passes
     `outbox_cooldown=False`: its reservation decides the outbox's cooldown under the write lock.
+    At send time, and at intake when the playbook reaches several people per account, a stop
+    from a colleague this campaign wrote to at the account blocks too ("sequence_stopped").
     """
     if (c := deps.playbook.competitor_of(account)) is not None:
         return "competitor", f"{account.company} is a competitor ({c.name})"
@@ -87,6 +115,11 @@ async def suppression_reason(
         )
         if listed:
             return "suppressed", listed
+    if not outbox_cooldown or deps.playbook.contacts_per_account > 1:
+        entries = deps.outbox.entries(campaign=campaign)
+        why = colleague_stop_reason(deps.events, entries, account.account_id, contact.key)
+        if why is not None:
+            return "sequence_stopped", why
     if outbox_cooldown:
         hit = deps.outbox.cooldown_hit(
             campaign=campaign,

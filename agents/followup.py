@@ -6,6 +6,10 @@ may arrive while a follow-up waits for approval). An event counts when it names 
 either identifier the contact has, or when it was matched to one of the thread's own sent
 touches. Every event of the person counts, whichever campaign it answered: a follow-up that was
 not sent is a lost message, one sent after a reply is the disaster the sequence must avoid.
+
+A campaign that reaches several people of one account runs one coordinated sequence there:
+`colleague_stop_reason` stops a person's thread when anyone else this campaign has written to at
+the same account replied, opted out, bounced, booked or became an opportunity.
 """
 
 from __future__ import annotations
@@ -14,11 +18,17 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from gtm.domain.events import EventKind
-from gtm.domain.models import Contact
+from gtm.domain.models import Contact, OutboxEntry
 from tools.events import EventStore, StoredEvent
 from tools.outbox import Outbox
 
-__all__ = ["STOPPING_KINDS", "stop_reason", "accepted_at", "thread_keys"]
+__all__ = [
+    "STOPPING_KINDS",
+    "stop_reason",
+    "accepted_at",
+    "thread_keys",
+    "colleague_stop_reason",
+]
 
 STOPPING_KINDS: frozenset[EventKind] = frozenset(
     {"message_received", "email_reply", "bounce", "unsubscribe", "meeting_booked", "opportunity"}
@@ -76,3 +86,39 @@ def accepted_at(store: EventStore, contact: Contact, keys: Iterable[str]) -> dat
     """When the person accepted the connection request, if they have (the earliest event)."""
     found = _events_of(store, contact, keys, kind="connection_accepted")
     return found[0].event.at if found else None
+
+
+def colleague_stop_reason(
+    store: EventStore | None, entries: Iterable[OutboxEntry], account_id: str, contact_key: str
+) -> str | None:
+    """Why a person's sequence at `account_id` must stop because of a colleague; None if no one.
+
+    `entries` are the campaign's outbox entries (any state: one `unknown` may have reached the
+    person). A colleague is anyone else an entry at this account was for; an event counts when
+    it answers one of their entries or names them by the address or key the entry holds, as
+    `stop_reason` counts a person's own. With colleagues and no event store to ask, the answer
+    is a stop: a message is not sent blind.
+    """
+    theirs = [e for e in entries if e.account_id == account_id and e.contact_key != contact_key]
+    if not theirs:
+        return None
+    if store is None:
+        return "a colleague at this account was written to and there is no event store to check"
+    found: dict[str, StoredEvent] = {}
+    people = dict.fromkeys(
+        p for e in theirs for p in (e.touch.recipient, e.contact_key) if p and p.strip()
+    )
+    for person in people:
+        for ev in store.events(person=person):
+            found[ev.event.key] = ev
+    for e in theirs:
+        for ev in store.events(outbox_key=e.key):
+            found[ev.event.key] = ev
+    for ev in sorted(found.values(), key=lambda x: x.event.at):
+        if ev.event.kind in STOPPING_KINDS:
+            # No address in the line: it lands in the ledger, which erasure does not rewrite.
+            return (
+                f"a colleague at this account {_SAID[ev.event.kind]} on "
+                f"{ev.event.at:%Y-%m-%d %H:%M} UTC (event {ev.event.key[:40]})"
+            )
+    return None

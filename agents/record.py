@@ -12,6 +12,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from agents.context import Deps
+from agents.same_account import memory_thread
 from agents.state import State
 from gtm.domain.models import Touch
 from tools.crm import Activity
@@ -24,8 +25,10 @@ async def record(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     now = deps.clock()
     account, contact, draft = state.account, state.contact, state.draft
     thread = f"{state.campaign}:{account.account_id}"
-    # Each step of a sequence is its own touch in memory; the first keeps its historic keys.
-    prefix = f"{thread}:{state.sequence_position}" if state.sequence_position else thread
+    # Each step of a sequence is its own touch in memory; the first keeps its historic keys. A
+    # further person's thread at the account keys its drafts by its own thread id.
+    mine = memory_thread(state)
+    prefix = f"{mine}:{state.sequence_position}" if state.sequence_position else mine
     touches: list[tuple[str, Touch]] = []
     common = {"account_id": account.account_id, "campaign": state.campaign, "at": now}
     who = contact.name if contact else ""

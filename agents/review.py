@@ -11,12 +11,34 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 
 from agents.context import Deps
+from agents.same_account import memory_thread, with_colleagues
 from agents.state import State
 from evals.context import CheckContext, Peer
-from evals.guardrails import review_draft, revision_instructions
-from gtm.domain.models import Touch
+from evals.guardrails import review_draft
+from gtm.domain.models import Review, Touch
 
-__all__ = ["review", "route_after_review"]
+__all__ = ["review", "route_after_review", "revision_note"]
+
+_FINDING_CHARS = 100
+_FIX_CHARS = 90
+
+
+def _clip(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:") + "…"
+
+
+def revision_note(verdict: Review) -> str:
+    """What a rewrite is sent: one line per failed check (what was wrong, then the fix), each
+    part clipped. Passed checks are not mentioned, and a long quote or id list cannot swell the
+    prompt: the ids and the length limit already travel in the tool schema."""
+    return "\n".join(
+        f"- {r.check}: {_clip(r.finding, _FINDING_CHARS)}. {_clip(r.instruction, _FIX_CHARS)}"
+        for r in verdict.failures
+    )
 
 
 async def review(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
@@ -41,6 +63,8 @@ async def review(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
         quarantined=state.quarantined,
     )
     verdict = review_draft(draft, ctx)
+    if deps.playbook.contacts_per_account > 1:  # several people here: never one message twice
+        verdict = await with_colleagues(deps, state, draft.body, verdict)
     failed = [r.check for r in verdict.failures]
     out_of_rewrites = state.revisions >= deps.playbook.guardrails.max_revisions
     if not failed or out_of_rewrites:
@@ -55,7 +79,7 @@ async def review(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
                 contact=state.contact.name if state.contact else "",
                 channel=draft.channel,
             ),
-            key=f"{state.campaign}:{account.account_id}:draft",
+            key=f"{memory_thread(state)}:draft",
         )
     update: dict[str, Any] = {
         "review": verdict,
@@ -69,7 +93,7 @@ async def review(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     }
     if failed and not out_of_rewrites:
         update["revisions"] = state.revisions + 1
-        update["instructions"] = revision_instructions(verdict)
+        update["instructions"] = revision_note(verdict)
     return update
 
 

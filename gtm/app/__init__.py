@@ -13,6 +13,7 @@ __all__ = [
     "cassette_diff",
     "charts",
     "checkpoints",
+    "contact_slots",
     "doctor",
     "escalation_pass",
     "escalations",

@@ -188,15 +188,22 @@ class Ledger:
         return ThreadRow.model_validate(d)
 
     def ensure(
-        self, campaign: str, account: Account, channel: Channel, *, variant: str | None = None
+        self,
+        campaign: str,
+        account: Account,
+        channel: Channel,
+        *,
+        variant: str | None = None,
+        slot: int = 0,
     ) -> ThreadRow:
-        """The row for this account in this campaign, created as `queued` if new.
+        """The row for this account in this campaign, created as `queued` if new; `slot` > 0
+        is the thread of the account's next person (`Playbook.contacts_per_account`).
 
         `variant` is written only with a new row, in the same statement, so a thread's prompt
         variant is on disk before anything is drafted and a later call (a resumed run) never
         draws it again.
         """
-        tid = thread_id_for(campaign, account.account_id)
+        tid = thread_id_for(campaign, account.account_id, slot)
         now = self._now()
         self._db.execute(
             "INSERT OR IGNORE INTO threads (campaign, account_id, thread_id, company, channel,"

@@ -23,6 +23,7 @@ from gtm.app.checkpoints import (
     thread_config,
     thread_values,
 )
+from gtm.app.contact_slots import slot_account
 from gtm.app.ledger import ThreadRow
 from gtm.app.loop_pass import RunSummary, end_of_run
 from gtm.app.telemetry import callbacks_for
@@ -185,7 +186,8 @@ async def run_campaign(
     regenerations included, is then written with that version's prompts (see `advance`).
     """
     # Tier 1 and strong signals first, so they take the caps (`qualification.rank_accounts`).
-    accounts = rank_accounts(accounts, rt.playbook_for(campaign))
+    playbook = rt.playbook_for(campaign)
+    accounts = rank_accounts(accounts, playbook)
     summary = RunSummary(campaign=campaign, total=len(accounts))
     record = rt.campaigns.get(campaign)
     variants = record.variants if record is not None else None
@@ -194,30 +196,43 @@ async def run_campaign(
     summary.needs_human = len(stale)
     gate = asyncio.Semaphore(max(1, concurrency))
 
+    per_account = playbook.contacts_per_account
+
     async def one(account: Account) -> None:
         async with gate:
-            drawn = variants.assign(account.account_id) if variants is not None else None
-            row = rt.ledger.ensure(campaign, account, channel, variant=drawn)
-            tid = thread_id_for(campaign, account.account_id)
-            inp = {"campaign": campaign, "channel": row.channel, "account": _unerased(rt, account)}
-            payload, kind = await _next_payload(rt, tid, inp)
-            if kind in ("waiting", "done", "busy"):
-                summary.already_done += 1
-                row = rt.ledger.get(tid) or row
-            else:
-                if kind in ("resume", "decided"):
-                    summary.resumed += 1
-                rt.ledger.update(tid, status="running")
-                row = await advance(rt, tid, payload)
-            summary.by_status[row.status] += 1
-            if row.status in ("skipped", "rejected") and row.skip_reason:
-                summary.skipped_by_reason[row.skip_reason] += 1
-            if row.flagged and row.status == "waiting_for_approval":
-                summary.flagged += 1
-            if row.status == "failed":
-                summary.failures.append(f"{row.company}: {row.detail}")
-            if on_progress:
-                on_progress(row, kind)
+            if per_account == 1:
+                await one_thread(account, _unerased(rt, account), 0)
+                return
+            # One thread per person, in rank order, one after the other (`contact_slots`).
+            for slot in range(per_account):
+                given = await slot_account(rt, campaign, _unerased(rt, account), channel, slot)
+                if given is None:
+                    break
+                await one_thread(account, given, slot)
+
+    async def one_thread(account: Account, given: Account, slot: int) -> None:
+        drawn = variants.assign(account.account_id) if variants is not None else None
+        row = rt.ledger.ensure(campaign, account, channel, variant=drawn, slot=slot)
+        tid = thread_id_for(campaign, account.account_id, slot)
+        inp = {"campaign": campaign, "channel": row.channel, "account": given}
+        payload, kind = await _next_payload(rt, tid, inp)
+        if kind in ("waiting", "done", "busy"):
+            summary.already_done += 1
+            row = rt.ledger.get(tid) or row
+        else:
+            if kind in ("resume", "decided"):
+                summary.resumed += 1
+            rt.ledger.update(tid, status="running")
+            row = await advance(rt, tid, payload)
+        summary.by_status[row.status] += 1
+        if row.status in ("skipped", "rejected") and row.skip_reason:
+            summary.skipped_by_reason[row.skip_reason] += 1
+        if row.flagged and row.status == "waiting_for_approval":
+            summary.flagged += 1
+        if row.status == "failed":
+            summary.failures.append(f"{row.company}: {row.detail}")
+        if on_progress:
+            on_progress(row, kind)
 
     await asyncio.gather(*(one(a) for a in accounts))
     await end_of_run(rt, campaign, summary)  # what came back, follow-ups due, red flags

@@ -6,7 +6,8 @@ checkpointer (`gtm.app.checkpoints.reopen_thread`) so the follow-up is researche
 reviewed, approved and sent like a first touch. It runs at the end of every `gtm run`.
 
 A thread gets no further step when its sequence was stopped (a reply, opt-out, bounce or meeting
-in the event store, or a reviewer's `gtm stop`), when the playbook has no further step, or when
+in the event store, or a reviewer's `gtm stop`; with several people per account, the same from
+anyone else the campaign wrote to there), when the playbook has no further step, or when
 its last step did not end `sent` (rejected, skipped, failed). Before re-opening, the stop
 conditions are read from the event store; the send node reads them again right before the
 provider call. Exactly once: the follow-up's outbox key carries its sequence position.
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from agents.followup import accepted_at, stop_reason, thread_keys
+from agents.followup import accepted_at, colleague_stop_reason, stop_reason, thread_keys
 from agents.personalize import step_at
 from gtm.app.checkpoints import reopen_thread, thread_unfinished, thread_values
 from gtm.app.ledger import ThreadRow
@@ -128,6 +129,9 @@ async def _due_threads(
     sequence stands (its step, when the next is due, why it stopped) and counts it in `report`."""
     playbook = rt.playbook_for(campaign)
     now = rt.deps.clock()
+    # Read once per pass: an action sent later in the pass is to someone already in it, and
+    # the send node asks again, fresh, right before the provider call.
+    entries = rt.deps.outbox.entries(campaign=campaign)
     for row in rt.ledger.rows(campaign=campaign, status="sent"):
         if row.seq_stopped is not None or rt.ledger.busy(row.thread_id):
             continue
@@ -144,7 +148,10 @@ async def _due_threads(
             report.finished += 1
             continue
         keys = thread_keys(rt.deps.outbox, campaign, row.account_id, contact.key)
-        if (why := stop_reason(rt.events, contact, keys)) is not None:
+        why = stop_reason(rt.events, contact, keys) or colleague_stop_reason(
+            rt.events, entries, row.account_id, contact.key
+        )
+        if why is not None:
             rt.ledger.stop_sequence(row.id, why)
             report.stopped.append(f"{row.company}: {why}")
             continue

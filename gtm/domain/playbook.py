@@ -404,6 +404,15 @@ class Playbook(_Strict):
     research: Research = Research()
     crm_lists: CrmLists = CrmLists()
     qualification: QualificationRules = QualificationRules()
+    contacts_per_account: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        strict=True,
+        description="How many people of one account a campaign may reach, best ranked first "
+        "(champion titles, then the economic buyer, then list order), in one coordinated "
+        "sequence: a reply from one stops the others. 1: the first eligible person only.",
+    )
     source: str = Field(default="", description="File the playbook was read from.")
 
     @property
