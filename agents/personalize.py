@@ -1,12 +1,17 @@
 """Personalize: write the message for one person from the research facts, citing them.
 
-The model answers through a forced function call (structured output), which llama.cpp
-grammar-constrains, so even a small local model returns the right shape. "Not enough to go on"
-is a value of the output type, never a guess.
+The model answers through a forced function call (structured output) whose schema is built per
+call: only the account's real fact ids may be cited and the text carries the channel's length
+limit. llama.cpp grammar-constrains decoding to that schema, so even a small local model returns
+the right shape, cites real facts and fits the channel. "Not enough to go on" is a value of the
+output type, never a guess.
 """
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -28,6 +33,8 @@ __all__ = [
     "step_at",
     "mark_cited_before",
     "PROMPT_FOR_STEP",
+    "draft_tool",
+    "GRAMMAR_MAX_CHARS",
 ]
 
 
@@ -90,18 +97,79 @@ def render_facts(facts: list[Fact]) -> str:
     )
 
 
-_WRITERS: dict[int, tuple[BaseChatModel, Any]] = {}
+GRAMMAR_MAX_CHARS = 1000
+"""The longest `maxLength` the embedded server can enforce: llama-cpp-python writes a string's
+length limit as one nested optional per character, and llama.cpp's grammar parser (0.3.36)
+rejects the grammar above about 1,000 of them (the server then fails the call). A longer channel
+limit (the email body's 1,500, a LinkedIn message's 1,900) is sent as this one."""
 
 
-def _writer(model: BaseChatModel) -> Any:
-    """The structured-output runnable for `model`, built once per model (building it converts
-    the tool schema each time)."""
-    known = _WRITERS.get(id(model))
+def draft_tool(fact_ids: Sequence[str], step: Step, playbook: Playbook) -> dict[str, Any]:
+    """The `DraftOutput` function for one call, with this account's limits in its parameters.
+
+    `cited_fact_ids` may hold only the ids of the facts in the prompt (an `enum`), at least
+    `min_cited_facts` of them (fewer when the research has fewer), and the body and subject
+    carry the channel's `maxLength`. A hosted model reads these as part of the schema (sent
+    without `strict`: strict mode rejects length and item-count keywords); llama.cpp's server
+    turns the parameters of the function `tool_choice` names into a GBNF grammar, so the
+    embedded model cannot write an id that does not exist or a body over the limit. Every key
+    is required (the grammar lets a model leave out an optional one) and the ids come first:
+    the facts are chosen before the text, and a long body cannot crowd them out of the answer.
+    A limit above `GRAMMAR_MAX_CHARS` is sent as that (hosted and embedded get one schema).
+    `DraftOutput` still validates what comes back; what the schema only asks of a hosted model
+    (an unknown id, a long body) is review's finding, as before.
+    """
+    ids = list(dict.fromkeys(fact_ids))
+    need = min(playbook.guardrails.min_cited_facts, len(ids))
+    cited: dict[str, Any] = {"type": "array", "minItems": need, "maxItems": len(ids)}
+    cited["items"] = {"type": "string", "enum": ids} if ids else {"type": "string"}
+    limit = min(playbook.channels.max_chars(step), GRAMMAR_MAX_CHARS)
+    props: dict[str, Any] = {"cited_fact_ids": cited}
+    if step == "email":
+        props["subject"] = {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": playbook.channels.email_subject_max_chars,
+        }
+    props["body"] = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": limit,
+        "description": "Plain text exactly as sent.",
+    }
+    props["insufficient_information"] = {
+        "type": "boolean",
+        "description": "True if the facts are too thin for a specific message.",
+    }
+    return {
+        "name": DraftOutput.__name__,
+        "description": "The message, written for one person.",
+        "parameters": {
+            "type": "object",
+            "properties": props,
+            "required": list(props),
+            "additionalProperties": False,
+        },
+    }
+
+
+_WRITERS: OrderedDict[tuple[int, str], tuple[BaseChatModel, Any]] = OrderedDict()
+_MAX_WRITERS = 64
+
+
+def _writer(model: BaseChatModel, tool: dict[str, Any]) -> Any:
+    """The structured-output runnable for `model` and this tool schema, built once per pair
+    (building it converts the schema each time). Accounts share few schemas (the same fact ids
+    and channel give the same one), so a small LRU holds them."""
+    key = (id(model), json.dumps(tool, sort_keys=True))
+    known = _WRITERS.get(key)
     if known is None or known[0] is not model:
-        if len(_WRITERS) >= 8:
-            _WRITERS.clear()
-        known = (model, model.with_structured_output(DraftOutput, method="function_calling"))
-        _WRITERS[id(model)] = known
+        known = (model, model.with_structured_output(tool, method="function_calling"))
+        _WRITERS[key] = known
+        if len(_WRITERS) > _MAX_WRITERS:
+            _WRITERS.popitem(last=False)
+    else:
+        _WRITERS.move_to_end(key)
     return known[1]
 
 
@@ -149,7 +217,7 @@ async def personalize(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
             sender_company=deps.sender_company,
         )
     )
-    writer = _writer(deps.model)
+    writer = _writer(deps.model, draft_tool([f.id for f in facts], step, deps.playbook))
     event: str
     try:
         raw = await writer.ainvoke([SystemMessage(system), HumanMessage(user)])
