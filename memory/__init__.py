@@ -11,6 +11,7 @@ __all__ = [
     "base",
     "batch",
     "chroma",
+    "chroma_http",
     "embedding",
     "in_memory",
     "vectors",

@@ -1,4 +1,7 @@
-"""Account memory on Chroma: a local `PersistentClient` with the offline MiniLM embedding."""
+"""Account memory on Chroma with the offline MiniLM embedding: a local `PersistentClient` by
+default, or a Chroma server (`ChromaMemory.server`, `GTM_CHROMA_URL`) shared by several
+processes and machines. Either way every vector is computed here, by our model, and handed to
+Chroma: the server's own embedding function is never used."""
 
 from __future__ import annotations
 
@@ -14,21 +17,32 @@ from typing import Any
 import chromadb
 import chromadb.errors
 from chromadb.api.types import Documents, EmbeddingFunction
-from chromadb.config import Settings
+from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
 
 from gtm.domain.models import Touch
 from memory.base import names_person
 from memory.batch import GroupCommit
+from memory.chroma_http import (
+    MemoryServerError,
+    auth_headers,
+    check_server,
+    close_http_client,
+    one_line,
+    parse_url,
+    shown_url,
+)
 from memory.embedding import MiniLMEmbedding
 from memory.vectors import DraftIndex, Vector, VectorCache
 
-__all__ = ["ChromaMemory", "COLLECTION", "ERASE_COPY"]
+__all__ = ["ChromaMemory", "COLLECTION", "ERASE_COPY", "describe_server"]
 
 COLLECTION = "touches"
 ERASE_COPY = "touches-next"
 """Where an erasure copies the records that stay, before it takes the old name."""
 _METADATA = {"hnsw:space": "cosine"}
 _PAGE = 1000
+_DIMENSION = 384
+"""The length of MiniLM's vectors: a collection holding others was embedded by another model."""
 
 
 class ChromaMemory:
@@ -48,10 +62,41 @@ class ChromaMemory:
         """`index_max_age`: seconds after which the near-duplicate index reloads a campaign's
         drafts from the store, picking up what other processes wrote."""
         path.mkdir(parents=True, exist_ok=True)
-        self._path = path
+        self._path: Path | None = path
+        self._url = ""
         self._client = chromadb.PersistentClient(
             path=str(path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
         )
+        self._start(embedding, index_max_age)
+
+    @classmethod
+    def server(
+        cls,
+        url: str,
+        *,
+        token: str | None = None,
+        tenant: str = DEFAULT_TENANT,
+        database: str = DEFAULT_DATABASE,
+        embedding: EmbeddingFunction[Documents] | None = None,
+        index_max_age: float = 60.0,
+    ) -> ChromaMemory:
+        """The memory on the Chroma server at `url` (http[s]://host[:port]), `token` sent as
+        `X-Chroma-Token` and `Authorization: Bearer`. Raises `MemoryServerError` (one line) if
+        the server cannot be reached, refuses the token, lacks the tenant or database, or holds
+        a `touches` collection another embedding made."""
+        client = _http_client(url, token, tenant, database)
+        memory = cls.__new__(cls)
+        memory._path = None
+        memory._client = client
+        memory._url = shown_url(url)
+        try:
+            memory._start(embedding, index_max_age)
+        except BaseException:
+            close_http_client(client)
+            raise
+        return memory
+
+    def _start(self, embedding: EmbeddingFunction[Documents] | None, index_max_age: float) -> None:
         self._embedding = embedding or MiniLMEmbedding()
         self._vectors = VectorCache(self._embedding)
         self._drafts = DraftIndex(self._load_drafts, max_age=index_max_age)
@@ -62,6 +107,8 @@ class ChromaMemory:
 
     def _open(self) -> Any:
         """The collection, finishing whatever an erasure that died part-way left (`_erase`)."""
+        if self._path is None:
+            return self._open_remote()
         names = {c.name for c in self._client.list_collections()}
         if ERASE_COPY in names and COLLECTION not in names:  # died after dropping the old copy
             ef: Any = self._embedding
@@ -74,9 +121,23 @@ class ChromaMemory:
             metadata=_METADATA,
         )
 
+    def _open_remote(self) -> Any:
+        """The server's collection, refused if another embedding made it (`_checked`)."""
+        try:
+            collection = self._client.get_or_create_collection(
+                COLLECTION,
+                embedding_function=self._embedding,  # type: ignore[arg-type]
+                metadata=_METADATA,
+            )
+        except ValueError as exc:  # chromadb: "Embedding function conflict: new: x vs ..."
+            raise _conflict(self._url, exc) from None
+        return _checked(collection, self._url)
+
     def close(self) -> None:
         # PersistentClient has no close(); dropping the reference releases the handles.
         self._collection = None
+        if self._path is None:
+            close_http_client(self._client)
 
     @staticmethod
     def _meta(t: Touch) -> dict[str, Any]:
@@ -189,15 +250,33 @@ class ChromaMemory:
             if names_person(self._touch(d, dict(m)), needles)
         ]
         if ids:
-            await asyncio.to_thread(self._erase, set(ids))
+            await asyncio.to_thread(self._erase_any, set(ids))
         return len(ids)
 
     async def forget_account(self, account_id: str) -> int:
         got = await asyncio.to_thread(self._collection.get, where={"account_id": account_id})
         ids = got["ids"]
         if ids:
-            await asyncio.to_thread(self._erase, set(ids))
+            await asyncio.to_thread(self._erase_any, set(ids))
         return len(ids)
+
+    def _erase_any(self, ids: set[str]) -> None:
+        if self._path is None:
+            self._erase_remote(ids)
+        else:
+            self._erase(ids)
+
+    def _erase_remote(self, ids: set[str]) -> None:
+        """Delete `ids` on the server: from then on no get, query or count of any client finds
+        them. What the server keeps on its own disk is out of our reach: its write log and
+        vector index may hold the bytes until its operator compacts them (`chroma vacuum` on
+        the server's data while it is stopped). The copy-and-swap of `_erase` is not used
+        here: other processes write to the same collection meanwhile, and their writes to the
+        old one would be lost."""
+        self._drafts.drop()  # nothing erased may stay in this process either
+        self._vectors.clear()
+        self._collection.delete(ids=sorted(ids))
+        self._drafts.drop()
 
     def _erase(self, ids: set[str]) -> None:
         """Delete `ids` so that no copy stays on disk, using only Chroma's own operations.
@@ -212,6 +291,7 @@ class ChromaMemory:
         A crash part-way leaves either the old collection intact (the copy is discarded on the
         next open) or only the copy (it is renamed on the next open): never neither.
         """
+        assert self._path is not None  # embedded only: a server's files are out of reach
         self._drafts.drop()  # nothing erased may stay in this process either
         self._vectors.clear()
         before = self._segment_dirs()
@@ -249,6 +329,7 @@ class ChromaMemory:
         _vacuum(self._path)
 
     def _segment_dirs(self) -> set[Path]:
+        assert self._path is not None
         return {d for d in self._path.iterdir() if d.is_dir()}
 
 
@@ -266,3 +347,72 @@ def _vacuum(path: Path) -> None:
     )
     if done.returncode != 0:
         raise RuntimeError(f"chroma vacuum failed on {path}: {done.stderr.strip()[-500:]}")
+
+
+def _http_client(url: str, token: str | None, tenant: str, database: str) -> Any:
+    """chromadb's `HttpClient` for `url`, after `check_server` found it answering (chromadb's
+    own client has no timeout: a server that accepts and never answers would hang the run)."""
+    host, port, ssl = parse_url(url)
+    check_server(url, token=token, tenant=tenant, database=database)
+    try:
+        return chromadb.HttpClient(
+            host=host,
+            port=port,
+            ssl=ssl,
+            headers=auth_headers(token),
+            settings=Settings(anonymized_telemetry=False, allow_reset=False),
+            tenant=tenant,
+            database=database,
+        )
+    except (ValueError, chromadb.errors.ChromaError) as exc:
+        raise MemoryServerError(f"Chroma server {shown_url(url)}: {one_line(exc)}") from None
+
+
+def _conflict(url: str, exc: Exception) -> MemoryServerError:
+    return MemoryServerError(
+        f"Chroma server {url}: collection {COLLECTION!r} was made with another embedding "
+        f"({one_line(exc)}); use another database (GTM_CHROMA_DATABASE) or delete that collection"
+    )
+
+
+def _checked(collection: Any, url: str) -> Any:
+    """`collection`, refused if another embedding made it: vectors of two models in one index
+    would make every similarity meaningless, silently. Its distance must be cosine and what it
+    holds MiniLM's 384 dimensions (chromadb checks the embedding function's name itself)."""
+    where = f"Chroma server {url}: collection {COLLECTION!r}"
+    config: Any = collection.configuration
+    index = config.get("hnsw") or config.get("spann") or {}
+    space = index.get("space") if isinstance(index, dict) else None
+    if space not in (None, "cosine"):
+        raise MemoryServerError(f"{where} measures distance by {space!r}, not 'cosine'")
+    some = collection.get(limit=1, include=["embeddings"])["embeddings"]
+    if some is not None and len(some) and len(some[0]) != _DIMENSION:
+        raise MemoryServerError(
+            f"{where} holds {len(some[0])}-dimensional vectors, not MiniLM's {_DIMENSION}"
+        )
+    return collection
+
+
+def describe_server(
+    url: str,
+    *,
+    token: str | None = None,
+    tenant: str = DEFAULT_TENANT,
+    database: str = DEFAULT_DATABASE,
+) -> str:
+    """For `gtm doctor`: the server's version and what its memory collection holds, creating
+    and writing nothing. Raises `MemoryServerError` (one line) as `ChromaMemory.server` would."""
+    version = check_server(url, token=token, tenant=tenant, database=database)
+    client = _http_client(url, token, tenant, database)
+    where = f"{version} at {shown_url(url)} ({tenant}/{database})"
+    try:
+        if COLLECTION not in {c.name for c in client.list_collections()}:
+            return f"{where}; no memory stored yet"
+        ef: Any = MiniLMEmbedding()  # named only, never loaded: nothing is embedded here
+        try:
+            collection = client.get_collection(COLLECTION, embedding_function=ef)
+        except ValueError as exc:
+            raise _conflict(shown_url(url), exc) from None
+        return f"{where}; {_checked(collection, shown_url(url)).count()} records"
+    finally:
+        close_http_client(client)

@@ -24,6 +24,7 @@ HEAVY = (
     "uvicorn",
     "llama_cpp",
     "trafilatura",
+    "onnxruntime",
 )
 
 _PROBE = """
@@ -72,6 +73,16 @@ def test_importing_the_cli_loads_no_heavy_library(tmp_path: Path) -> None:
 def test_help_loads_no_heavy_library(argv: list[str], tmp_path: Path) -> None:
     """`gtm CMD --help` also runs the root callback (settings): still nothing heavy."""
     assert _heavy_loaded(argv, tmp_path) == []
+
+
+@pytest.mark.parametrize("argv", [["inbox"], ["status"]])
+def test_listing_commands_do_not_open_memory_or_a_model(argv: list[str], tmp_path: Path) -> None:
+    """`gtm inbox` and `gtm status` read the ledger: no Chroma (nor its onnxruntime), no model
+    client. (They still load LangGraph and langchain-core: see issue 20.)"""
+    loaded = _heavy_loaded(argv, tmp_path)
+    assert "langgraph" in loaded, "the probe did not reach the command"
+    for name in ("chromadb", "onnxruntime", "langchain_openai", "openai"):
+        assert name not in loaded, f"gtm {argv[0]} imported {name}"
 
 
 def test_the_probe_sees_a_heavy_import(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "funnel_model",
     "funnel_specificity",
     "funnel_weeks",
+    "lazy_memory",
     "ledger",
     "lint",
     "list_columns",

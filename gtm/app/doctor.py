@@ -7,7 +7,8 @@ for a local backend where it keeps its data. A configured model endpoint is aske
 list (`GET {base_url}/models`, a few seconds at most): a closed port, a refused key or a URL
 that is no OpenAI-compatible API root is a failure, never "ok". The key is sent, never shown.
 A configured IMAP mailbox (GTM_IMAP_HOST) is logged in to and its folder opened, nothing read.
-Website research is reported on or off (GTM_WEB_CONTACT); no site is fetched.
+Website research is reported on or off (GTM_WEB_CONTACT); no site is fetched. A Chroma server
+(GTM_CHROMA_URL) is asked for its heartbeat, version and memory collection, creating nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from gtm.app.providers import (
     open_linkedin,
 )
 from gtm.app.settings import Settings, default_config_path
+from memory.chroma_http import MemoryServerError
 from tools.channels import ChannelError
 from tools.http import AuthError, HttpClient, NotFoundError, ProviderError
 from tools.imap import ImapMailbox, MailboxError
@@ -237,7 +239,29 @@ async def diagnose(s: Settings) -> list[Finding]:
     if s.duxsoup_webhook_secret is not None:
         out.append(_webhook(s))
     out.append(_web(s))
+    if s.chroma_url:
+        out.append(await _chroma(s))
     return out
+
+
+async def _chroma(s: Settings) -> Finding:
+    """Reach the memory's Chroma server as a run would; the token is sent, never shown."""
+    from memory.chroma import describe_server  # chromadb loads only when a server is set
+
+    assert s.chroma_url is not None
+    token = s.chroma_token.get_secret_value() if s.chroma_token else None
+    try:
+        detail = await asyncio.to_thread(
+            describe_server,
+            s.chroma_url.get_secret_value(),
+            token=token,
+            tenant=s.chroma_tenant,
+            database=s.chroma_database,
+        )
+    except MemoryServerError as exc:
+        fix = "start the server (chroma run --path DIR) or correct GTM_CHROMA_URL / _TOKEN"
+        return Finding("memory: chroma server", False, str(exc), fix)
+    return Finding("memory: chroma server", True, detail)
 
 
 def _web(s: Settings) -> Finding:

@@ -31,6 +31,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.types import Traversable
 
 from gtm.app.llm import ModelSettings
+from memory.chroma_http import MemoryServerError, parse_url
 from tools.unsubscribe import check_unsubscribe_secret
 
 __all__ = [
@@ -205,6 +206,17 @@ class Settings(BaseSettings):
         description="postgresql://user:password@host:port/db for the durable stores "
         "(`gtm db upgrade` prepares it); unset = SQLite files in the data directory.",
     )
+    chroma_url: SecretStr | None = Field(
+        default=None,
+        description="http(s)://host:port of a Chroma server for the account memory (shared by "
+        "every process); unset = the embedded Chroma in the data directory. Secret only so "
+        "that a mistyped URL with a password in it is never echoed.",
+    )
+    chroma_token: SecretStr | None = Field(
+        default=None, description="Token for that server (sent as X-Chroma-Token and Bearer)."
+    )
+    chroma_tenant: str = Field(default="default_tenant", min_length=1)
+    chroma_database: str = Field(default="default_database", min_length=1)
     model_price_input: float | None = Field(
         default=None,
         ge=0,
@@ -264,6 +276,17 @@ class Settings(BaseSettings):
     def _postgres_url(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and not v.get_secret_value().startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// (e.g. postgresql://gtm@db:5432/gtm)")
+        return v
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _chroma_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        try:
+            parse_url(v.get_secret_value())
+        except MemoryServerError as exc:
+            raise ValueError(str(exc).split(": ", 1)[-1]) from None
         return v
 
     @field_validator("unsubscribe_secret")

@@ -25,12 +25,12 @@ from agents.context import Deps
 from agents.graph import build_graph, checkpoint_serde
 from agents.state import InputState, OutputState, State
 from gtm.app.campaigns import CampaignBook
+from gtm.app.lazy_memory import LazyMemory
 from gtm.app.ledger import Ledger
 from gtm.app.llm import open_chat_model
 from gtm.app.providers import open_providers
 from gtm.app.settings import Settings
 from gtm.domain.playbook import Playbook, load_playbook
-from memory.chroma import ChromaMemory
 from tools.events import EventStore
 from tools.outbox import Outbox
 from tools.profiles import ProfileStore
@@ -40,6 +40,7 @@ from tools.web import WebResearcher, WebSettings
 
 if TYPE_CHECKING:
     from gtm.app.cassette import Cassette
+    from memory.chroma import ChromaMemory
 
 __all__ = ["Workspace", "open_workspace", "ModelNotStarted"]
 
@@ -120,6 +121,17 @@ def _closing_all(*things: Any) -> Iterator[None]:
             t.close()
 
 
+def _chroma(build: Callable[[type[ChromaMemory]], ChromaMemory]) -> LazyMemory:
+    """The workspace's Chroma memory, built by `build` from the class when first used."""
+
+    def open_() -> ChromaMemory:
+        from memory.chroma import ChromaMemory
+
+        return build(ChromaMemory)
+
+    return LazyMemory(open_)
+
+
 @contextlib.asynccontextmanager
 async def open_workspace(
     settings: Settings,
@@ -130,16 +142,33 @@ async def open_workspace(
     prompts_dir: Path | None = None,
     prompt_version: str | None = None,
     cassette: Cassette | None = None,
+    memory_on_demand: bool = False,
 ) -> AsyncIterator[Workspace]:
     """Open every store under `settings.data_dir`; start the model only if `with_model`
-    (recording its answers into, or replaying them from, `cassette`: `gtm eval`)."""
+    (recording its answers into, or replaying them from, `cassette`: `gtm eval`).
+
+    `memory_on_demand` (commands that list what the ledger holds: `gtm inbox`, `gtm status`)
+    leaves account memory closed until something calls it (then it opens as usual), so such a
+    command does not import Chroma first; otherwise memory opens here, as errors should."""
     pb = playbook or load_playbook(settings.playbook)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     outbox = Outbox(settings.path("outbox.sqlite"), clock=clock)
     suppressions = SuppressionList(settings.path("suppressions.sqlite"), clock=clock)
     ledger = Ledger(settings.path("ledger.sqlite"), clock=clock)
     campaigns = CampaignBook(settings.path("ledger.sqlite"), clock=clock)
-    memory = ChromaMemory(settings.path("memory", "chroma"))
+    # the class comes in as an argument: chromadb is imported when the memory opens
+    memory = _chroma(lambda ChromaMemory: (
+        ChromaMemory.server(
+            settings.chroma_url.get_secret_value(),
+            token=settings.chroma_token.get_secret_value() if settings.chroma_token else None,
+            tenant=settings.chroma_tenant,
+            database=settings.chroma_database,
+        )
+        if settings.chroma_url
+        else ChromaMemory(settings.path("memory", "chroma"))
+    ))
+    if not memory_on_demand:
+        memory.open()
     events = EventStore(settings.path("events.sqlite"), clock=clock)
     profiles = ProfileStore(settings.path("profiles.sqlite"), clock=clock)
     with _closing_all(outbox, suppressions, ledger, campaigns, memory, events, profiles):
@@ -175,7 +204,7 @@ async def open_workspace(
                 crm=providers.crm,
                 linkedin=providers.linkedin,
                 email=providers.email,
-                memory=memory,
+                memory=memory if memory_on_demand else memory.open(),
                 outbox=outbox,
                 suppressions=suppressions,
                 playbook=pb,

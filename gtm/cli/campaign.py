@@ -340,7 +340,9 @@ def status(
         raise fail("--all shows every sequence on one page: leave out --page")
 
     async def go() -> None:
-        async with open_workspace(settings_of(ctx), with_model=False) as rt:
+        async with open_workspace(
+            settings_of(ctx), with_model=False, memory_on_demand=True
+        ) as rt:
             names = [campaign] if campaign else rt.ledger.campaigns()
             if not names:
                 out.print("No campaigns yet. Start one with: gtm run ACCOUNTS.csv")

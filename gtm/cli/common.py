@@ -136,8 +136,9 @@ def _usage_errors() -> tuple[type[Exception], ...]:
     from gtm.app.llm import EmbeddedModelUnavailable
     from gtm.app.providers import ProviderConfigError
     from gtm.domain.playbook import PlaybookError
+    from memory.chroma_http import MemoryServerError
 
-    return (PlaybookError, EmbeddedModelUnavailable, ProviderConfigError)
+    return (PlaybookError, EmbeddedModelUnavailable, ProviderConfigError, MemoryServerError)
 
 
 def now() -> datetime:
