@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test crash eval baseline record-baseline gate-demo clean
+.PHONY: demo test crash eval baseline record-baseline gate-demo bench bench-update clean
 
 EVAL := $(BIN)/gtm --data-dir .gtm/eval eval --out .gtm/eval/report --baseline evals/baseline.json
 # The model's answers behind evals/baseline.json, recorded by `make record-baseline`. The gate
@@ -93,6 +93,14 @@ gate-demo: $(STAMP)
 	sed -i -e '/^FACTS:$$/d' -e '/^{facts}$$/d' -e 's/ facts,//' .gtm/gate-demo/prompts/personalize_*.md
 	! $(EVAL) --prompts .gtm/gate-demo/prompts --out .gtm/gate-demo/report
 	@echo "gate-demo: the degraded prompts failed the gate, as they should"
+
+# The benchmarks (not part of `make test`: timings are noisy), each figure compared with the
+# last committed one in bench/figures.json as now/committed; bench-update rewrites that file.
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+bench-update: $(STAMP)
+	$(BIN)/python bench/run_all.py --update
 
 clean:
 	rm -rf .gtm .pytest_cache .mypy_cache .ruff_cache
