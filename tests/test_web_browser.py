@@ -48,14 +48,22 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory, model_server: ScriptedOpenAIServer) -> Path:
     d = tmp_path_factory.mktemp("web-browser")
-    # One more flagged, sendable draft that no other test decides (Briefcase Labs' numbers are
-    # unsupported by its facts): "recheck" sorts after the other campaigns in the queue.
+    # One more flagged, sendable draft that no other test decides: Briefcase Labs' row (its
+    # numbers are unsupported by its facts) as another company and person, since Briefcase Labs
+    # itself ranks first in "launch" (Tier 1, the best qualified), where a test approves it, and
+    # its cooldowns would then hold this one. "recheck" sorts after the other campaigns.
     recheck = tmp_path_factory.mktemp("lists") / "recheck.csv"
     lines = WEB_ACCOUNTS.read_text(encoding="utf-8").splitlines()
-    recheck.write_text(
-        "\n".join([lines[0], *[ln for ln in lines if ln.startswith("Briefcase Labs,")]]) + "\n",
-        encoding="utf-8",
-    )
+    briefcase = [
+        ln.replace("Briefcase Labs", "Clausewise")
+        .replace("briefcaselabs.com", "clausewise.io")
+        .replace("Elena Vasquez", "Omar Reyes")
+        .replace("elena-vasquez", "omar-reyes")
+        .replace("elena@", "omar@")
+        for ln in lines
+        if ln.startswith("Briefcase Labs,")
+    ]
+    recheck.write_text("\n".join([lines[0], *briefcase]) + "\n", encoding="utf-8")
     seed(
         d,
         model_server.base_url,
@@ -378,7 +386,7 @@ def test_a_flagged_draft_needs_its_box_ticked_before_a_sends_it(
     browser: Browser, web: WebInboxProcess, data: Path
 ) -> None:
     page = _sign_in(browser, web, "Cautious")
-    row = _ledger(data)[("recheck", "Briefcase Labs")]
+    row = _ledger(data)[("recheck", "Clausewise")]
     assert row["flagged"]
     page.goto(f"{web.base_url}/drafts/{row['id']}")
     box = page.locator("#confirm-flagged")

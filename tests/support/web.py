@@ -39,14 +39,14 @@ BLANK_ACCOUNT = (
 
 
 def write_with_one_fabrication(request: dict[str, Any]) -> dict[str, Any]:
-    """`write_from_facts`, except that Briefcase Labs' drafts claim numbers no fact supports, so
-    review flags them and the inbox has offending spans to highlight, and Blankpage's are
-    empty."""
+    """`write_from_facts`, except that Briefcase Labs' (and Clausewise's) drafts claim numbers
+    no fact supports, so review flags them and the inbox has offending spans to highlight, and
+    Blankpage's are empty."""
     answer = write_from_facts(request)
     prompt = request["messages"][-1]["content"]
     call = answer["choices"][0]["message"]["tool_calls"][0]["function"]
     args = json.loads(call["arguments"])
-    if "Company: Briefcase Labs" in prompt:
+    if "Company: Briefcase Labs" in prompt or "Company: Clausewise" in prompt:
         args["body"] = args["body"][:180] + " We cut review time by 90% for 500 legal teams."
     elif "Company: Blankpage" in prompt:
         args["body"] = ""
