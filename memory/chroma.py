@@ -227,8 +227,18 @@ class ChromaMemory:
     def _load_drafts(self, campaign: str) -> tuple[list[str], list[str], list[Any], Any]:
         """Every draft of the campaign with its stored vector (for `DraftIndex`)."""
         where: Any = {"$and": [{"campaign": campaign}, {"kind": "draft"}]}
-        got = self._collection.get(where=where, include=["documents", "metadatas", "embeddings"])
-        vectors = got["embeddings"]
+        try:
+            got = self._collection.get(
+                where=where, include=["documents", "metadatas", "embeddings"]
+            )
+            vectors = got["embeddings"]
+        except chromadb.errors.InternalError:
+            # A writer killed before Chroma flushed its vector segment leaves the records with no
+            # vectors on disk ("Nothing found on disk"): the texts are there, and our embedding
+            # is deterministic, so the same vectors are computed again here.
+            got = self._collection.get(where=where, include=["documents", "metadatas"])
+            documents = list(got["documents"] or [])
+            vectors = list(self._embedding(documents)) if documents else []
         return (
             list(got["ids"]),
             list(got["documents"] or []),
