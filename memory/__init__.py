@@ -13,6 +13,7 @@ __all__ = [
     "chroma",
     "chroma_http",
     "embedding",
+    "hnsw_scrub",
     "in_memory",
     "vectors",
 ]

@@ -32,6 +32,7 @@ from memory.chroma_http import (
     shown_url,
 )
 from memory.embedding import MiniLMEmbedding
+from memory.hnsw_scrub import scrub_all
 from memory.vectors import DraftIndex, Vector, VectorCache
 
 __all__ = ["ChromaMemory", "COLLECTION", "ERASE_COPY", "describe_server"]
@@ -103,6 +104,7 @@ class ChromaMemory:
         self._writes = GroupCommit[tuple[str, Touch], None](self._write)
         self._embeds = GroupCommit[str, Vector](self._vectors.vectors)
         self._histories = GroupCommit[str, list[Touch]](self._history_batch)
+        self._erased = False
         self._collection = self._open()
 
     def _open(self) -> Any:
@@ -136,6 +138,8 @@ class ChromaMemory:
     def close(self) -> None:
         # PersistentClient has no close(); dropping the reference releases the handles.
         self._collection = None
+        if self._path is not None and self._erased:
+            scrub_all(self._path)  # a segment made after an erasure, from the same heap
         if self._path is None:
             close_http_client(self._client)
 
@@ -337,6 +341,8 @@ class ChromaMemory:
         for stale in before:
             shutil.rmtree(stale, ignore_errors=True)
         _vacuum(self._path)
+        self._erased = True
+        scrub_all(self._path)  # the copy's unused slots hold this process's heap (hnsw_scrub)
 
     def _segment_dirs(self) -> set[Path]:
         assert self._path is not None
