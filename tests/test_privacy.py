@@ -64,6 +64,7 @@ def files_mentioning(root: Path, needles: list[str]) -> dict[str, list[str]]:
     return found
 
 
+@pytest.mark.timeout(360)  # a dozen `gtm` processes: past the default 120 s on a loaded machine
 def test_forget_erases_a_person_everywhere_and_keeps_them_suppressed(
     gtm: Gtm, tmp_path: Path
 ) -> None:

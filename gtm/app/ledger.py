@@ -373,6 +373,30 @@ class Ledger:
         """Drop a thread's decision history (its reasons may name the person being erased)."""
         return self._db.execute("DELETE FROM decisions WHERE thread_id = ?", (thread_id,)).rowcount
 
+    def redact_notes(self, thread_ids: Sequence[str], redact: Callable[[str], str]) -> int:
+        """Rewrite the decision notes, and the text of a recorded-but-unapplied decision, of
+        these threads through `redact` (a reviewer's reason or instructions may name someone
+        being erased). Returns how many notes and decisions changed."""
+        changed = 0
+        for tid in thread_ids:
+            for seq, note in self._db.execute(
+                "SELECT seq, note FROM decisions WHERE thread_id = ? AND note != ''", (tid,)
+            ).fetchall():
+                if (new := redact(note)) != note:
+                    self._db.execute("UPDATE decisions SET note = ? WHERE seq = ?", (new, seq))
+                    changed += 1
+            if (pending := self.pending(tid)) is not None:
+                fields = ("text", "subject", "reason", "instructions")
+                text = {k: v for k in fields if isinstance(v := getattr(pending[0], k), str)}
+                new_text = {k: redact(v) for k, v in text.items()}
+                if new_text != text:
+                    new = pending[0].model_copy(update=new_text).model_dump_json()
+                    self._db.execute(
+                        "UPDATE threads SET pending_decision = ? WHERE thread_id = ?", (new, tid)
+                    )
+                    changed += 1
+        return changed
+
     def pending(self, thread_id: str) -> tuple[Decision, str] | None:
         """A decision recorded but not yet applied, and the interrupt it answers."""
         r = self._db.execute(

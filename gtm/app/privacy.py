@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,9 @@ class _Person:
 class _Scrubber:
     person: _Person
     pattern: re.Pattern[str]
+
+    def redact(self, text: str) -> str:
+        return self.pattern.sub(ERASED, text)
 
     def scrub(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -251,27 +255,24 @@ async def forget(rt: Workspace, identifier: str, *, requested_by: str) -> Erasur
             contact="",
             preview="",
         )
-    redacted = [_redact_row(rt, row, person) for row in others]
-    if theirs or any(redacted):
+    # Elsewhere only their address, profile and "Name (account)" label go, never a bare name:
+    # another person may share it. (Review names a near-duplicate peer by that label, and a
+    # reviewer's reason on any thread may give their address.)
+    elsewhere = _elsewhere(person, accounts)
+    near = {r.thread_id for r in theirs + others}
+    rest = [r for r in rt.ledger.rows() if r.thread_id not in near]
+    redacted = [_redact_row(rt, row, person.redact) for row in others]
+    redacted += [_redact_row(rt, row, elsewhere.redact) for row in rest]
+    notes = rt.ledger.redact_notes([r.thread_id for r in others], person.redact)
+    notes += rt.ledger.redact_notes([r.thread_id for r in rest], elsewhere.redact)
+    result.erased["decision notes redacted"] = notes
+    if theirs or any(redacted) or notes:
         rt.ledger.compact()  # the old contact name and draft preview must not linger on disk
     # Checkpoints last: until they change, a second `forget` finds these threads again.
     result.erased["threads"] = await erase_threads(rt, [r.thread_id for r in theirs])
     result.erased["threads kept without them"] = await rewrite_threads(
         rt, [r.thread_id for r in others], person.scrub
-    )
-    # Review names a near-duplicate peer as "Name (account)" in other accounts' threads too:
-    # that label, and only it (another person may share the name), is erased there.
-    if person.names and accounts:
-        labels = [f"{n} ({a})" for n in sorted(person.names) for a in accounts]
-        as_peer = re.compile("|".join(re.escape(x) for x in labels), re.IGNORECASE)
-        rest = [
-            r.thread_id
-            for r in rt.ledger.rows()
-            if r.thread_id not in {t.thread_id for t in theirs + others}
-        ]
-        result.erased["threads kept without them"] += await rewrite_threads(
-            rt, rest, _Scrubber(person, as_peer).scrub
-        )
+    ) + await rewrite_threads(rt, [r.thread_id for r in rest], elsewhere.scrub)
 
     stand_in = f"erased:{result.fingerprint[:16]}"
     result.erased["outbox rows re-keyed"] = sum(
@@ -318,11 +319,19 @@ async def forget(rt: Workspace, identifier: str, *, requested_by: str) -> Erasur
     return result
 
 
-def _redact_row(rt: Workspace, row: ThreadRow, person: _Person) -> bool:
-    """Take the person out of another contact's ledger row (a skip detail may list them).
-    A row with a decision being applied is left: applying it re-derives the row from the
-    checkpoint, which no longer names them."""
-    detail, contact, preview = (person.redact(t) for t in (row.detail, row.contact, row.preview))
+def _elsewhere(person: _Person, accounts: list[str]) -> _Scrubber:
+    """What is erased outside their accounts' threads: their addresses and profiles, and the
+    "Name (account)" label review gives a near-duplicate peer."""
+    hard = dataclasses.replace(person, names=set())._pattern().pattern
+    labels = [re.escape(f"{n} ({a})") for n in sorted(person.names) for a in accounts]
+    return _Scrubber(person, re.compile("|".join([hard, *labels]), re.IGNORECASE))
+
+
+def _redact_row(rt: Workspace, row: ThreadRow, redact: Callable[[str], str]) -> bool:
+    """Take the person out of another contact's ledger row (a skip detail may list them, a
+    reject's reason may name them). A row with a decision being applied is left: applying it
+    re-derives the row from the checkpoint, which no longer names them."""
+    detail, contact, preview = (redact(t) for t in (row.detail, row.contact, row.preview))
     if (detail, contact, preview) == (row.detail, row.contact, row.preview) or row.deciding:
         return False
     rt.ledger.update(
