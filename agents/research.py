@@ -1,10 +1,12 @@
 """Research: gather facts a message may cite, each with an id and a source.
 
-Sources: the account list row(s), the CRM record and its logged touches, memory of earlier
-touches, and, when web research is on (`Deps.web`), the company's website (`agents.web_facts`:
-facts with a verbatim quote from the page, dated, stale ones marked). Nothing is inferred: a fact
-is a statement some source made. Unknown stays unknown. Text that tries to instruct the writer,
-from any source, is quarantined: the reviewer sees it, the writer never does.
+Sources: the account list row(s), what Dux-Soup saw on the contact's LinkedIn profile
+(`tools.profiles`: dated with the day it was seen, stale ones marked), the CRM record and its
+logged touches, memory of earlier touches, and, when web research is on (`Deps.web`), the
+company's website (`agents.web_facts`: facts with a verbatim quote from the page, dated, stale
+ones marked). Nothing is inferred: a fact is a statement some source made. Unknown stays
+unknown. Text that tries to instruct the writer, from any source, is quarantined: the reviewer
+sees it, the writer never does.
 """
 
 from __future__ import annotations
@@ -115,12 +117,19 @@ async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     account = state.account
     assert state.contact is not None, "intake chooses the contact before research"
     found = list_facts(account, state.contact)
+    today = deps.clock().date()
+    max_age_days = deps.playbook.research.max_fact_age_days
+    dated: dict[str, Fact] = {}  # a sighting's facts by text: their day and stale mark
     if deps.profiles is not None and state.contact.linkedin_url:
         # What Dux-Soup saw when it visited the profile for us (never fetched from LinkedIn),
-        # read on every pass, so a follow-up sees the newest sighting.
+        # read on every pass, so a follow-up sees the newest sighting; one seen longer ago than
+        # the playbook's freshness limit is marked stale, as an old web page's facts are.
         if (visited := deps.profiles.get(state.contact.linkedin_url)) is not None:
-            for f in visit_facts(visited, state.contact.name):
+            for f in visit_facts(
+                visited, state.contact.name, today=today, max_age_days=max_age_days
+            ):
                 found.append((f.kind, f.text, f.source, f.url))
+                dated.setdefault(f.text, f)
 
     company = await deps.crm.find_company(account.domain)
     if company is not None:
@@ -152,8 +161,8 @@ async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
             deps.web,
             deps.model,
             account,
-            today=deps.clock().date(),
-            max_age_days=deps.playbook.research.max_fact_age_days,
+            today=today,
+            max_age_days=max_age_days,
             injection_patterns=patterns,
         )
 
@@ -180,9 +189,23 @@ async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
         seen.add(text)
         whole = f"{text} {url}" if url else text  # a link can carry the payload too
         if admissible(text, source, kind, whole):
+            mark = dated.get(text)
             facts.append(
-                Fact(id=f"f{len(facts) + 1}", text=text, source=source, kind=kind, url=url)
+                Fact(
+                    id=f"f{len(facts) + 1}",
+                    text=text,
+                    source=source,
+                    kind=kind,
+                    url=url,
+                    published=mark.published if mark else None,
+                    stale=mark is not None and mark.stale,
+                )
             )
+    if aged := [f for f in facts if f.text in dated and f.stale]:
+        events.append(
+            f"research: {len(aged)} LinkedIn profile fact(s) seen more than {max_age_days} "
+            "day(s) ago marked stale"
+        )
     for hidden in web.hidden:
         quarantined.append(
             Fact(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +39,7 @@ __all__ = [
     "SeenProfile",
     "Seen",
     "clean",
+    "is_stale",
     "visit_facts",
 ]
 
@@ -207,15 +208,35 @@ _WORDING: Mapping[str, str] = {
 _SEEN_BY = {"duxsoup": "Dux-Soup"}
 
 
-def visit_facts(profile: SeenProfile, name: str) -> tuple[Fact, ...]:
+def is_stale(day: date, today: date, max_age_days: int | None) -> bool:
+    """Whether something dated `day` is older than the freshness limit on `today`: more than
+    `max_age_days` days before it (exactly that many is still fresh); None is no limit. The
+    rule website facts follow (`agents.web_facts`), with the playbook's
+    `research.max_fact_age_days`."""
+    return max_age_days is not None and (today - day).days > max_age_days
+
+
+def visit_facts(
+    profile: SeenProfile,
+    name: str,
+    *,
+    today: date | None = None,
+    max_age_days: int | None = None,
+) -> tuple[Fact, ...]:
     """Facts about one contact from what was seen on their profile, e.g. "Dana Ruiz's LinkedIn
     summary (seen by Dux-Soup on 2026-10-02): …", kind `person`, source
     `duxsoup:visit@2026-10-02`, with the profile URL as the link to check it. Pure: research
-    calls it on every pass, so a follow-up sees the newest sighting."""
+    calls it on every pass, so a follow-up sees the newest sighting.
+
+    Each fact is dated (`published`) with the day its field was seen, the day it is known true
+    as of; given `today`, one seen longer ago than `max_age_days` (`is_stale`) is marked stale,
+    as a website fact from an old page is: a title seen a year ago may be someone else's now,
+    and the writer is told not to present it as news."""
     who = name.strip() or "The contact"
     out = []
     for i, (fld, seen) in enumerate(profile.fields.items(), 1):
-        day = seen.seen_at.date().isoformat()
+        seen_on = seen.seen_at.astimezone(UTC).date()
+        day = seen_on.isoformat()
         tool = _SEEN_BY.get(seen.source.split(":", 1)[0], seen.source.split(":", 1)[0])
         text = _WORDING[fld].format(
             name=who, when=f"seen by {tool} on {day}", value=clean(seen.value, FACT_CHARS)
@@ -227,6 +248,8 @@ def visit_facts(profile: SeenProfile, name: str) -> tuple[Fact, ...]:
                 source=f"{seen.source}@{day}",
                 kind="person",
                 url=profile.person,
+                published=seen_on,
+                stale=today is not None and is_stale(seen_on, today, max_age_days),
             )
         )
     return tuple(out)

@@ -38,10 +38,12 @@ if TYPE_CHECKING:
 
 def _page_lines(f: Fact) -> list[str]:
     """A website fact's quote, the page's date, when it was fetched, and the stale mark (URLs
-    are text: nothing in a terminal panel is a link)."""
-    if not (f.quote or f.kind == "website"):
-        return []
+    are text: nothing in a terminal panel is a link); for another fact marked stale (a LinkedIn
+    profile fact from an old sighting), its day and the same mark."""
     e = escape
+    if not (f.quote or f.kind == "website"):  # a profile fact from an old sighting: same mark
+        seen = f"seen {f.published.isoformat()}" if f.published else ""
+        return [f"      [dim]{e(seen)}[/dim]  [yellow]STALE: not news[/yellow]"] if f.stale else []
     lines = [f"      [italic]“{e(f.quote)}”[/italic]"] if f.quote else []
     when = f"published {f.published.isoformat()}" if f.published else "page states no date"
     if f.fetched_at:

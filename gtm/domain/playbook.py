@@ -347,8 +347,9 @@ class Research(_Strict):
         default=None,
         ge=1,
         strict=True,
-        description="A website fact whose page is dated longer ago than this is marked stale "
-        "and the writer is told it is not news; None: no limit.",
+        description="A website fact whose page is dated longer ago than this, or a LinkedIn "
+        "profile fact seen longer ago, is marked stale and the writer is told it is not news; "
+        "None: no limit.",
     )
 
 

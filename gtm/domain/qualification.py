@@ -146,7 +146,9 @@ class Rules(_Strict):
         description="Run accounts by tier, then by score, so the strongest take the caps first.",
     )
     count_stale_facts: bool = Field(
-        default=False, description="Whether a website fact marked stale may back a value."
+        default=False,
+        description="Whether a fact marked stale (a website or profile fact older than the "
+        "freshness limit) may back a value.",
     )
     max_evidence: int = Field(default=3, ge=1, strict=True)
     metrics: TextRule = TextRule()
