@@ -25,7 +25,7 @@ scope grants its `read`. `gtm doctor` names any that is missing before a run.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiolimiter import AsyncLimiter
@@ -124,10 +124,16 @@ class AttioCRM:
         return f"token active for {me.get('workspace_name', 'the workspace')}, scopes ok{note}"
 
     async def list_members(
-        self, list_id: str, *, closed_stages: Sequence[str] = ()
+        self,
+        list_id: str,
+        *,
+        closed_stages: Sequence[str] = (),
+        pql_properties: Mapping[str, str] | None = None,
     ) -> list[ListMember]:
         """The people on an Attio list (`tools.attio_lists`)."""
-        return await read_attio_list(self._http, list_id, closed_stages=closed_stages)
+        return await read_attio_list(
+            self._http, list_id, closed_stages=closed_stages, pql_properties=pql_properties or {}
+        )
 
     async def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int | str:
         """Nothing is erased here: Attio keeps the person record, and a person must delete it."""

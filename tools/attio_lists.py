@@ -12,11 +12,18 @@ company's people and a person's or company's deals from record queries (`company
 `last_calendar_interaction` (`interacted_at`; enriched attributes, absent on some plans). A deal
 is open unless its `stage` status is Won or Lost (as the CRM client reads it) or a stage the
 caller names as closed.
+
+Product signals (`pql_properties`: signal -> company attribute slug, e.g. `signups:
+product_signups`) come from the company record already read. Attio gives every attribute as an
+array of values, each an object whose shape depends on the attribute's type: number, text and
+rating values carry `value`, currency values `currency_value`, select values `option.title`,
+status values `status.title`. The first non-empty one is kept with its source, "attio company
+<record id> attribute product_signups".
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -51,6 +58,35 @@ def _when(value: Any) -> datetime | None:
     except ValueError:
         return None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+_READABLE = (("value",), ("currency_value",), ("option", "title"), ("status", "title"))
+"""Where a number, text, rating, currency, select or status value keeps what it says."""
+
+
+def _plain(item: Mapping[str, Any]) -> str:
+    """One attribute value as text, whichever of the readable types it is; "" for others."""
+    for path in _READABLE:
+        got: Any = item
+        for key in path:
+            got = got.get(key) if isinstance(got, dict) else None
+        if isinstance(got, float) and got.is_integer():
+            got = int(got)  # Attio's numbers are floats: 120.0 is "120"
+        if isinstance(got, str | int | float):
+            return " ".join(str(got).split())
+    return ""
+
+
+def _signals(
+    cid: str | None, values: Mapping[str, Any], signals: Mapping[str, str]
+) -> tuple[tuple[str, str, str], ...]:
+    """(signal, value, source) of each product-signal attribute the company has a value in."""
+    out = []
+    for sig, slug in signals.items():
+        text = next((t for v in values.get(slug) or [] if (t := _plain(v))), "")
+        if cid and text:
+            out.append((sig, text, f"attio company {cid} attribute {slug}"))
+    return tuple(out)
 
 
 async def _all(what: str, get: Getter) -> list[dict[str, Any]]:
@@ -106,7 +142,11 @@ class _Reader:
 
 
 async def read_attio_list(
-    http: HttpClient, slug: str, *, closed_stages: Sequence[str] = ()
+    http: HttpClient,
+    slug: str,
+    *,
+    closed_stages: Sequence[str] = (),
+    pql_properties: Mapping[str, str] | None = None,
 ) -> list[ListMember]:
     """Every person on the list (or at the companies on it), in the list's order."""
     path = f"/v2/lists/{quote(slug, safe='')}"
@@ -173,6 +213,7 @@ async def read_attio_list(
                 values={k: str(x).strip() for k, x in values.items() if x and str(x).strip()},
                 last_activity=max(acts) if acts else None,
                 open_deals=len(deals),
+                pql=_signals(str(cid) if cid else None, c, pql_properties or {}),
             )
         )
     return out

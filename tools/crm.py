@@ -8,7 +8,7 @@ the one form `normalise_linkedin` gives it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
@@ -105,6 +105,11 @@ class ListMember(_Record):
     open_deals: int = Field(
         default=0, ge=0, description="Open deals of the person or their company."
     )
+    pql: tuple[tuple[str, str, str], ...] = Field(
+        default=(),
+        description="(signal, value, source) of each product signal read from the company's "
+        "record, e.g. ('signups', '120', 'hubspot company 9 property product_signups').",
+    )
 
 
 @runtime_checkable
@@ -112,12 +117,17 @@ class CRMLists(Protocol):
     """A CRM whose lists can start a campaign (`gtm run --from PROVIDER:list/ID`)."""
 
     async def list_members(
-        self, list_id: str, *, closed_stages: Sequence[str] = ()
+        self,
+        list_id: str,
+        *,
+        closed_stages: Sequence[str] = (),
+        pql_properties: Mapping[str, str] | None = None,
     ) -> list[ListMember]:
         """Every person on the list, read to the last page: a list of people gives them, a list
         of companies gives each company's people. A deal counts as open unless the CRM marks it
-        closed or its stage (id or title, any case) is in `closed_stages`. Raises
-        `tools.http.NotFoundError` for a list that does not exist."""
+        closed or its stage (id or title, any case) is in `closed_stages`. `pql_properties`
+        (signal -> company property) names the product signals read into `ListMember.pql`.
+        Raises `tools.http.NotFoundError` for a list that does not exist."""
         ...
 
 

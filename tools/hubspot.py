@@ -24,7 +24,7 @@ A campaign from a HubSpot list also needs `crm.lists.read` (`LIST_SCOPES`; `chec
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -260,10 +260,16 @@ class HubSpotCRM:
         return f"token valid, scopes ok, {headroom}{note}"
 
     async def list_members(
-        self, list_id: str, *, closed_stages: Sequence[str] = ()
+        self,
+        list_id: str,
+        *,
+        closed_stages: Sequence[str] = (),
+        pql_properties: Mapping[str, str] | None = None,
     ) -> list[ListMember]:
         """The people on a HubSpot list (`tools.hubspot_lists`)."""
-        return await read_hubspot_list(self._http, list_id, closed_stages=closed_stages)
+        return await read_hubspot_list(
+            self._http, list_id, closed_stages=closed_stages, pql_properties=pql_properties or {}
+        )
 
     async def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int | str:
         """Nothing is erased here: HubSpot keeps the contact, and a person must delete it."""

@@ -12,11 +12,15 @@ the objects' read scopes (contacts, companies, deals).
 Date": the last call, email, meeting, note or task logged on the record) and
 `notes_last_contacted` ("Last Contacted"). A deal is open unless `hs_is_closed` is true or its
 `dealstage` is one the caller names as closed.
+
+Product signals (`pql_properties`: signal -> company property, e.g. `signups: product_signups`)
+are read in the same company batch read, which returns only the properties it is asked for; each
+non-empty value is kept with its source, "hubspot company 123 property product_signups".
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -111,8 +115,25 @@ async def _read(
     return out
 
 
+def _signals(
+    firm: str | None, props: Mapping[str, Any], signals: Mapping[str, str]
+) -> tuple[tuple[str, str, str], ...]:
+    """(signal, value, source) of each product-signal property the company has a value in."""
+    out = []
+    for sig, name in signals.items():
+        value = props.get(name)
+        text = "" if value is None else " ".join(str(value).split())
+        if firm and text:
+            out.append((sig, text, f"hubspot company {firm} property {name}"))
+    return tuple(out)
+
+
 async def read_hubspot_list(
-    http: HttpClient, list_id: str, *, closed_stages: Sequence[str] = ()
+    http: HttpClient,
+    list_id: str,
+    *,
+    closed_stages: Sequence[str] = (),
+    pql_properties: Mapping[str, str] | None = None,
 ) -> list[ListMember]:
     """Every contact on the list (or at the companies on it), in the list's order."""
     info = (
@@ -136,7 +157,9 @@ async def read_hubspot_list(
         for cid, p in contacts.items()
     }
     company_ids = _unique([c for c in company_of.values() if c])
-    companies = await _read(http, "companies", company_ids, LIST_COMPANY_PROPS)
+    signals = dict(pql_properties or {})
+    props = _unique([*LIST_COMPANY_PROPS, *signals.values()])
+    companies = await _read(http, "companies", company_ids, props)
     deals_of: dict[str, list[str]] = {}
     for obj, oids in (("companies", company_ids), ("contacts", list(contacts))):
         for oid in oids:
@@ -176,6 +199,7 @@ async def read_hubspot_list(
                 values={k: str(v).strip() for k, v in values.items() if v and str(v).strip()},
                 last_activity=max(acts) if acts else None,
                 open_deals=len(mine & open_ids),
+                pql=_signals(firm, c, signals),
             )
         )
     return out

@@ -163,7 +163,9 @@ async def _members(crm: CRMLists, source: ListSource, playbook: Playbook) -> lis
     name = _NAMES[source.provider]
     try:
         return await crm.list_members(
-            source.list_id, closed_stages=playbook.crm_lists.closed_deal_stages
+            source.list_id,
+            closed_stages=playbook.crm_lists.closed_deal_stages,
+            pql_properties=playbook.crm_lists.pql_for(source.provider),
         )
     except NotFoundError:
         raise CrmListError(f"{source}: {name} has no such list") from None
@@ -207,7 +209,9 @@ def screened_accounts(ledger: Ledger, campaign: str) -> set[str]:
 
 
 def _values(member: ListMember) -> RowValues:
-    return RowValues(values=dict(member.values), facts=(), multiline=set())
+    """The person's columns as a CSV row gives them; the company's product signals (the
+    playbook's `crm_lists.pql_properties`) as a row's PQL cells, each naming its record."""
+    return RowValues(values=dict(member.values), facts=(), multiline=set(), pql=member.pql)
 
 
 async def load_crm_list(
@@ -271,9 +275,16 @@ def record_held(
 ) -> dict[str, int]:
     """Write each account none of whose people is left as a skipped thread of the campaign,
     with the first reason and every detail; returns the count per reason. A later run, once
-    the activity is old enough, runs it like any new account."""
+    the activity is old enough, runs it like any new account.
+
+    The list was screened before the campaign's lock was taken: an account the campaign holds
+    any thread for by now (its first person's, or a later one's `#2..` with
+    `contacts_per_account` > 1) is another run's, and its threads are left as they are."""
     counts: dict[str, int] = {}
+    started = screened_accounts(ledger, campaign)
     for account in listing.held_accounts:
+        if account.account_id in started:
+            continue
         why = [h for h in listing.held if h.account.account_id == account.account_id]
         ledger.ensure(campaign, account, channel)
         ledger.update(

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from gtm.domain.crm_lists import CrmLists
 from gtm.domain.events import ReplySignal
 from gtm.domain.models import Account, Step
 from gtm.domain.qualification import Rules as QualificationRules
@@ -350,25 +351,6 @@ class Research(_Strict):
         description="A website fact whose page is dated longer ago than this, or a LinkedIn "
         "profile fact seen longer ago, is marked stale and the writer is told it is not news; "
         "None: no limit.",
-    )
-
-
-class CrmLists(_Strict):
-    """How a campaign from a CRM list (`gtm run --from hubspot:list/ID`) screens the people on
-    it before anything is drafted, beyond intake's own checks."""
-
-    recent_activity_days: int = Field(
-        default=30,
-        ge=0,
-        strict=True,
-        description="A person the CRM shows activity with (a call, email, meeting or note, by "
-        "anyone) within this many days is skipped; 0: not checked.",
-    )
-    closed_deal_stages: tuple[str, ...] = Field(
-        default=(),
-        description="Deal stages (HubSpot stage ids, Attio stage titles) that count as closed "
-        "besides the CRM's own (HubSpot's closed flag, Attio's Won and Lost); a person with a "
-        "deal in any other stage, or at a company with one, is skipped.",
     )
 
 

@@ -655,6 +655,22 @@ class FakeAttio(FakeProvider):
             self.records["people"][rid]["company"] = [ref]
         return rid
 
+    def set_attribute(
+        self, obj: str, rid: str, slug: str, attribute_type: str, **value: Any
+    ) -> None:
+        """One active value of an attribute, as Attio reads it back: the type's own keys (a
+        number's or text's `value`, a select's `option`, a currency's `currency_value`) beside
+        the keys every value has."""
+        self.records[obj][rid][slug] = [
+            {
+                "active_from": _now(),
+                "active_until": None,
+                "created_by_actor": {"type": "api-token", "id": str(uuid.uuid4())},
+                "attribute_type": attribute_type,
+                **value,
+            }
+        ]
+
     def add_deal(self, stage: str, *, company: str | None = None, person: str | None = None) -> str:
         rid = str(uuid.uuid4())
         deal: dict[str, Any] = {"stage": [{"status": {"title": stage}}]}
