@@ -10,7 +10,8 @@ A campaign may reach several people of one account (`Playbook.contacts_per_accou
 ranked here (`rank_contacts`), and they share one sequence, so a reply, opt-out, bounce or
 meeting from anyone the campaign wrote to at the account stops everyone else's sends there
 (`agents.followup.colleague_stop_reason`, asked at every send and, with several people per
-account, at intake).
+account, at intake), and so does one from someone there the campaign never wrote to
+(`agents.same_account.unwritten_colleague_stop_reason`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import timedelta
 
 from agents.context import Deps
 from agents.followup import colleague_stop_reason
+from agents.same_account import unwritten_colleague_stop_reason
 from gtm.domain.models import Account, Channel, Contact, SkipReason
 from gtm.domain.playbook import Playbook
 from tools.outbox import CooldownHit, Cooldowns
@@ -117,7 +119,9 @@ async def suppression_reason(
             return "suppressed", listed
     if not outbox_cooldown or deps.playbook.contacts_per_account > 1:
         entries = deps.outbox.entries(campaign=campaign)
-        why = colleague_stop_reason(deps.events, entries, account.account_id, contact.key)
+        why = colleague_stop_reason(
+            deps.events, entries, account.account_id, contact.key
+        ) or await unwritten_colleague_stop_reason(deps.events, deps.crm, entries, account, contact)
         if why is not None:
             return "sequence_stopped", why
     if outbox_cooldown:

@@ -5,21 +5,39 @@ has a thread of their own. A draft may not share its skeleton with a draft alrea
 colleague at the same account in the same campaign, however short, and whatever the
 campaign-wide near-duplicate threshold allows: the colleagues compare notes. The drafts are
 read from memory, where each thread keeps its own keys (`memory_thread`).
+
+The account speaks with one voice, too: a reply, opt-out, meeting or opportunity from someone
+there the campaign never wrote to (an address at the company's domain, a person on the account
+list, a CRM contact of the company) pauses every sequence of the campaign at the account
+(`unwritten_colleague_stop_reason`, asked where `agents.followup.colleague_stop_reason` is).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from langgraph.config import get_config
 
 from agents.context import Deps
+from agents.followup import _SAID, STOPPING_KINDS
 from agents.state import State
 from evals.checks import jaccard
 from evals.text import longest_common_run, shingles, skeleton
-from gtm.domain.models import CheckResult, Review, Touch
+from gtm.domain.events import EventKind
+from gtm.domain.identity import PERSONAL_MAIL, at_company, profile_url
+from gtm.domain.models import Account, CheckResult, Contact, OutboxEntry, Review, Touch
 from gtm.domain.playbook import Playbook
 from gtm.domain.threads import thread_id_for
+from tools.crm import CRM
+from tools.events import EventStore, StoredEvent
+from tools.suppression import normalise
 
-__all__ = ["memory_thread", "same_account_duplicate", "with_colleagues"]
+__all__ = [
+    "memory_thread",
+    "same_account_duplicate",
+    "unwritten_colleague_stop_reason",
+    "with_colleagues",
+]
 
 
 def memory_thread(state: State) -> str:
@@ -78,3 +96,97 @@ async def with_colleagues(deps: Deps, state: State, text: str, verdict: Review) 
         return verdict  # nothing found, or already failed on another account's draft
     kept = tuple(r for r in verdict.results if r.check != "near_duplicates")
     return Review(results=(*kept, failed))
+
+
+_UNHEARD_STOPS: frozenset[EventKind] = STOPPING_KINDS - {"bounce"}
+"""What from someone at the account the campaign never wrote to pauses its sequences there: a
+reply, an opt-out, a meeting or an opportunity is the account speaking. A bounce is not: it
+only says an address (written to by another campaign) is dead."""
+
+
+def _own(contact: Contact, entries: Iterable[OutboxEntry]) -> set[str]:
+    """Every canonical identifier the person is known by: their own events are `stop_reason`'s
+    business, and this rule is about someone else."""
+    ids = {contact.key}
+    for value in (contact.email, contact.linkedin_url):
+        if value:
+            ids.add(normalise("email", value) if "@" in value else profile_url(value) or value)
+    ids |= {e.touch.recipient or "" for e in entries if e.contact_key == contact.key}
+    ids.discard("")
+    return {i.strip().lower() for i in ids}
+
+
+async def unwritten_colleague_stop_reason(
+    store: EventStore | None,
+    crm: CRM | None,
+    entries: Iterable[OutboxEntry],
+    account: Account,
+    contact: Contact,
+) -> str | None:
+    """Why `contact`'s sequence at `account` must pause because someone there this campaign
+    never wrote to replied, opted out, booked a meeting or became an opportunity; None if no one.
+
+    `entries` are the campaign's outbox entries. Only what happened since the campaign first
+    wrote to the account counts (before that there is no sequence of ours to coordinate; older
+    history is the cooldowns' business). Someone is at the account when the event's address is
+    at the account's domain or a subdomain (`at_company`: never a personal mail provider's), when
+    they are on the account list, or when an event no touch was matched to names a CRM contact
+    of the account's CRM company. Colleagues the campaign wrote to are `colleague_stop_reason`'s.
+    """
+    entries = list(entries)
+    ours = [e for e in entries if e.account_id == account.account_id]
+    if store is None or not ours:
+        return None
+    since = min(e.created_at for e in ours)
+    own = _own(contact, ours)
+    found: dict[str, tuple[StoredEvent, str]] = {}
+
+    def consider(events: Iterable[StoredEvent], how: str) -> None:
+        for ev in events:
+            if (
+                ev.event.kind in _UNHEARD_STOPS
+                and ev.event.at >= since
+                and (ev.person or "").strip().lower() not in own
+                and ev.event.key not in found
+            ):
+                found[ev.event.key] = (ev, how)
+
+    if account.domain.strip().lower() not in PERSONAL_MAIL:
+        at_domain = store.events(domain=account.domain)
+        consider(
+            [e for e in at_domain if at_company(e.person, account.domain)],
+            "by their address at the company's domain",
+        )
+    for other in account.contacts:
+        if other.key != contact.key:
+            for ident in dict.fromkeys(i for i in (other.email, other.linkedin_url) if i):
+                consider(store.events(person=ident), "on the account list")
+    if crm is not None:
+        # Unmatched events that name nobody by a company address: a LinkedIn reply, a personal
+        # mailbox. The CRM may know the person as one of the company's contacts.
+        loose = [
+            e
+            for kind in sorted(_UNHEARD_STOPS)
+            for e in store.events(kind=kind, matched=False)
+            if e.event.at >= since and (not e.event.email or _host(e.event.email) in PERSONAL_MAIL)
+        ]
+        company = await crm.find_company(account.domain) if loose else None
+        for ev in loose:
+            if company is None:
+                break
+            probe = Contact(name="", email=ev.event.email, linkedin_url=ev.event.linkedin_url)
+            record = await crm.find_contact(probe)
+            if record is not None and record.company_id == company.id:
+                consider([ev], "a CRM contact of the company")
+    if not found:
+        return None
+    ev, how = min(found.values(), key=lambda hit: hit[0].event.at)
+    # No address in the line: it lands in the ledger, which erasure does not rewrite.
+    return (
+        f"someone else at this account ({how}), not written to in this campaign, "
+        f"{_SAID[ev.event.kind]} on {ev.event.at:%Y-%m-%d %H:%M} UTC (event {ev.event.key[:40]})"
+    )
+
+
+def _host(email: str) -> str:
+    return email.rsplit("@", 1)[-1].strip().lower().rstrip(".")

@@ -21,7 +21,7 @@ from gtm.domain.identity import profile_url
 from tools.sqlite import connect, erase_rows, where
 from tools.suppression import normalise
 
-__all__ = ["EventBrief", "EventStore", "StoredEvent", "person_of"]
+__all__ = ["EventBrief", "EventStore", "StoredEvent", "domain_patterns", "person_of"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -50,6 +50,16 @@ def person_of(event: Event) -> str | None:
     if event.channel == "linkedin":
         return url or email
     return email or url
+
+
+def domain_patterns(domain: str) -> tuple[str, str]:
+    """The two LIKE patterns (escape character a backslash) of a person kept as an address at
+    `domain` or at a subdomain of it: `%@acme.ai` and `%@%.acme.ai`, wildcards in the domain
+    escaped. Persons are kept lower-cased (`person_of`), so the domain is lower-cased too."""
+    d = domain.strip().lower()
+    for ch in ("\\", "%", "_"):
+        d = d.replace(ch, "\\" + ch)
+    return f"%@{d}", f"%@%.{d}"
 
 
 class StoredEvent:
@@ -131,14 +141,20 @@ class EventStore:
         kind: EventKind | None = None,
         outbox_key: str | None = None,
         matched: bool | None = None,
+        domain: str | None = None,
     ) -> list[StoredEvent]:
         """Events oldest first, filtered by person (any spelling of an email or profile URL),
-        kind, the touch they answer, and whether they answer one at all."""
+        kind, the touch they answer, whether they answer one at all, and the mail domain of the
+        person (an address at `domain` or a subdomain of it; `domain_patterns`)."""
         probe = _canonical_person(person) if person is not None else None
         clause, args = where(person=probe, kind=kind, outbox_key=outbox_key)
+        tests = [clause.removeprefix(" WHERE ")] if clause else []
         if matched is not None:
-            test = "outbox_key IS NOT NULL" if matched else "outbox_key IS NULL"
-            clause = f"{clause} AND {test}" if clause else f" WHERE {test}"
+            tests.append("outbox_key IS NOT NULL" if matched else "outbox_key IS NULL")
+        if domain is not None:
+            tests.append("(person LIKE ? ESCAPE '\\' OR person LIKE ? ESCAPE '\\')")
+            args.extend(domain_patterns(domain))
+        clause = " WHERE " + " AND ".join(tests) if tests else ""
         rows = self._db.execute(f"SELECT * FROM events{clause} ORDER BY at, rowid", args)
         return [self._stored(r) for r in rows.fetchall()]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from gtm.domain.events import Event, EventKind
 from gtm.domain.identity import profile_url
-from tools.events import EventBrief, StoredEvent, person_of
+from tools.events import EventBrief, StoredEvent, domain_patterns, person_of
 from tools.pg import Database, open_database
 from tools.suppression import normalise
 
@@ -92,9 +92,11 @@ class PgEventStore:
         kind: EventKind | None = None,
         outbox_key: str | None = None,
         matched: bool | None = None,
+        domain: str | None = None,
     ) -> list[StoredEvent]:
         """Events oldest first, filtered by person (any spelling of an email or profile URL),
-        kind, the touch they answer, and whether they answer one at all."""
+        kind, the touch they answer, whether they answer one at all, and the mail domain of the
+        person (`tools.events.domain_patterns`)."""
         probe = _canonical_person(person) if person is not None else None
         tests: list[str] = []
         args: list[Any] = []
@@ -104,6 +106,9 @@ class PgEventStore:
                 args.append(value)
         if matched is not None:
             tests.append("outbox_key IS NOT NULL" if matched else "outbox_key IS NULL")
+        if domain is not None:
+            tests.append("(person LIKE %s ESCAPE '\\' OR person LIKE %s ESCAPE '\\')")
+            args.extend(domain_patterns(domain))
         clause = " WHERE " + " AND ".join(tests) if tests else ""
         with self._db.connection() as conn:
             rows = conn.execute(

@@ -11,7 +11,8 @@ idempotency keys: the outbox would refuse the second).
 Slots are filled in order, one after the other, and a slot is only opened when every earlier
 slot's checkpoint names its person: a slot whose intake found nobody (or whose first checkpoint
 is not written yet) closes the account for this run. The replies of one person stop the others
-through `agents.followup.colleague_stop_reason`, not here.
+through `agents.followup.colleague_stop_reason`, and those of someone at the account the
+campaign never wrote to through `agents.same_account.unwritten_colleague_stop_reason`, not here.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@
    distinction, so every bounce is taken as hard, and it is no opt-out, so other channels stay.
 2. `escalate_pending` (`gtm escalations run`): each reply is classified with the model
    (`evals.reply_classifier`), the person, tier and owner are looked up (the thread the event
-   answers, then the CRM), and `gtm.app.escalations.escalate` acts on it. Opened without a
-   model, a reply the rules call an opt-out is escalated on the rules' verdict (a model could
-   add nothing an opt-out acts on); any other reply waits for a pass with a model.
+   answers, with several people per account the one whose person the touch went to, then the
+   CRM), and `gtm.app.escalations.escalate` acts on it. Opened without a model, a reply the
+   rules call an opt-out is escalated on the rules' verdict (a model could add nothing an
+   opt-out acts on); any other reply waits for a pass with a model.
 
 Which events passed which stage is kept in `tools.escalations`, so neither pass acts twice.
 """
@@ -18,10 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from evals.replies import ClassifiedReply, SignalEvidence, classify
 from evals.reply_classifier import classify_reply
 from gtm.app.checkpoints import thread_values
+from gtm.app.contact_slots import MAX_SLOTS
 from gtm.app.escalations import (
     REPLY_KINDS,
     escalate,
@@ -31,7 +34,8 @@ from gtm.app.escalations import (
 )
 from gtm.app.workspace import ModelNotStarted, Workspace
 from gtm.domain.events import Event
-from gtm.domain.models import Contact
+from gtm.domain.identity import profile_url
+from gtm.domain.models import Contact, OutboxEntry
 from gtm.domain.playbook import Playbook
 from gtm.domain.threads import thread_id_for
 from tools.escalations import Escalation
@@ -100,6 +104,36 @@ class PendingReport:
     errors: list[str] = field(default_factory=list)
 
 
+def _is_for(contact: Contact | None, entry: OutboxEntry) -> bool:
+    """The thread's person is the one this outbox entry went to: by the contact key, or by the
+    address the entry records (`touch.recipient`)."""
+    if contact is None:
+        return False
+    if contact.key == entry.contact_key:
+        return True
+    sent_to = (entry.touch.recipient or "").strip().lower()
+    mine = {(contact.email or "").strip().lower()}
+    if contact.linkedin_url:
+        mine.add(profile_url(contact.linkedin_url) or contact.linkedin_url.strip().lower())
+    return bool(sent_to) and sent_to in mine
+
+
+async def _thread_of(ws: Workspace, entry: OutboxEntry) -> tuple[str, dict[str, Any]]:
+    """The thread of `entry`'s account in its campaign that writes to the person the entry went
+    to, with its checkpoint values: with several people per account that may be any slot's
+    (`campaign:account#2`...). The account's first thread when none names the person."""
+    first = thread_id_for(entry.campaign, entry.account_id)
+    first_values = await thread_values(ws, first)
+    if _is_for(first_values.get("contact"), entry):
+        return first, first_values
+    for slot in range(1, MAX_SLOTS):
+        tid = thread_id_for(entry.campaign, entry.account_id, slot)
+        values = await thread_values(ws, tid)
+        if _is_for(values.get("contact"), entry):
+            return tid, values
+    return first, first_values
+
+
 async def _context(
     ws: Workspace, stored: StoredEvent
 ) -> tuple[Contact | None, int | None, str, str | None, str, Playbook]:
@@ -115,15 +149,14 @@ async def _context(
     pb = ws.playbook
     if entry is not None:
         pb, account_id = ws.playbook_for(entry.campaign), entry.account_id
-        tid = thread_id_for(entry.campaign, entry.account_id)
+        tid, values = await _thread_of(ws, entry)
         if (row := ws.ledger.get(tid)) is not None:
             tier, company = row.tier, row.company
-        values = await thread_values(ws, tid)
         if (account := values.get("account")) is not None:
             owner, company = account.owner, company or account.company
             if tier is None and (hit := pb.tier_of(account)) is not None:
                 tier = hit.tier
-        if (c := values.get("contact")) is not None and c.key == entry.contact_key:
+        if _is_for(c := values.get("contact"), entry):
             contact = c  # the thread's person, only when it is the one this touch went to
     probe = contact or Contact(name="", email=ev.email, linkedin_url=ev.linkedin_url)
     record = await ws.deps.crm.find_contact(probe)

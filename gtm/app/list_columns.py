@@ -36,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from gtm.domain.identity import PERSONAL_MAIL
 from gtm.domain.models import Fact
 
 __all__ = [
@@ -101,12 +102,6 @@ FIELDS = (
     *PROFILE,
     *PQL,
 )
-PERSONAL_MAIL = frozenset(
-    "gmail.com googlemail.com yahoo.com ymail.com hotmail.com outlook.com live.com msn.com "
-    "icloud.com me.com mac.com aol.com proton.me protonmail.com gmx.com gmx.de gmx.net web.de "
-    "mail.ru yandex.ru qq.com 163.com 126.com zoho.com hey.com fastmail.com".split()
-)
-"""Mail providers whose domain says nothing about the person's company."""
 _MULTILINE = frozenset(
     {"description", "signals", "tech_stack", "summary", "role_description", "notes"}
 )

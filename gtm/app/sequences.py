@@ -6,11 +6,12 @@ checkpointer (`gtm.app.checkpoints.reopen_thread`) so the follow-up is researche
 reviewed, approved and sent like a first touch. It runs at the end of every `gtm run`.
 
 A thread gets no further step when its sequence was stopped (a reply, opt-out, bounce or meeting
-in the event store, or a reviewer's `gtm stop`; with several people per account, the same from
-anyone else the campaign wrote to there), when the playbook has no further step, or when
-its last step did not end `sent` (rejected, skipped, failed). Before re-opening, the stop
-conditions are read from the event store; the send node reads them again right before the
-provider call. Exactly once: the follow-up's outbox key carries its sequence position.
+in the event store, or a reviewer's `gtm stop`; the same from anyone else the campaign wrote to
+at the account, or from someone there it never wrote to since it first did), when the playbook
+has no further step, or when its last step did not end `sent` (rejected, skipped, failed).
+Before re-opening, the stop conditions are read from the event store; the send node reads them
+again right before the provider call. Exactly once: the follow-up's outbox key carries its
+sequence position.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from agents.followup import accepted_at, colleague_stop_reason, stop_reason, thread_keys
 from agents.personalize import step_at
+from agents.same_account import unwritten_colleague_stop_reason
 from gtm.app.checkpoints import reopen_thread, thread_unfinished, thread_values
 from gtm.app.ledger import ThreadRow
 from gtm.app.runner import advance
@@ -151,6 +153,10 @@ async def _due_threads(
         why = stop_reason(rt.events, contact, keys) or colleague_stop_reason(
             rt.events, entries, row.account_id, contact.key
         )
+        if why is None and (account := values.get("account")) is not None:
+            why = await unwritten_colleague_stop_reason(
+                rt.events, rt.deps.crm, entries, account, contact
+            )
         if why is not None:
             rt.ledger.stop_sequence(row.id, why)
             report.stopped.append(f"{row.company}: {why}")

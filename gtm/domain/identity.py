@@ -11,7 +11,14 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-__all__ = ["profile_url", "PROFILE_URL_EXAMPLE"]
+__all__ = ["profile_url", "PROFILE_URL_EXAMPLE", "PERSONAL_MAIL", "at_company"]
+
+PERSONAL_MAIL = frozenset(
+    "gmail.com googlemail.com yahoo.com ymail.com hotmail.com outlook.com live.com msn.com "
+    "icloud.com me.com mac.com aol.com proton.me protonmail.com gmx.com gmx.de gmx.net web.de "
+    "mail.ru yandex.ru qq.com 163.com 126.com zoho.com hey.com fastmail.com".split()
+)
+"""Mail providers whose domain says nothing about the person's company."""
 
 PROFILE_URL_EXAMPLE = "https://www.linkedin.com/in/name"
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
@@ -43,3 +50,16 @@ def profile_url(value: str) -> str | None:
     if m is None:
         return None
     return f"https://www.linkedin.com/in/{m.group(1).lower()}"
+
+
+def at_company(email: str | None, domain: str) -> bool:
+    """`email` is an address at the company of `domain` (or a subdomain of it): someone who
+    works there. Never for a personal mail provider's domain, where the address says nothing
+    about the company, nor for an empty or malformed address or domain."""
+    d = domain.strip().lower().removeprefix("www.").rstrip(".")
+    if not email or "@" not in email or not d or "." not in d or d in PERSONAL_MAIL:
+        return False
+    host = email.strip().lower().rsplit("@", 1)[1].rstrip(".")
+    if host in PERSONAL_MAIL:
+        return False
+    return host == d or host.endswith("." + d)
