@@ -24,6 +24,7 @@ __all__ = [
     "local_outbox",
     "mail_events",
     "outbox",
+    "outbox_logic",
     "pg",
     "pg_events",
     "pg_keys",

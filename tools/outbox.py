@@ -2,19 +2,30 @@
 
 States: `pending` (reserved, call not confirmed) → `sent` | `failed`; `unknown` when a process
 died between the provider call and the record. `unknown` is never retried automatically.
+
+`Outbox` is the ledger in a SQLite file: the queries and SQLite's writer lock. What they answer
+(caps, pacing, cooldowns) is decided in `tools.outbox_logic.OutboxStore`, shared with Postgres.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any
 
-from gtm.domain.models import Channel, OutboxEntry, OutboxState, Step, TouchFacts
+from gtm.domain.models import OutboxEntry, OutboxState, Step
+from tools.outbox_logic import (
+    CooldownHit,
+    Cooldowns,
+    Limit,
+    OutboxStore,
+    Reservation,
+    SentBrief,
+    iso_week_start,
+)
 from tools.sqlite import add_columns, compact, connect, where
 
 __all__ = [
@@ -57,79 +68,9 @@ _TOUCH_COLUMNS = {
 """`TouchFacts`, one column each, added to outboxes written before they were kept."""
 
 
-def iso_week_start(t: datetime) -> datetime:
-    """Monday 00:00 UTC of the ISO week containing `t`."""
-    t = t.astimezone(UTC)
-    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
-    return day - timedelta(days=day.weekday())
+class Outbox(OutboxStore[sqlite3.Connection]):
+    """The ledger in one SQLite file; several processes may share it."""
 
-
-@dataclass(frozen=True)
-class Limit:
-    """At most `limit` actions of one step by one sender from `since` (a cap window) on."""
-
-    limit: int
-    since: datetime
-    until: datetime
-    label: str
-
-
-@dataclass(frozen=True)
-class Cooldowns:
-    """How long a person, and anyone at their account, rests after an action of another
-    campaign. A window of zero (or less) does not apply."""
-
-    person: timedelta
-    account: timedelta
-
-
-@dataclass(frozen=True)
-class CooldownHit:
-    """The latest action of another campaign that keeps a person (`scope` "person") or their
-    account ("account") from being contacted now, and the window it falls in."""
-
-    entry: OutboxEntry
-    scope: Literal["person", "account"]
-    window: timedelta
-    age: timedelta
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """What `Outbox.reserve` did. `entry` is None when a cooldown, a cap or the pacing gap
-    stopped it."""
-
-    entry: OutboxEntry | None
-    created: bool
-    full: Limit | None = None
-    """The cap that is full, if one is."""
-    used: int = 0
-    not_before: datetime | None = None
-    """Pacing: the earliest time this sender may act again."""
-    cooldown: CooldownHit | None = None
-    """The action of another campaign that puts this person or account in cooldown, if one does."""
-
-
-class SentBrief(NamedTuple):
-    """A sent action as counting needs it (the funnel): no provider id, error or recipient."""
-
-    key: str
-    campaign: str
-    account_id: str
-    contact_key: str
-    step: Step
-    channel: Channel
-    sender: str
-    sent_at: datetime
-    """When it was marked sent (the row's `updated_at`)."""
-    position: int
-    tier: int | None
-    prompt_version: str | None
-    genericness: float | None
-    verdict: str | None
-
-
-class Outbox:
     def __init__(self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self._clock = clock
         self._db = connect(path, _SCHEMA)
@@ -145,79 +86,68 @@ class Outbox:
         return OutboxEntry.model_validate({**row, "touch": touch})
 
     @contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        """One writer at a time across processes: counting and inserting happen under one lock."""
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        yield self._db
+
+    @contextmanager
+    def _reserving(
+        self, key: str, sender: str, contact_key: str, account_id: str
+    ) -> Iterator[sqlite3.Connection]:
+        """SQLite's one writer lock across processes: counting and inserting happen under it."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield
+            yield self._db
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
-    def reserve(
-        self,
-        *,
-        key: str,
-        campaign: str,
-        account_id: str,
-        contact_key: str,
-        step: Step,
-        channel: Channel,
-        sender: str,
-        limits: Sequence[Limit] = (),
-        min_gap: timedelta | None = None,
-        cooldown: Cooldowns | None = None,
-        touch: TouchFacts | None = None,
-    ) -> Reservation:
-        """Record a `pending` action under `key`, if no entry has it, the person and account are
-        out of `cooldown`, and the caps allow it.
+    def _get(self, h: sqlite3.Connection, key: str) -> OutboxEntry | None:
+        r = h.execute("SELECT * FROM outbox WHERE key = ?", (key,)).fetchone()
+        return self._entry(r) if r else None
 
-        Deciding and inserting happen in one transaction that holds SQLite's write lock, so two
-        processes cannot both take the last slot under a cap, nor both contact one person from
-        two campaigns. `min_gap` is the least time since this sender's previous action (pacing
-        for live providers). `touch` is kept with the row: whom it went to and how it was judged.
-        """
-        now = self._clock()
-        with self._write_lock():
-            existing = self.get(key)
-            if existing is not None:
-                return Reservation(existing, created=False)
-            if cooldown is not None:
-                hit = self.cooldown_hit(
-                    campaign=campaign,
-                    contact_key=contact_key,
-                    account_id=account_id,
-                    cooldown=cooldown,
-                    now=now,
-                )
-                if hit is not None:
-                    return Reservation(None, created=False, cooldown=hit)
-            for lim in limits:
-                used = self.count(sender, step, lim.since)
-                if used >= lim.limit:
-                    return Reservation(None, created=False, full=lim, used=used)
-            if min_gap is not None and min_gap > timedelta(0):
-                row = self._db.execute(
-                    "SELECT MAX(created_at) FROM outbox WHERE sender = ? AND state != 'failed'",
-                    (sender,),
-                ).fetchone()
-                if row[0]:
-                    ready = datetime.fromisoformat(row[0]) + min_gap
-                    if ready > now:
-                        return Reservation(None, created=False, not_before=ready)
-            stamp = now.isoformat()
-            facts = (touch or TouchFacts()).model_dump()
-            self._db.execute(
-                "INSERT INTO outbox (key, campaign, account_id, contact_key, step, channel,"
-                f" sender, state, created_at, updated_at, {', '.join(_TOUCH_COLUMNS)})"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?{', ?' * len(_TOUCH_COLUMNS)})",
-                (key, campaign, account_id, contact_key, step, channel, sender, stamp, stamp)
-                + tuple(facts[k] for k in _TOUCH_COLUMNS),
-            )
-        entry = self.get(key)
+    def _count(self, h: sqlite3.Connection, sender: str, step: Step, since: datetime) -> int:
+        row = h.execute(
+            "SELECT COUNT(*) FROM outbox WHERE sender = ? AND step = ? AND created_at >= ?"
+            " AND state != 'failed'",
+            (sender, step, since.astimezone(UTC).isoformat()),
+        ).fetchone()
+        return int(row[0])
+
+    def _last_action(self, h: sqlite3.Connection, sender: str) -> datetime | None:
+        row = h.execute(
+            "SELECT MAX(created_at) FROM outbox WHERE sender = ? AND state != 'failed'",
+            (sender,),
+        ).fetchone()
+        return datetime.fromisoformat(row[0]) if row[0] else None
+
+    def _latest_near(
+        self, h: sqlite3.Connection, campaign: str, near: list[tuple[str, str, datetime]]
+    ) -> OutboxEntry | None:
+        clause = " OR ".join(f"({column} = ? AND created_at > ?)" for column, _, _ in near)
+        args: list[str] = [campaign]
+        for _, value, since in near:
+            args += [value, since.isoformat()]
+        row = h.execute(
+            f"SELECT * FROM outbox WHERE campaign != ? AND state != 'failed' AND ({clause})"
+            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            args,
+        ).fetchone()
+        return self._entry(row) if row else None
+
+    def _insert(
+        self, h: sqlite3.Connection, now: datetime, fields: tuple[str, ...], facts: dict[str, Any]
+    ) -> OutboxEntry:
+        stamp = now.isoformat()
+        h.execute(
+            "INSERT INTO outbox (key, campaign, account_id, contact_key, step, channel,"
+            f" sender, state, created_at, updated_at, {', '.join(_TOUCH_COLUMNS)})"
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?{', ?' * len(_TOUCH_COLUMNS)})",
+            (*fields, stamp, stamp, *(facts[k] for k in _TOUCH_COLUMNS)),
+        )
+        entry = self._get(h, fields[0])
         assert entry is not None
-        return Reservation(entry, created=True)
+        return entry
 
     def release(self, key: str) -> None:
         """Drop a `pending` reservation whose call certainly did not happen (so it may retry)."""
@@ -231,19 +161,6 @@ class Outbox:
             " updated_at = ? WHERE key = ?",
             (state, provider_id, error, self._clock().isoformat(), key),
         )
-
-    def mark_sent(self, key: str, provider_id: str) -> None:
-        self._mark(key, "sent", provider_id, None)
-
-    def mark_failed(self, key: str, error: str) -> None:
-        self._mark(key, "failed", None, error)
-
-    def mark_unknown(self, key: str, error: str) -> None:
-        self._mark(key, "unknown", None, error)
-
-    def get(self, key: str) -> OutboxEntry | None:
-        r = self._db.execute("SELECT * FROM outbox WHERE key = ?", (key,)).fetchone()
-        return self._entry(r) if r else None
 
     def entries(
         self, campaign: str | None = None, state: OutboxState | None = None
@@ -264,58 +181,6 @@ class Outbox:
             " WHERE state = 'sent'"
         ).fetchall()
         return [SentBrief._make((*r[:7], datetime.fromisoformat(r[7]), *r[8:])) for r in rows]
-
-    def count(self, sender: str, step: Step, since: datetime) -> int:
-        """Actions that count against a cap: everything but `failed`, from `since` on."""
-        row = self._db.execute(
-            "SELECT COUNT(*) FROM outbox WHERE sender = ? AND step = ? AND created_at >= ?"
-            " AND state != 'failed'",
-            (sender, step, since.astimezone(UTC).isoformat()),
-        ).fetchone()
-        return int(row[0])
-
-    def cooldown_hit(
-        self,
-        *,
-        campaign: str,
-        contact_key: str,
-        account_id: str,
-        cooldown: Cooldowns,
-        now: datetime | None = None,
-    ) -> CooldownHit | None:
-        """The latest action of another campaign that puts this person or account in cooldown.
-
-        Every state but `failed` counts: a `pending` or `unknown` action may be mid-call or may
-        have reached the person. The campaign's own actions are exempt (a visit before a connect).
-        `reserve` asks this under its write lock; read alone (at intake) it is only a forecast.
-        """
-        now = (now or self._clock()).astimezone(UTC)
-        windows = [
-            (column, value, window)
-            for column, value, window in (
-                ("contact_key", contact_key, cooldown.person),
-                ("account_id", account_id, cooldown.account),
-            )
-            if window > timedelta(0)
-        ]
-        if not windows:
-            return None
-        near = " OR ".join(f"({column} = ? AND created_at > ?)" for column, _, _ in windows)
-        args: list[str] = [campaign]
-        for _, value, window in windows:
-            args += [value, (now - window).isoformat()]
-        row = self._db.execute(
-            f"SELECT * FROM outbox WHERE campaign != ? AND state != 'failed' AND ({near})"
-            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            args,
-        ).fetchone()
-        if row is None:
-            return None
-        entry = self._entry(row)
-        age = now - entry.created_at
-        if entry.contact_key == contact_key and age < cooldown.person:
-            return CooldownHit(entry, "person", cooldown.person, age)
-        return CooldownHit(entry, "account", cooldown.account, age)
 
     def erase_contact(self, contact_key: str, replacement: str) -> int:
         """Replace a person's key by a one-way stand-in and forget the address an action went to

@@ -1,25 +1,28 @@
 """The send ledger (`tools.outbox.Outbox`) on Postgres, for several processes on several machines.
 
-Same methods, same answers. What SQLite gets from its single writer lock, this gets from
-transaction-scoped advisory locks held by the database server: `reserve` locks the key, the
-sender (its caps and pacing), the person and the account (their cooldowns) before it counts and
-inserts, so two reservations that could affect each other's answer run one after the other,
-wherever they run, and reservations that cannot (another seat, another person) run side by side.
-A process that dies mid-reservation loses its connection, and the server drops its locks and
-rolls its transaction back. Locks are taken in one fixed order, so two reservations never wait
-on each other in a circle.
+Same rules, same answers: `tools.outbox_logic.OutboxStore` holds them for both backends; this
+module gives the queries and the locking. What SQLite gets from its single writer lock, this
+gets from transaction-scoped advisory locks held by the database server: `reserve` locks the
+key, the sender (its caps and pacing), the person and the account (their cooldowns) before it
+counts and inserts, so two reservations that could affect each other's answer run one after the
+other, wherever they run, and reservations that cannot (another seat, another person) run side
+by side. A process that dies mid-reservation loses its connection, and the server drops its
+locks and rolls its transaction back. Locks are taken in one fixed order, so two reservations
+never wait on each other in a circle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
 
-from gtm.domain.models import Channel, OutboxEntry, OutboxState, Step, TouchFacts
-from tools.outbox import CooldownHit, Cooldowns, Limit, Reservation, SentBrief
+from gtm.domain.models import OutboxEntry, OutboxState, Step
+from tools.outbox_logic import OutboxStore, SentBrief
 from tools.pg import Database, open_database
 
 __all__ = ["PgOutbox"]
@@ -29,6 +32,8 @@ _COLUMNS = (
     "key, campaign, account_id, contact_key, step, channel, sender, state, provider_id, error,"
     " created_at, updated_at, " + ", ".join(_TOUCH)
 )
+
+_Cur = psycopg.Cursor[dict[str, Any]]
 
 
 def _entry(row: dict[str, Any]) -> OutboxEntry:
@@ -42,7 +47,7 @@ def _lock_keys(key: str, sender: str, contact_key: str, account_id: str) -> list
     return sorted({f"key:{key}", f"sender:{sender}", f"person:{contact_key}", f"acct:{account_id}"})
 
 
-class PgOutbox:
+class PgOutbox(OutboxStore[_Cur]):
     """`tools.outbox.Outbox` on a Postgres database (`GTM_DATABASE_URL`)."""
 
     def __init__(
@@ -55,75 +60,70 @@ class PgOutbox:
         if self._owned:
             self._db.close()
 
-    def _one(self, query: str, args: Sequence[Any]) -> dict[str, Any] | None:
+    @contextmanager
+    def _reading(self) -> Iterator[_Cur]:
         with self._db.connection() as conn:
-            return conn.cursor(row_factory=dict_row).execute(query, args).fetchone()
+            yield conn.cursor(row_factory=dict_row)
 
-    def _all(self, query: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._db.connection() as conn:
-            return conn.cursor(row_factory=dict_row).execute(query, args).fetchall()
-
-    def reserve(
-        self,
-        *,
-        key: str,
-        campaign: str,
-        account_id: str,
-        contact_key: str,
-        step: Step,
-        channel: Channel,
-        sender: str,
-        limits: Sequence[Limit] = (),
-        min_gap: timedelta | None = None,
-        cooldown: Cooldowns | None = None,
-        touch: TouchFacts | None = None,
-    ) -> Reservation:
-        """Record a `pending` action under `key`, if no entry has it, the person and account are
-        out of `cooldown`, and the caps allow it (`Outbox.reserve`).
-
-        One transaction: advisory locks on the key, sender, person and account first, then
-        the checks and the insert, so no other reservation can change what was counted before
-        this one commits."""
-        now = self._clock()
+    @contextmanager
+    def _reserving(
+        self, key: str, sender: str, contact_key: str, account_id: str
+    ) -> Iterator[_Cur]:
+        """One transaction: advisory locks on the key, sender, person and account first (held
+        until it ends), then whatever the block does."""
         with self._db.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             for name in _lock_keys(key, sender, contact_key, account_id):
                 cur.execute(
                     "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"outbox:{name}",)
                 )
-            found = cur.execute(f"SELECT {_COLUMNS} FROM outbox WHERE key = %s", (key,)).fetchone()
-            if found is not None:
-                return Reservation(_entry(found), created=False)
-            if cooldown is not None:
-                hit = self._cooldown_hit(
-                    cur, campaign, contact_key, account_id, cooldown, now.astimezone(UTC)
-                )
-                if hit is not None:
-                    return Reservation(None, created=False, cooldown=hit)
-            for lim in limits:
-                used = self._count(cur, sender, step, lim.since)
-                if used >= lim.limit:
-                    return Reservation(None, created=False, full=lim, used=used)
-            if min_gap is not None and min_gap > timedelta(0):
-                last = cur.execute(
-                    "SELECT MAX(created_at) AS last FROM outbox"
-                    " WHERE sender = %s AND state != 'failed'",
-                    (sender,),
-                ).fetchone()
-                if last is not None and last["last"] is not None:
-                    ready = last["last"] + min_gap
-                    if ready > now:
-                        return Reservation(None, created=False, not_before=ready)
-            facts = (touch or TouchFacts()).model_dump()
-            row = cur.execute(
-                f"INSERT INTO outbox ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, 'pending',"
-                f" NULL, NULL, %s, %s{', %s' * len(_TOUCH)})"
-                f" ON CONFLICT (key) DO NOTHING RETURNING {_COLUMNS}",
-                (key, campaign, account_id, contact_key, step, channel, sender, now, now)
-                + tuple(facts[k] for k in _TOUCH),
-            ).fetchone()
+            yield cur
+
+    def _get(self, h: _Cur, key: str) -> OutboxEntry | None:
+        row = h.execute(f"SELECT {_COLUMNS} FROM outbox WHERE key = %s", (key,)).fetchone()
+        return _entry(row) if row else None
+
+    def _count(self, h: _Cur, sender: str, step: Step, since: datetime) -> int:
+        row = h.execute(
+            "SELECT COUNT(*) AS n FROM outbox WHERE sender = %s AND step = %s"
+            " AND created_at >= %s AND state != 'failed'",
+            (sender, step, since),
+        ).fetchone()
+        assert row is not None
+        return int(row["n"])
+
+    def _last_action(self, h: _Cur, sender: str) -> datetime | None:
+        row = h.execute(
+            "SELECT MAX(created_at) AS last FROM outbox WHERE sender = %s AND state != 'failed'",
+            (sender,),
+        ).fetchone()
+        return None if row is None else row["last"]
+
+    def _latest_near(
+        self, h: _Cur, campaign: str, near: list[tuple[str, str, datetime]]
+    ) -> OutboxEntry | None:
+        clause = " OR ".join(f"({column} = %s AND created_at > %s)" for column, _, _ in near)
+        args: list[Any] = [campaign]
+        for _, value, since in near:
+            args += [value, since]
+        row = h.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE campaign != %s AND state != 'failed'"
+            f" AND ({clause}) ORDER BY created_at DESC, seq DESC LIMIT 1",
+            args,
+        ).fetchone()
+        return _entry(row) if row else None
+
+    def _insert(
+        self, h: _Cur, now: datetime, fields: tuple[str, ...], facts: dict[str, Any]
+    ) -> OutboxEntry:
+        row = h.execute(
+            f"INSERT INTO outbox ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, 'pending',"
+            f" NULL, NULL, %s, %s{', %s' * len(_TOUCH)})"
+            f" ON CONFLICT (key) DO NOTHING RETURNING {_COLUMNS}",
+            (*fields, now, now, *(facts[k] for k in _TOUCH)),
+        ).fetchone()
         assert row is not None, "the key's lock was held: no one else can have inserted it"
-        return Reservation(_entry(row), created=True)
+        return _entry(row)
 
     def release(self, key: str) -> None:
         """Drop a `pending` reservation whose call certainly did not happen (so it may retry)."""
@@ -140,27 +140,16 @@ class PgOutbox:
                 (state, provider_id, error, self._clock(), key),
             )
 
-    def mark_sent(self, key: str, provider_id: str) -> None:
-        self._mark(key, "sent", provider_id, None)
-
-    def mark_failed(self, key: str, error: str) -> None:
-        self._mark(key, "failed", None, error)
-
-    def mark_unknown(self, key: str, error: str) -> None:
-        self._mark(key, "unknown", None, error)
-
-    def get(self, key: str) -> OutboxEntry | None:
-        row = self._one(f"SELECT {_COLUMNS} FROM outbox WHERE key = %s", (key,))
-        return _entry(row) if row else None
-
     def entries(
         self, campaign: str | None = None, state: OutboxState | None = None
     ) -> list[OutboxEntry]:
         used = [(c, v) for c, v in (("campaign", campaign), ("state", state)) if v is not None]
         clause = " WHERE " + " AND ".join(f"{c} = %s" for c, _ in used) if used else ""
-        rows = self._all(
-            f"SELECT {_COLUMNS} FROM outbox{clause} ORDER BY created_at, seq", [v for _, v in used]
-        )
+        with self._reading() as h:
+            rows = h.execute(
+                f"SELECT {_COLUMNS} FROM outbox{clause} ORDER BY created_at, seq",
+                [v for _, v in used],
+            ).fetchall()
         return [_entry(r) for r in rows]
 
     def sent_briefs(self) -> list[SentBrief]:
@@ -172,73 +161,6 @@ class PgOutbox:
                 " WHERE state = 'sent'"
             ).fetchall()
         return [SentBrief._make(r) for r in rows]
-
-    @staticmethod
-    def _count(cur: Any, sender: str, step: Step, since: datetime) -> int:
-        row = cur.execute(
-            "SELECT COUNT(*) AS n FROM outbox WHERE sender = %s AND step = %s"
-            " AND created_at >= %s AND state != 'failed'",
-            (sender, step, since),
-        ).fetchone()
-        return int(row["n"])
-
-    def count(self, sender: str, step: Step, since: datetime) -> int:
-        """Actions that count against a cap: everything but `failed`, from `since` on."""
-        with self._db.connection() as conn:
-            return self._count(conn.cursor(row_factory=dict_row), sender, step, since)
-
-    @staticmethod
-    def _cooldown_hit(
-        cur: Any,
-        campaign: str,
-        contact_key: str,
-        account_id: str,
-        cooldown: Cooldowns,
-        now: datetime,
-    ) -> CooldownHit | None:
-        windows = [
-            (column, value, window)
-            for column, value, window in (
-                ("contact_key", contact_key, cooldown.person),
-                ("account_id", account_id, cooldown.account),
-            )
-            if window > timedelta(0)
-        ]
-        if not windows:
-            return None
-        near = " OR ".join(f"({column} = %s AND created_at > %s)" for column, _, _ in windows)
-        args: list[Any] = [campaign]
-        for _, value, window in windows:
-            args += [value, now - window]
-        row = cur.execute(
-            f"SELECT {_COLUMNS} FROM outbox WHERE campaign != %s AND state != 'failed'"
-            f" AND ({near}) ORDER BY created_at DESC, seq DESC LIMIT 1",
-            args,
-        ).fetchone()
-        if row is None:
-            return None
-        entry = _entry(row)
-        age = now - entry.created_at
-        if entry.contact_key == contact_key and age < cooldown.person:
-            return CooldownHit(entry, "person", cooldown.person, age)
-        return CooldownHit(entry, "account", cooldown.account, age)
-
-    def cooldown_hit(
-        self,
-        *,
-        campaign: str,
-        contact_key: str,
-        account_id: str,
-        cooldown: Cooldowns,
-        now: datetime | None = None,
-    ) -> CooldownHit | None:
-        """The latest action of another campaign that puts this person or account in cooldown
-        (`Outbox.cooldown_hit`); read alone, outside `reserve`, only a forecast."""
-        at = (now or self._clock()).astimezone(UTC)
-        with self._db.connection() as conn:
-            return self._cooldown_hit(
-                conn.cursor(row_factory=dict_row), campaign, contact_key, account_id, cooldown, at
-            )
 
     def erase_contact(self, contact_key: str, replacement: str) -> int:
         """Replace a person's key by a one-way stand-in and forget the address an action went
@@ -257,20 +179,16 @@ class PgOutbox:
     def recover_stale_pending(self, older_than: datetime) -> list[OutboxEntry]:
         """`pending` rows older than a time belong to a dead process: they become `unknown`.
         One statement, so two processes recovering at once each report a row at most once."""
-        with self._db.connection() as conn:
-            rows = (
-                conn.cursor(row_factory=dict_row)
-                .execute(
-                    "UPDATE outbox SET state = 'unknown', error = %s, updated_at = %s"
-                    " WHERE state = 'pending' AND updated_at < %s"
-                    f" RETURNING seq, {_COLUMNS}",
-                    (
-                        "pending when its process died; check the provider by hand",
-                        self._clock(),
-                        older_than,
-                    ),
-                )
-                .fetchall()
-            )
+        with self._reading() as h:
+            rows = h.execute(
+                "UPDATE outbox SET state = 'unknown', error = %s, updated_at = %s"
+                " WHERE state = 'pending' AND updated_at < %s"
+                f" RETURNING seq, {_COLUMNS}",
+                (
+                    "pending when its process died; check the provider by hand",
+                    self._clock(),
+                    older_than,
+                ),
+            ).fetchall()
         rows.sort(key=lambda r: (r["created_at"], r["seq"]))
         return [_entry(r) for r in rows]

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Callable
+import json
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
@@ -31,6 +35,7 @@ from tools.sqlite import compact, connect
 
 __all__ = [
     "SuppressionList",
+    "SuppressionStore",
     "SuppressionKind",
     "SuppressionError",
     "normalise",
@@ -49,6 +54,7 @@ _COLUMNS: dict[str, SuppressionKind] = {
     "linkedin_url": "linkedin",
     "linkedin": "linkedin",
 }
+_C = TypeVar("_C")
 _SCHEMA_VERSION = 1
 """1: entries stored in a non-canonical spelling also carry their canonical one."""
 
@@ -128,63 +134,57 @@ class ImportReport:
     errors: list[str]
 
 
-class SuppressionList:
-    """The list in one SQLite file; `clock` stamps entries and erasure records."""
+class SuppressionStore(ABC, Generic[_C]):
+    """The list's rules (what is entered under which form, what a probe asks), once for every
+    backend. A backend gives the queries: `_writing` (one unit of writes, yielding the handle
+    `_put` and `_delete` take), `_count`, `_reasons`, and the reads and erasure records."""
 
-    def __init__(
-        self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
-        self._clock = clock
-        self._db = connect(
-            path,
-            "CREATE TABLE IF NOT EXISTS suppressions (kind TEXT NOT NULL, value TEXT NOT NULL,"
-            " reason TEXT NOT NULL, added_at TEXT NOT NULL, PRIMARY KEY (kind, value));"
-            "CREATE TABLE IF NOT EXISTS erasures (n INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " at TEXT NOT NULL, fingerprint TEXT NOT NULL, requested_by TEXT NOT NULL,"
-            " erased TEXT NOT NULL);",
-        )
-        self._upgrade()
+    _clock: Callable[[], datetime]
 
-    def _upgrade(self) -> None:
-        """Give entries that earlier versions stored in another spelling (`de.linkedin.com/…`,
-        no scheme) their canonical form too, so the people they name stay suppressed."""
-        if self._db.execute("PRAGMA user_version").fetchone()[0] >= _SCHEMA_VERSION:
-            return
-        rows = self._db.execute(
-            "SELECT kind, value, reason, added_at FROM suppressions WHERE kind != 'erased'"
-        ).fetchall()
-        for r in rows:
-            form = canonical(r["kind"], r["value"])
-            if form is not None and form != r["value"]:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)",
-                    (r["kind"], form, r["reason"], r["added_at"]),
-                )
-        self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+    @abstractmethod
+    def _writing(self) -> AbstractContextManager[_C]:
+        """The handle the writes of one method go through (SQLite: its autocommit connection,
+        each statement its own transaction; Postgres: one transaction for them all)."""
 
-    def close(self) -> None:
-        self._db.close()
+    @abstractmethod
+    def _put(self, c: _C, kind: SuppressionKind, form: str, reason: str) -> None:
+        """Enter `form` as a `kind`, stamped now, unless it is already there."""
+
+    @abstractmethod
+    def _delete(self, c: _C, kind: SuppressionKind, form: str) -> int:
+        """Remove the plain entry `form`; how many rows went."""
+
+    @abstractmethod
+    def _count(self, kind: SuppressionKind, form: str) -> int:
+        """How many entries are `form` as a `kind` (0 or 1)."""
+
+    @abstractmethod
+    def _reasons(self, probes: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The reason of each (kind, form) among `probes` that is on the list."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def entries(self) -> list[tuple[str, str, str]]:
+        """(kind, value, reason) of every entry, oldest first."""
+
+    @abstractmethod
+    def record_erasure(self, fingerprint: str, requested_by: str, erased: dict[str, int]) -> None:
+        """Keep proof that an erasure happened, without keeping who it was; then compact the
+        store so the plain entries `erase` removed leave no bytes in its files."""
+
+    @abstractmethod
+    def erasures(self) -> list[tuple[str, str, str, str]]:
+        """(at, fingerprint, requested_by, erased) of every erasure record, in order."""
 
     def add(self, kind: SuppressionKind, value: str, reason: str) -> None:
         """Enter one identifier; raises `SuppressionError` when it is not a valid `kind`."""
         problem = why_invalid(kind, value)
         if problem:
             raise SuppressionError(problem)
-        self._put(kind, normalise(kind, value), reason)
-
-    def _put(self, kind: SuppressionKind, form: str, reason: str) -> None:
-        self._db.execute(
-            "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)",
-            (kind, form, reason, self._clock().isoformat()),
-        )
-
-    def entries(self) -> list[tuple[str, str, str]]:
-        return [
-            (k, v, r)
-            for k, v, r in self._db.execute(
-                "SELECT kind, value, reason FROM suppressions ORDER BY added_at"
-            )
-        ]
+        with self._writing() as c:
+            self._put(c, kind, normalise(kind, value), reason)
 
     def add_person(
         self, *, email: str | None, linkedin_url: str | None, person_key: str | None, reason: str
@@ -193,30 +193,27 @@ class SuppressionList:
 
         These come from the person's own records (a CRM, an account list), so a malformed one
         is still entered, in the form it is probed under: refusing it would let them through."""
-        n = 0
-        for kind, value in (
+        given: list[tuple[SuppressionKind, str | None]] = [
             ("email", email),
             ("linkedin", linkedin_url),
             ("person_key", person_key),
-        ):
-            if value and value.strip():
-                self._put(kind, normalise(kind, value), reason)  # type: ignore[arg-type]
-                n += 1
+        ]
+        n = 0
+        with self._writing() as c:
+            for kind, value in given:
+                if value and value.strip():
+                    self._put(c, kind, normalise(kind, value), reason)
+                    n += 1
         return n
 
     def erase(self, identifiers: list[tuple[SuppressionKind, str]], reason: str) -> int:
         """Replace a person's plain entries by hashed ones: still suppressed, no longer named.
         Returns how many plain entries it replaced."""
         n = 0
-        for kind, value in identifiers:
-            n += self._db.execute(
-                "DELETE FROM suppressions WHERE kind = ? AND value = ?",
-                (kind, normalise(kind, value)),
-            ).rowcount
-            self._db.execute(
-                "INSERT OR IGNORE INTO suppressions VALUES ('erased', ?, ?, ?)",
-                (fingerprint(kind, value), reason, self._clock().isoformat()),
-            )
+        with self._writing() as c:
+            for kind, value in identifiers:
+                n += self._delete(c, kind, normalise(kind, value))
+                self._put(c, "erased", fingerprint(kind, value), reason)
         return n
 
     def named(self, identifiers: list[tuple[SuppressionKind, str]]) -> tuple[int, bool]:
@@ -225,28 +222,6 @@ class SuppressionList:
         plain = sum(self._count(kind, normalise(kind, value)) for kind, value in identifiers)
         hashed = any(self._count("erased", fingerprint(k, v)) for k, v in identifiers)
         return plain, hashed
-
-    def _count(self, kind: SuppressionKind, form: str) -> int:
-        row = self._db.execute(
-            "SELECT COUNT(*) FROM suppressions WHERE kind = ? AND value = ?", (kind, form)
-        ).fetchone()
-        return int(row[0])
-
-    def record_erasure(self, fingerprint: str, requested_by: str, erased: dict[str, int]) -> None:
-        """Keep proof that an erasure happened, without keeping who it was."""
-        import json
-
-        self._db.execute(
-            "INSERT INTO erasures (at, fingerprint, requested_by, erased) VALUES (?, ?, ?, ?)",
-            (self._clock().isoformat(), fingerprint, requested_by, json.dumps(erased)),
-        )
-        compact(self._db)
-
-    def erasures(self) -> list[tuple[str, str, str, str]]:
-        return [
-            (r["at"], r["fingerprint"], r["requested_by"], r["erased"])
-            for r in self._db.execute("SELECT * FROM erasures ORDER BY n")
-        ]
 
     def import_csv(self, path: Path, *, default_reason: str) -> ImportReport:
         """Add every row of a do-not-contact CSV (columns: email, domain, linkedin_url, reason;
@@ -309,6 +284,8 @@ class SuppressionList:
         email: str | None = None,
         linkedin_url: str | None = None,
     ) -> str | None:
+        """Why these identifiers must not be contacted, or None: every probe in its plain and
+        its hashed (erased) form, the first hit in this order reported."""
         probes: list[tuple[SuppressionKind, str]] = []
         if domain:
             probes.append(("domain", domain))
@@ -318,16 +295,105 @@ class SuppressionList:
             probes += [("email", email), ("domain", normalise("email", email).rsplit("@", 1)[-1])]
         if linkedin_url:
             probes.append(("linkedin", linkedin_url))
+        ordered: list[tuple[str, str, str]] = []
         for kind, value in probes:
-            for probe_kind, probe in (
-                (kind, normalise(kind, value)),
-                ("erased", fingerprint(kind, value)),
-            ):
-                row = self._db.execute(
-                    "SELECT reason FROM suppressions WHERE kind = ? AND value = ?",
-                    (probe_kind, probe),
-                ).fetchone()
-                if row:
-                    shown = probe if probe_kind != "erased" else "(erased person)"
-                    return f"{kind} {shown} is on the do-not-contact list: {row[0]}"
+            ordered.append((kind, kind, normalise(kind, value)))
+            ordered.append((kind, "erased", fingerprint(kind, value)))
+        if not ordered:
+            return None
+        found = self._reasons([(k, v) for _, k, v in ordered])
+        for asked, probe_kind, probe in ordered:
+            if (probe_kind, probe) in found:
+                shown = probe if probe_kind != "erased" else "(erased person)"
+                return f"{asked} {shown} is on the do-not-contact list: {found[probe_kind, probe]}"
         return None
+
+
+class SuppressionList(SuppressionStore[sqlite3.Connection]):
+    """The list in one SQLite file; `clock` stamps entries and erasure records."""
+
+    def __init__(
+        self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self._clock = clock
+        self._db = connect(
+            path,
+            "CREATE TABLE IF NOT EXISTS suppressions (kind TEXT NOT NULL, value TEXT NOT NULL,"
+            " reason TEXT NOT NULL, added_at TEXT NOT NULL, PRIMARY KEY (kind, value));"
+            "CREATE TABLE IF NOT EXISTS erasures (n INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " at TEXT NOT NULL, fingerprint TEXT NOT NULL, requested_by TEXT NOT NULL,"
+            " erased TEXT NOT NULL);",
+        )
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Give entries that earlier versions stored in another spelling (`de.linkedin.com/…`,
+        no scheme) their canonical form too, so the people they name stay suppressed."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] >= _SCHEMA_VERSION:
+            return
+        rows = self._db.execute(
+            "SELECT kind, value, reason, added_at FROM suppressions WHERE kind != 'erased'"
+        ).fetchall()
+        for r in rows:
+            form = canonical(r["kind"], r["value"])
+            if form is not None and form != r["value"]:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)",
+                    (r["kind"], form, r["reason"], r["added_at"]),
+                )
+        self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        yield self._db  # autocommit: each statement is its own transaction
+
+    def _put(self, c: sqlite3.Connection, kind: SuppressionKind, form: str, reason: str) -> None:
+        c.execute(
+            "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?)",
+            (kind, form, reason, self._clock().isoformat()),
+        )
+
+    def _delete(self, c: sqlite3.Connection, kind: SuppressionKind, form: str) -> int:
+        return c.execute(
+            "DELETE FROM suppressions WHERE kind = ? AND value = ?", (kind, form)
+        ).rowcount
+
+    def _count(self, kind: SuppressionKind, form: str) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM suppressions WHERE kind = ? AND value = ?", (kind, form)
+        ).fetchone()
+        return int(row[0])
+
+    def _reasons(self, probes: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        found: dict[tuple[str, str], str] = {}
+        for kind, form in probes:
+            row = self._db.execute(
+                "SELECT reason FROM suppressions WHERE kind = ? AND value = ?", (kind, form)
+            ).fetchone()
+            if row:
+                found[kind, form] = row[0]
+        return found
+
+    def entries(self) -> list[tuple[str, str, str]]:
+        return [
+            (k, v, r)
+            for k, v, r in self._db.execute(
+                "SELECT kind, value, reason FROM suppressions ORDER BY added_at"
+            )
+        ]
+
+    def record_erasure(self, fingerprint: str, requested_by: str, erased: dict[str, int]) -> None:
+        self._db.execute(
+            "INSERT INTO erasures (at, fingerprint, requested_by, erased) VALUES (?, ?, ?, ?)",
+            (self._clock().isoformat(), fingerprint, requested_by, json.dumps(erased)),
+        )
+        compact(self._db)
+
+    def erasures(self) -> list[tuple[str, str, str, str]]:
+        return [
+            (r["at"], r["fingerprint"], r["requested_by"], r["erased"])
+            for r in self._db.execute("SELECT * FROM erasures ORDER BY n")
+        ]

@@ -15,14 +15,11 @@ from __future__ import annotations
 import http.server
 import itertools
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +28,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.servers import Program, SessionServer, free_port, start
+
 __all__ = ["ChromaServer", "TokenGate", "chroma_server", "free_port", "start_chroma"]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+_CHROMA = Program("chroma run", "answer its heartbeat", signal.SIGTERM, grace=10)
 
 
 def _chroma_command() -> list[str]:
@@ -72,29 +67,11 @@ class ChromaServer:
         return name
 
 
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            raise RuntimeError(f"chroma run exited with {proc.returncode}: {text[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("chroma run did not answer its heartbeat within 30 s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+def _heartbeat(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def start_chroma() -> tuple[ChromaServer, subprocess.Popen[bytes]]:
@@ -113,37 +90,17 @@ def start_chroma() -> tuple[ChromaServer, subprocess.Popen[bytes]]:
         str(port),
     ]
     env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", "NO_COLOR": "1"}
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            args, cwd=root, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        _wait_ready(port, proc, log)
-    except BaseException:
-        _stop(proc)
-        shutil.rmtree(root, ignore_errors=True)
-        raise
+    proc = start(_CHROMA, args, root=root, log=log, probe=lambda: _heartbeat(port), env=env)
     return ChromaServer(port, root), proc
 
 
-_SHARED: dict[str, Any] = {}
+_SESSION: SessionServer[ChromaServer] = SessionServer(_CHROMA)
 
 
 @pytest.fixture(scope="session")
 def chroma_server() -> Iterator[ChromaServer]:
     """One `chroma run` on loopback for the whole session, stopped and deleted after it."""
-    if not _SHARED:
-        server, proc = start_chroma()
-        _SHARED.update(server=server, proc=proc, users=0)
-    _SHARED["users"] += 1
-    try:
-        yield _SHARED["server"]
-    finally:
-        _SHARED["users"] -= 1
-        if _SHARED["users"] == 0:
-            _stop(_SHARED["proc"])
-            shutil.rmtree(_SHARED["server"].root, ignore_errors=True)
-            _SHARED.clear()
+    yield from _SESSION.use(start_chroma)
 
 
 class TokenGate:

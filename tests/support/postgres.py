@@ -22,16 +22,17 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.servers import Program, SessionServer, start
+from tests.support.servers import free_port as _free_port  # the name tests import
 
 __all__ = ["PASSWORD_ROLE", "PostgresServer", "find_bindir", "postgres_server", "start_cluster"]
 
@@ -68,12 +69,6 @@ def find_bindir() -> Path | None:
         if (d / "initdb").is_file() and (d / "postgres").is_file():
             return d
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -141,31 +136,18 @@ host all all 127.0.0.1/32 trust
 """
 
 
-def _wait_ready(server: PostgresServer, proc: subprocess.Popen[bytes], log: Path) -> None:
+_POSTGRES = Program("postgres", "accept connections", signal.SIGINT, grace=15)
+"""Fast shutdown is SIGINT to the postmaster: it ends its backends."""
+
+
+def _accepts(server: PostgresServer) -> bool:
     import psycopg
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            raise RuntimeError(f"postgres exited with {proc.returncode}: {text[-2000:]}")
-        try:
-            with psycopg.connect(server.url(), connect_timeout=2):
-                return
-        except psycopg.OperationalError:
-            time.sleep(0.1)
-    raise RuntimeError("postgres did not accept connections within 30 s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Fast shutdown (SIGINT to the postmaster: it ends its backends), then SIGKILL."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    try:
+        with psycopg.connect(server.url(), connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
 
 
 def start_cluster(bindir: Path) -> tuple[PostgresServer, subprocess.Popen[bytes]]:
@@ -208,29 +190,14 @@ def start_cluster(bindir: Path) -> tuple[PostgresServer, subprocess.Popen[bytes]
     }
     for k, v in settings.items():
         args += ["-c", f"{k}={v}"]
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            args,
-            cwd=root,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **owner,
-        )
     server = PostgresServer("127.0.0.1", port, root, bindir)
-    try:
-        _wait_ready(server, proc, log)
-    except BaseException:
-        _stop(proc)
-        shutil.rmtree(root, ignore_errors=True)
-        raise
+    proc = start(
+        _POSTGRES, args, root=root, log=log, probe=lambda: _accepts(server), env=env, **owner
+    )
     return server, proc
 
 
-_SHARED: dict[str, Any] = {}
-"""The one cluster of this test session, however many modules import the fixture (each import
-is its own session fixture to pytest), and how many of them are still using it."""
+_SESSION: SessionServer[PostgresServer] = SessionServer(_POSTGRES)
 
 
 @pytest.fixture(scope="session")
@@ -240,15 +207,4 @@ def postgres_server() -> Iterator[PostgresServer]:
     bindir = find_bindir()
     if bindir is None:
         pytest.skip(f"no PostgreSQL server binaries (initdb, postgres) found: {INSTALL_HINT}")
-    if not _SHARED:
-        server, proc = start_cluster(bindir)
-        _SHARED.update(server=server, proc=proc, users=0)
-    _SHARED["users"] += 1
-    try:
-        yield _SHARED["server"]
-    finally:
-        _SHARED["users"] -= 1
-        if _SHARED["users"] == 0:
-            _stop(_SHARED["proc"])
-            shutil.rmtree(_SHARED["server"].root, ignore_errors=True)
-            _SHARED.clear()
+    yield from _SESSION.use(lambda: start_cluster(bindir))
