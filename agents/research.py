@@ -1,8 +1,9 @@
 """Research: gather facts a message may cite, each with an id and a source.
 
 Sources: the account list row(s), what Dux-Soup saw on the contact's LinkedIn profile
-(`tools.profiles`: dated with the day it was seen, stale ones marked), the CRM record and its
-logged touches, memory of earlier touches, and, when web research is on (`Deps.web`), the
+(`tools.profiles`: dated with the day it was seen, stale ones marked), the CRM record (with the
+product signals the playbook's `crm_lists.pql_properties` names, worded as a list's PQL column)
+and its logged touches, memory of earlier touches, and, when web research is on (`Deps.web`), the
 company's website (`agents.web_facts`: facts with a verbatim quote from the page, dated, stale
 ones marked). Nothing is inferred: a fact is a statement some source made. Unknown stays
 unknown. Text that tries to instruct the writer, from any source, is quarantined: the reviewer
@@ -12,6 +13,7 @@ sees it, the writer never does.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -21,7 +23,10 @@ from agents.qualify import qualify
 from agents.state import State
 from agents.web_facts import WebFindings, web_facts
 from evals.text import find_injection
+from gtm.domain.crm_lists import CrmName
 from gtm.domain.models import Account, Contact, Fact, FactKind, Touch
+from gtm.domain.pql import pql_facts
+from tools.crm import CRM, CompanyRecord, CompanySignals
 from tools.profiles import visit_facts
 
 _Found = list[tuple[FactKind, str, str, str | None]]
@@ -112,6 +117,16 @@ def history_facts(touches: list[Touch]) -> _Found:
     return out
 
 
+async def _company(
+    crm: CRM, domain: str, pql_properties: Mapping[CrmName, Mapping[str, str]]
+) -> CompanyRecord | None:
+    """The CRM's company record; with the product-signal properties the campaign's playbook
+    names, where the CRM can hold them. None named: the plain lookup, nothing more asked."""
+    if pql_properties and isinstance(crm, CompanySignals):
+        return await crm.find_company_with_signals(domain, pql_properties)
+    return await crm.find_company(domain)
+
+
 async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = runtime.context
     account = state.account
@@ -131,7 +146,7 @@ async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
                 found.append((f.kind, f.text, f.source, f.url))
                 dated.setdefault(f.text, f)
 
-    company = await deps.crm.find_company(account.domain)
+    company = await _company(deps.crm, account.domain, deps.playbook.crm_lists.pql_properties)
     if company is not None:
         if company.owner:
             found.append(
@@ -142,6 +157,9 @@ async def research(state: State, runtime: Runtime[Deps]) -> dict[str, Any]:
                     None,
                 )
             )
+        # Beside a list column for the same signal, not instead of it: the card shows both.
+        for f in pql_facts(account.company, company.pql):
+            found.append((f.kind, f.text, f.source, f.url))
         for act in await deps.crm.activities(company.id):
             found.append(
                 (

@@ -18,6 +18,9 @@ scope grants its `read`. `gtm doctor` names any that is missing before a run.
 - Optional attributes, read when the workspace has them: `lifecycle_stage` (select) and
   `owner` (actor reference) on companies, `opted_out` (checkbox) on people. Open deals come
   from the standard deals object (`associated_company`, `stage` not Won or Lost), every page.
+- Product signals: research asks `find_company_with_signals` for the company attributes the
+  playbook's `crm_lists.pql_properties.attio` names, read from the record found, value by value
+  as a list campaign reads them (`tools.attio_lists.company_signals`).
 - Paging: notes 50 a page (Attio's maximum), tasks and records 500, by `offset`, up to
   `MAX_PAGES`; a listing that does not end is a `PagingError`, never a partial answer.
 - Limits: 100 reads and 25 writes per second.
@@ -30,8 +33,9 @@ from typing import Any
 
 from aiolimiter import AsyncLimiter
 
+from gtm.domain.crm_lists import CrmName
 from gtm.domain.models import Account, Contact
-from tools.attio_lists import read_attio_list
+from tools.attio_lists import company_signals, read_attio_list
 from tools.crm import (
     Activity,
     CompanyRecord,
@@ -208,7 +212,9 @@ class AttioCRM:
         )
         return dict(data["data"])
 
-    async def _company(self, raw: dict[str, Any]) -> CompanyRecord:
+    async def _company(
+        self, raw: dict[str, Any], signals: Mapping[str, str] | None = None
+    ) -> CompanyRecord:
         rid = raw["id"]["record_id"]
         v = raw.get("values") or {}
         domain = (_first(v, "domains") or {}).get("domain", "")
@@ -232,6 +238,7 @@ class AttioCRM:
             lifecycle_stage=stage,
             owner=owner,
             open_deals=open_deals,
+            pql=company_signals(str(rid), v, signals or {}),
         )
 
     @staticmethod
@@ -264,10 +271,18 @@ class AttioCRM:
     # ------------------------------------------------------------------ CRM Protocol
 
     async def find_company(self, domain: str) -> CompanyRecord | None:
+        return await self.find_company_with_signals(domain, {})
+
+    async def find_company_with_signals(
+        self, domain: str, pql_properties: Mapping[CrmName, Mapping[str, str]]
+    ) -> CompanyRecord | None:
+        """The company, with the product-signal attributes `pql_properties["attio"]` names
+        read from the record's values (a record query returns every attribute)."""
         found = await self._query(
             "companies", {"domains": {"domain": {"$eq": domain.strip().lower()}}}
         )
-        return await self._company(found) if found else None
+        signals = pql_properties.get("attio") or {}
+        return await self._company(found, signals) if found else None
 
     async def upsert_company(self, account: Account) -> CompanyRecord:
         domain = account.domain.strip().lower()

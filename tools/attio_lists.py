@@ -31,7 +31,7 @@ from urllib.parse import quote
 from tools.crm import ListMember, normalise_linkedin
 from tools.http import HttpClient, NotFoundError, ValidationError, collect_pages
 
-__all__ = ["read_attio_list"]
+__all__ = ["read_attio_list", "company_signals"]
 
 PAGE = 500
 MAX_PAGES = 200
@@ -77,10 +77,12 @@ def _plain(item: Mapping[str, Any]) -> str:
     return ""
 
 
-def _signals(
+def company_signals(
     cid: str | None, values: Mapping[str, Any], signals: Mapping[str, str]
 ) -> tuple[tuple[str, str, str], ...]:
-    """(signal, value, source) of each product-signal attribute the company has a value in."""
+    """(signal, value, source) of each product-signal attribute (`signals`: signal -> slug) the
+    company record's `values` hold a readable value in; a list's members and `find_company` read
+    them alike."""
     out = []
     for sig, slug in signals.items():
         text = next((t for v in values.get(slug) or [] if (t := _plain(v))), "")
@@ -213,7 +215,7 @@ async def read_attio_list(
                 values={k: str(x).strip() for k, x in values.items() if x and str(x).strip()},
                 last_activity=max(acts) if acts else None,
                 open_deals=len(deals),
-                pql=_signals(str(cid) if cid else None, c, pql_properties or {}),
+                pql=company_signals(str(cid) if cid else None, c, pql_properties or {}),
             )
         )
     return out

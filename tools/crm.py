@@ -14,6 +14,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gtm.domain.crm_lists import CrmName
 from gtm.domain.identity import profile_url
 from gtm.domain.models import Account, Contact
 from tools.provider import HoldsPeople
@@ -22,6 +23,7 @@ __all__ = [
     "CRM",
     "CRMLists",
     "CompanyRecord",
+    "CompanySignals",
     "ListMember",
     "ContactRecord",
     "Activity",
@@ -52,6 +54,11 @@ class CompanyRecord(_Record):
     lifecycle_stage: str | None = Field(default=None, description="e.g. 'lead', 'customer'.")
     owner: str | None = Field(default=None, description="Account owner (email or name).")
     open_deals: int = Field(default=0, ge=0, description="Deals not closed won or lost.")
+    pql: tuple[tuple[str, str, str], ...] = Field(
+        default=(),
+        description="(signal, value, source) of each product signal read from the record's "
+        "properties the playbook names (`CompanySignals`); empty unless asked for.",
+    )
 
     @property
     def is_customer(self) -> bool:
@@ -128,6 +135,22 @@ class CRMLists(Protocol):
         closed or its stage (id or title, any case) is in `closed_stages`. `pql_properties`
         (signal -> company property) names the product signals read into `ListMember.pql`.
         Raises `tools.http.NotFoundError` for a list that does not exist."""
+        ...
+
+
+@runtime_checkable
+class CompanySignals(Protocol):
+    """A CRM whose company records can hold product signals (HubSpot properties, Attio
+    attributes). Research asks for them with the campaign's own playbook, so a campaign run
+    under another playbook than the command's reads the properties it names."""
+
+    async def find_company_with_signals(
+        self, domain: str, pql_properties: Mapping[CrmName, Mapping[str, str]]
+    ) -> CompanyRecord | None:
+        """`find_company`, also reading this CRM's entry of `pql_properties` (CRM -> signal ->
+        company property, the playbook's `crm_lists.pql_properties`) into the record's `pql`,
+        each sourced like "hubspot company 123 property product_signups". With no entry for
+        this CRM, exactly `find_company`."""
         ...
 
 

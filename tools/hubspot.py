@@ -12,6 +12,9 @@ A campaign from a HubSpot list also needs `crm.lists.read` (`LIST_SCOPES`; `chec
   email, create only if nothing matches. Creates carry `associations`. A record that exists is
   never updated: what the CRM holds wins over the account list.
 - Touches are notes associated with the company and the contact; tasks likewise.
+- Product signals: research asks `find_company_with_signals` for the company properties the
+  playbook's `crm_lists.pql_properties.hubspot` names; they join the search's `properties`, so
+  nothing more is requested when none are named (`tools.hubspot_lists.company_signals`).
 - HubSpot has no idempotency keys, so each note and task carries a `gtm<hash>` token
   (`tools.crm_notes`), and writing searches for the token first. Search is eventually
   consistent (a few seconds); the outbox is the first guard against a second write, this is
@@ -30,6 +33,7 @@ from urllib.parse import quote
 
 from aiolimiter import AsyncLimiter
 
+from gtm.domain.crm_lists import CrmName
 from gtm.domain.models import Account, Contact
 from tools.crm import (
     Activity,
@@ -42,7 +46,7 @@ from tools.crm import (
 )
 from tools.crm_notes import decode_note, encode_note, encode_task, token_for, utc_z
 from tools.http import HttpClient, ScopeError, UnavailableError, collect_pages
-from tools.hubspot_lists import read_hubspot_list
+from tools.hubspot_lists import company_signals, read_hubspot_list
 
 __all__ = ["HubSpotCRM", "ASSOC"]
 
@@ -182,7 +186,9 @@ class HubSpotCRM:
             self._owners[owner_id] = str(resp.json().get("email") or owner_id)
         return self._owners[owner_id]
 
-    async def _company(self, raw: dict[str, Any]) -> CompanyRecord:
+    async def _company(
+        self, raw: dict[str, Any], signals: Mapping[str, str] | None = None
+    ) -> CompanyRecord:
         p = raw.get("properties") or {}
         deal_ids = await self._associated("companies", str(raw["id"]), "deals")
         deals = await self._batch_read("deals", deal_ids, ["hs_is_closed", "dealstage"])
@@ -196,6 +202,7 @@ class HubSpotCRM:
             lifecycle_stage=p.get("lifecyclestage") or None,
             owner=await self._owner(p.get("hubspot_owner_id")),
             open_deals=open_deals,
+            pql=company_signals(str(raw["id"]), p, signals or {}),
         )
 
     @staticmethod
@@ -278,8 +285,17 @@ class HubSpotCRM:
     # ------------------------------------------------------------------ CRM Protocol
 
     async def find_company(self, domain: str) -> CompanyRecord | None:
-        raw = await self._search_one("companies", "domain", domain.strip().lower(), COMPANY_PROPS)
-        return await self._company(raw) if raw else None
+        return await self.find_company_with_signals(domain, {})
+
+    async def find_company_with_signals(
+        self, domain: str, pql_properties: Mapping[CrmName, Mapping[str, str]]
+    ) -> CompanyRecord | None:
+        """The company, with the product-signal properties `pql_properties["hubspot"]` names
+        read in the same search (which returns only the properties it asks for)."""
+        signals = dict(pql_properties.get("hubspot") or {})
+        props = list(dict.fromkeys([*COMPANY_PROPS, *signals.values()]))
+        raw = await self._search_one("companies", "domain", domain.strip().lower(), props)
+        return await self._company(raw, signals) if raw else None
 
     async def upsert_company(self, account: Account) -> CompanyRecord:
         found = await self.find_company(account.domain)

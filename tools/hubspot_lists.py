@@ -28,7 +28,7 @@ from urllib.parse import quote
 from tools.crm import ListMember, normalise_linkedin
 from tools.http import HttpClient, ValidationError, collect_pages
 
-__all__ = ["read_hubspot_list", "LIST_CONTACT_PROPS", "LIST_COMPANY_PROPS"]
+__all__ = ["read_hubspot_list", "company_signals", "LIST_CONTACT_PROPS", "LIST_COMPANY_PROPS"]
 
 CONTACTS, COMPANIES = "0-1", "0-2"
 LIST_CONTACT_PROPS = [
@@ -115,10 +115,11 @@ async def _read(
     return out
 
 
-def _signals(
+def company_signals(
     firm: str | None, props: Mapping[str, Any], signals: Mapping[str, str]
 ) -> tuple[tuple[str, str, str], ...]:
-    """(signal, value, source) of each product-signal property the company has a value in."""
+    """(signal, value, source) of each product-signal property (`signals`: signal -> property)
+    the company's `props` have a value in; a list's members and `find_company` read them alike."""
     out = []
     for sig, name in signals.items():
         value = props.get(name)
@@ -199,7 +200,7 @@ async def read_hubspot_list(
                 values={k: str(v).strip() for k, v in values.items() if v and str(v).strip()},
                 last_activity=max(acts) if acts else None,
                 open_deals=len(mine & open_ids),
-                pql=_signals(firm, c, signals),
+                pql=company_signals(firm, c, signals),
             )
         )
     return out

@@ -38,6 +38,7 @@ import yaml
 
 from gtm.domain.identity import PERSONAL_MAIL
 from gtm.domain.models import Fact
+from gtm.domain.pql import PQL, pql_facts
 
 __all__ = [
     "FORMATS",
@@ -70,14 +71,8 @@ PROFILE: dict[str, str] = {
 """Profile fields: what the user's own tools (a Dux-Soup visit export, a Sales Navigator scraper,
 the list's notes) say about the person. Each non-empty cell becomes a fact about that contact,
 with its file:row:column, worded as below. Nothing is ever fetched from LinkedIn."""
-PQL: dict[str, str] = {
-    "signups": "sign-ups",
-    "active_users": "active users",
-    "usage_growth": "usage growth",
-}
-"""Product-qualified signals a list (or a product-analytics export) may carry per account. Each
-non-empty cell becomes an account fact of kind `signal`, "{company}: {label}: {value}", with its
-file:row:column; the qualification card reads its figure against the playbook's thresholds."""
+# PQL (the product signals and their labels) and `pql_facts` live in `gtm.domain.pql`, so research
+# words a CRM property's signal as a column's; they are re-exported here as before.
 PQL_ALIASES: dict[str, str] = {
     "signup_count": "signups",
     "weekly_active_users": "active_users",
@@ -401,16 +396,3 @@ def profile_facts(name: str, cells: Sequence[tuple[str, str, str]]) -> tuple[Fac
         said = PROFILE[fld].format(name=name, value=text.rstrip("."))
         out.append(Fact(id=f"p{i}", text=said, source=source, kind="person"))
     return tuple(out)
-
-
-def pql_facts(company: str, cells: Sequence[tuple[str, str, str]]) -> tuple[Fact, ...]:
-    """The account's product-signal cells as facts, e.g. "Acme: sign-ups: 12"."""
-    return tuple(
-        Fact(
-            id=f"s{i}",
-            text=f"{company}: {PQL[fld]}: {' '.join(value.split())[:PROFILE_CHARS]}",
-            source=source,
-            kind="signal",
-        )
-        for i, (fld, value, source) in enumerate(cells, 1)
-    )

@@ -4,9 +4,10 @@ signals from.
 
 Product-qualified signals (sign-ups, active users, usage growth) often live on the CRM's company
 record, written there by a product-analytics sync. `pql_properties` names, per CRM, the property
-(HubSpot) or attribute (Attio) holding each one; a list campaign reads those and turns each
-non-empty value into the same signal fact a list column gives, so the qualification card reads
-it against its thresholds. Nothing named, nothing read.
+(HubSpot) or attribute (Attio) holding each one; a list campaign, and research in a CSV
+campaign whose CRM is HubSpot or Attio, reads those and turns each non-empty value into the
+same signal fact a list column gives, so the qualification card reads it against its
+thresholds. Nothing named, nothing read.
 """
 
 from __future__ import annotations
