@@ -9,6 +9,8 @@ that is no OpenAI-compatible API root is a failure, never "ok". The key is sent,
 A configured IMAP mailbox (GTM_IMAP_HOST) is logged in to and its folder opened, nothing read.
 Website research is reported on or off (GTM_WEB_CONTACT); no site is fetched. A Chroma server
 (GTM_CHROMA_URL) is asked for its heartbeat, version and memory collection, creating nothing.
+A Postgres database (GTM_DATABASE_URL) is compared with this version's migrations, changing
+nothing (`gtm db status`); its password is never shown.
 """
 
 from __future__ import annotations
@@ -241,7 +243,34 @@ async def diagnose(s: Settings) -> list[Finding]:
     out.append(_web(s))
     if s.chroma_url:
         out.append(await _chroma(s))
+    if s.database_url is not None:
+        out.append(await _database(s))
     return out
+
+
+async def _database(s: Settings) -> Finding:
+    """Where the Postgres database stands against this version's migrations, as `gtm db
+    status` says it: a database that cannot be reached, or is behind, is a failure."""
+    from tools.pg import DatabaseError  # psycopg and alembic load only when a URL is set
+    from tools.pg_migrate import status
+
+    assert s.database_url is not None
+    try:
+        got = await asyncio.to_thread(status, s.database_url.get_secret_value())
+    except DatabaseError as exc:
+        return Finding("database: postgres", False, str(exc), "correct GTM_DATABASE_URL")
+    where = (
+        f"{got.where}: stores at revision {got.current or 'none'} (head {got.head}), "
+        f"checkpoints {got.checkpoints} of {got.checkpoints_head} migrations"
+    )
+    if not got.up_to_date:
+        return Finding("database: postgres", False, f"{where}; behind", "run `gtm db upgrade`")
+    return Finding(
+        "database: postgres",
+        True,
+        f"{where}; up to date. Campaigns still run on the SQLite files in the data dir: "
+        "`gtm run` does not use Postgres yet (README, 'Beyond one laptop')",
+    )
 
 
 async def _chroma(s: Settings) -> Finding:

@@ -1,0 +1,63 @@
+"""`gtm doctor` with GTM_DATABASE_URL: the database's migrations checked as `gtm db status`
+checks them, against the real test server; never the password."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gtm.app.doctor import Finding, diagnose
+from gtm.app.settings import load_settings
+from tests.support.postgres import PASSWORD_ROLE, PostgresServer, postgres_server  # noqa: F401
+
+SECRET = "S3cret-doc-77"
+
+
+@pytest.fixture
+def server(postgres_server: PostgresServer) -> PostgresServer:  # noqa: F811
+    return postgres_server
+
+
+async def _database(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Finding:
+    monkeypatch.setenv("GTM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GTM_DATABASE_URL", url)
+    (found,) = [f for f in await diagnose(load_settings()) if f.component == "database: postgres"]
+    assert SECRET not in f"{found.detail} {found.fix}"
+    return found
+
+
+async def test_doctor_says_whether_the_database_is_migrated(
+    server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = server.new_database(migrated=False)
+    behind = await _database(fresh, tmp_path, monkeypatch)
+    assert not behind.ok and behind.fix == "run `gtm db upgrade`"
+    assert "revision none (head 0001)" in behind.detail and behind.detail.endswith("behind")
+
+    ready = await _database(server.new_database(), tmp_path, monkeypatch)
+    assert ready.ok, ready.detail
+    assert "revision 0001 (head 0001)" in ready.detail and "up to date" in ready.detail
+    assert "`gtm run` does not use Postgres yet" in ready.detail  # never a silent SQLite run
+
+
+async def test_doctor_names_a_wrong_password_in_one_line_without_it(
+    server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = server.new_database().rsplit("/", 1)[1]
+    server.execute(f"DROP ROLE IF EXISTS {PASSWORD_ROLE}")
+    server.execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD 'right-{SECRET}'")
+    wrong = server.url(name, user=PASSWORD_ROLE, password=SECRET)
+    found = await _database(wrong, tmp_path, monkeypatch)
+    assert not found.ok and found.fix == "correct GTM_DATABASE_URL"
+    assert "password authentication failed" in found.detail and "\n" not in found.detail
+
+
+async def test_without_the_setting_doctor_says_nothing_of_postgres(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GTM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("GTM_DATABASE_URL", raising=False)
+    found = await diagnose(load_settings())
+    assert "config" in [f.component for f in found]
+    assert not [f for f in found if f.component.startswith("database")]
