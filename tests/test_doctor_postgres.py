@@ -3,6 +3,9 @@ checks them, against the real test server; never the password."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,18 @@ async def test_without_the_setting_doctor_says_nothing_of_postgres(
     found = await diagnose(load_settings())
     assert "config" in [f.component for f in found]
     assert not [f for f in found if f.component.startswith("database")]
+
+
+def test_a_run_with_the_url_set_says_it_still_runs_on_sqlite(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
+    env.update(GTM_DATA_DIR=str(tmp_path), GTM_DATABASE_URL=f"postgresql://gtm:{SECRET}@db/gtm")
+    done = subprocess.run(
+        [sys.executable, "-m", "gtm", "run", str(tmp_path / "missing.csv")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0  # the missing list still fails as before
+    assert f"campaigns still run on the SQLite files in {tmp_path}" in done.stderr, done.stderr
+    assert SECRET not in done.stdout + done.stderr

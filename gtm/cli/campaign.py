@@ -107,6 +107,13 @@ def run(
     from gtm.domain.playbook import PlaybookError, load_playbook
 
     settings = settings_of(ctx).with_overrides(playbook=playbook)
+    if settings.database_url is not None:  # never let a SQLite run pass for a Postgres one
+        err.print(
+            f"note: GTM_DATABASE_URL is set, but campaigns still run on the SQLite files in "
+            f"{settings.data_dir} (Postgres is used by `gtm db` only, for now)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if channel not in ("linkedin", "email"):
         raise fail(f"--channel must be 'linkedin' or 'email', not {channel!r}")
     try:
@@ -340,9 +347,7 @@ def status(
         raise fail("--all shows every sequence on one page: leave out --page")
 
     async def go() -> None:
-        async with open_workspace(
-            settings_of(ctx), with_model=False, memory_on_demand=True
-        ) as rt:
+        async with open_workspace(settings_of(ctx), with_model=False, memory_on_demand=True) as rt:
             names = [campaign] if campaign else rt.ledger.campaigns()
             if not names:
                 out.print("No campaigns yet. Start one with: gtm run ACCOUNTS.csv")
