@@ -12,8 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-
-from langchain_core.language_models import BaseChatModel
+from typing import TYPE_CHECKING
 
 from gtm.domain.playbook import Playbook
 from memory.base import AccountMemory
@@ -24,7 +23,11 @@ from tools.events import EventStore
 from tools.outbox import Outbox
 from tools.profiles import ProfileStore
 from tools.suppression import SuppressionList
-from tools.web import WebResearcher
+
+if TYPE_CHECKING:  # hints only: a command that reads state does not load them (issue 20)
+    from langchain_core.language_models import BaseChatModel
+
+    from tools.web import WebResearcher
 
 __all__ = ["Deps"]
 

@@ -20,7 +20,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -30,7 +30,9 @@ from pydantic import BaseModel, Field, ValidationError
 from evals.text import find_injection
 from gtm.domain.models import Account
 from prompts import PromptTemplate, load_prompt
-from tools.web import Page, WebResearcher
+
+if TYPE_CHECKING:  # hints only: trafilatura loads with the web reader, not with the graph
+    from tools.web import Page, WebResearcher
 
 __all__ = [
     "ProposedFact",

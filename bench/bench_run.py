@@ -20,6 +20,14 @@ What it prints, and how:
 - throughput at latency L with concurrency C as a fraction of the ideal C/(k·L): N accounts in
   the span from the first model request to the last model answer (start-up and the end of run
   excluded), against N·k·L/C.
+- flat cost (N ≥ 2,000, zero latency): the first and the last S = min(1,000, N/10) accounts,
+  each account known by the number in its company name in the prompt ("Company: Name17") and
+  ordered by its first model request. A slice's wall time runs from its first account's first
+  request to the last answer any of its accounts got; its CPU is the gtm process's user+system
+  time over that same span, read from /proc/PID/stat sampled every 0.2 s and interpolated
+  (threads included, the server in this process excluded). Both are printed per account with
+  last/first ratios; CPU is the one to trust on a shared machine, where wall time also counts
+  other processes' load. The slices overlap by at most `--concurrency` accounts at the edges.
 
 Usage: .venv/bin/python bench/bench_run.py [N ...] [--latency 0.2] [--concurrency 16]
 """
@@ -41,6 +49,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for flat_cost
+
+from flat_cost import CpuSampler, flat_cost  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -215,7 +227,10 @@ def run_gtm(csv: Path, server: ModelServer, concurrency: int) -> dict[str, Any]:
     log = data / "bench-output.txt"
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+        sampler = CpuSampler(proc.pid)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
+        sampler.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - t0
     if proc.returncode != 0:
@@ -231,16 +246,25 @@ def run_gtm(csv: Path, server: ModelServer, concurrency: int) -> dict[str, Any]:
         "wall": wall,
         "rows": rows,
         "checkpoint_bytes": checkpoints,
+        "cpu_samples": sampler.samples,
     }
 
 
 def _check(result: dict[str, Any], n: int) -> None:
-    """Every account must have taken the normal path to a clean approval pause."""
+    """Every account must have taken the normal path to an approval pause, and at most 1% of
+    the drafts may be flagged: in a large run a few of the scripted writer's drafts (a handful
+    of openers and questions over made-up words) come out near-duplicates of earlier ones, as
+    review should say (19 of 10,000 on 2026-12-05); the count is printed."""
     rows = result["rows"]
     waiting = sum(s == "waiting_for_approval" for s, _ in rows)
     flagged = sum(bool(f) for _, f in rows)
-    if waiting != n or flagged:
-        sys.exit(f"expected {n} clean drafts waiting, got {waiting} waiting, {flagged} flagged")
+    if waiting != n or flagged > n // 100:
+        sys.exit(
+            f"expected {n} drafts waiting, at most 1% flagged; got {waiting} waiting, "
+            f"{flagged} flagged"
+        )
+    if flagged:
+        print(f"  ({flagged} of {n} drafts flagged by review, left in the figures)")
 
 
 def count_tokens(calls: list[tuple[dict[str, Any], float, float]]) -> int:
@@ -322,6 +346,16 @@ def _measure(work: Path, args: argparse.Namespace) -> None:
             "peak_rss_mb": round(res["rss_mb"]),
             "last_vs_first_tenth": None if drift is None else round(drift, 2),
         }
+        flat = flat_cost(calls, res["cpu_samples"])
+        if flat is not None:
+            size = flat["slice_accounts"]
+            print(
+                f"  flat cost, first vs last {size} accounts (zero latency): "
+                f"CPU {flat['first_cpu_ms']:.1f} vs {flat['last_cpu_ms']:.1f} ms per account "
+                f"(x{flat['cpu_ratio']:.2f}), wall {flat['first_wall_ms']:.1f} vs "
+                f"{flat['last_wall_ms']:.1f} ms per account (x{flat['wall_ratio']:.2f})"
+            )
+            figures[f"n{n}"]["flat_cost"] = flat
         if args.skip_throughput:
             continue
         lat, c = args.latency, args.concurrency

@@ -78,10 +78,11 @@ def test_help_loads_no_heavy_library(argv: list[str], tmp_path: Path) -> None:
 @pytest.mark.parametrize("argv", [["inbox"], ["status"]])
 def test_listing_commands_do_not_open_memory_or_a_model(argv: list[str], tmp_path: Path) -> None:
     """`gtm inbox` and `gtm status` read the ledger: no Chroma (nor its onnxruntime), no model
-    client. (They still load LangGraph and langchain-core: see issue 20.)"""
+    client, no web reader (trafilatura). (They still load LangGraph and langchain-core: see
+    issue 20.)"""
     loaded = _heavy_loaded(argv, tmp_path)
     assert "langgraph" in loaded, "the probe did not reach the command"
-    for name in ("chromadb", "onnxruntime", "langchain_openai", "openai"):
+    for name in ("chromadb", "onnxruntime", "langchain_openai", "openai", "trafilatura"):
         assert name not in loaded, f"gtm {argv[0]} imported {name}"
 
 

@@ -36,7 +36,6 @@ from tools.outbox import Outbox
 from tools.profiles import ProfileStore
 from tools.sqlite import retry_while_locked
 from tools.suppression import SuppressionList
-from tools.web import WebResearcher, WebSettings
 
 if TYPE_CHECKING:
     from gtm.app.cassette import Cassette
@@ -193,6 +192,8 @@ async def open_workspace(
             await _set_up(saver)
             web = None
             if settings.web_contact:  # opt-in: research reaches the internet only when asked
+                from tools.web import WebResearcher, WebSettings
+
                 web = await stack.enter_async_context(
                     WebResearcher(
                         settings.data_dir / "web", WebSettings(contact=settings.web_contact)

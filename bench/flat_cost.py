@@ -1,0 +1,108 @@
+"""Flat cost of a `gtm run`: what the first and the last accounts of one run cost (issue 20).
+
+Used by bench_run.py, whose docstring says what is measured: the gtm process's CPU, sampled from
+/proc/PID/stat while it runs, and the scripted model server's request/answer times, grouped by
+account and split into the first and the last min(1,000, N/10) accounts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+class CpuSampler:
+    """The child's user+system CPU seconds (all its threads) every `every` seconds, from
+    /proc/PID/stat, as (monotonic time, seconds) pairs; empty where /proc is missing."""
+
+    def __init__(self, pid: int, every: float = 0.2) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._path = Path(f"/proc/{pid}/stat")
+        self._every = every
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self) -> float:
+        fields = self._path.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime (fields 14, 15)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.samples.append((time.monotonic(), self._read()))
+            except (OSError, IndexError, ValueError):
+                return  # reaped
+            if self._done.wait(self._every):
+                return
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+_COMPANY = re.compile(r"^Company: \D*?(\d+)\s*$", re.M)
+
+
+def _account(call: tuple[dict[str, Any], float, float]) -> int:
+    """The account a model call was for: the number `make_accounts` put in its company name."""
+    for m in call[0]["messages"]:
+        found = _COMPANY.search(m.get("content") or "")
+        if found:
+            return int(found.group(1))
+    raise ValueError("a model call without a 'Company:' line")
+
+
+def _interp(samples: list[tuple[float, float]], t: float) -> float:
+    """CPU seconds at time t, linear between the samples around it."""
+    prev = samples[0]
+    for cur in samples:
+        if cur[0] >= t:
+            if cur[0] == prev[0]:
+                return cur[1]
+            return prev[1] + (cur[1] - prev[1]) * (t - prev[0]) / (cur[0] - prev[0])
+        prev = cur
+    return samples[-1][1]
+
+
+def flat_cost(
+    calls: list[tuple[dict[str, Any], float, float]],
+    samples: list[tuple[float, float]],
+    min_accounts: int = 2000,
+) -> dict[str, float] | None:
+    """Per-account CPU and wall ms of the first and the last min(1,000, N/10) accounts (see
+    bench_run.py's docstring); None below `min_accounts` accounts (the first burst of
+    `--concurrency` requests arriving together would skew a small run) or without CPU samples."""
+    spans: dict[int, tuple[float, float]] = {}
+    for call in calls:
+        acct = _account(call)
+        start, end = spans.get(acct, (call[1], call[2]))
+        spans[acct] = (min(start, call[1]), max(end, call[2]))
+    if len(spans) < min_accounts or len(samples) < 2:
+        return None
+    size = min(1000, len(spans) // 10)
+    ordered = sorted(spans.values())
+
+    def cost(part: list[tuple[float, float]]) -> tuple[float, float]:
+        t0, t1 = part[0][0], max(e for _, e in part)
+        cpu = _interp(samples, t1) - _interp(samples, t0)
+        return cpu / size * 1000, (t1 - t0) / size * 1000
+
+    first_cpu, first_wall = cost(ordered[:size])
+    last_cpu, last_wall = cost(ordered[-size:])
+    return {
+        "slice_accounts": size,
+        "first_cpu_ms": round(first_cpu, 2),
+        "last_cpu_ms": round(last_cpu, 2),
+        "cpu_ratio": round(last_cpu / first_cpu, 3),
+        "first_wall_ms": round(first_wall, 2),
+        "last_wall_ms": round(last_wall, 2),
+        "wall_ratio": round(last_wall / first_wall, 3),
+    }
