@@ -3,6 +3,10 @@ replaces a draft stored again under its key, and never returns the asking accoun
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +16,7 @@ from hypothesis import strategies as st
 from memory.vectors import DraftIndex
 
 DIM = 8
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _brute(
@@ -80,3 +85,24 @@ def test_a_draft_of_a_campaign_not_loaded_is_not_kept() -> None:
     index.add("k", "c", "text", {"account_id": "a"}, np.ones(DIM))
     ((doc, meta, cos),) = index.nearest("c", np.ones(DIM), exclude_account="b", k=3)
     assert (doc, meta["account_id"], round(cos, 6)) == ("text", "a", 1.0)
+
+
+def test_the_index_keeps_blas_to_one_thread() -> None:
+    """Spinning BLAS workers doubled the per-account CPU late in a long run (bench_run). In a
+    fresh interpreter with BLAS at two threads, making an index leaves it at one."""
+    code = (
+        "import numpy\n"
+        "from threadpoolctl import threadpool_info, threadpool_limits\n"
+        "threadpool_limits(limits=2, user_api='blas')\n"
+        "before = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
+        "from memory.vectors import DraftIndex\n"
+        "DraftIndex(lambda c: ([], [], [], []))\n"
+        "after = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
+        "print(before, after)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[2]", "[1]"], done.stdout
