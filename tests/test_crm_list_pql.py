@@ -302,6 +302,47 @@ def test_held_people_are_not_recorded_over_any_thread_of_the_account(tmp_path: P
 # ------------------------------------------------------------------ gtm run --from, end to end
 
 
+def card_after_run(tmp_path: Path, provider: str, fake: Any, model_url: str, *source: str) -> str:
+    """`gtm run SOURCE --campaign q1` on the CRM test server `fake`, with a playbook naming
+    PROPS for `provider` and no pacing, then `gtm inbox`: the inbox text, whitespace squashed,
+    once the one account waits for approval."""
+    path = _playbook_file(tmp_path, {provider: PROPS})
+    data = yaml.safe_load(path.read_text("utf-8"))
+    data["pacing"]["applies_to"] = "none"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    prefix = f"GTM_{provider.upper()}_"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
+    env.update(
+        COLUMNS="200",
+        GTM_PLAYBOOK=str(path),
+        GTM_DATA_DIR=str(tmp_path / "data"),
+        GTM_MODEL_BASE_URL=model_url,
+        GTM_MODEL="scripted",
+        GTM_CRM=provider,
+        ANONYMIZED_TELEMETRY="False",
+        **{f"{prefix}BASE_URL": fake.base_url, f"{prefix}TOKEN": fake.token},
+    )
+
+    def gtm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gtm", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=ROOT,
+        )
+
+    run = gtm("run", *source, "--campaign", "q1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    inbox = gtm("inbox", "--campaign", "q1")
+    assert inbox.returncode == 0, inbox.stdout + inbox.stderr
+    with sqlite3.connect(tmp_path / "data" / "ledger.sqlite") as db:
+        threads = db.execute("SELECT account_id, status, detail FROM threads").fetchall()
+    assert [t[:2] for t in threads] == [("quillcode.dev", "waiting_for_approval")], threads
+    return " ".join(inbox.stdout.split())
+
+
 @pytest.mark.parametrize("provider", ["hubspot", "attio"])
 def test_gtm_run_from_a_crm_list_shows_the_signals_on_the_card(
     tmp_path: Path, provider: str
@@ -310,45 +351,10 @@ def test_gtm_run_from_a_crm_list_shows_the_signals_on_the_card(
 
     fake: Any = FakeHubSpot() if provider == "hubspot" else FakeAttio()
     with ScriptedOpenAIServer(responder=write_from_facts) as model, fake:
-        if provider == "hubspot":
-            _, lid = _seed_hubspot(fake)
-            creds = {"GTM_HUBSPOT_BASE_URL": fake.base_url, "GTM_HUBSPOT_TOKEN": fake.token}
-        else:
-            _, lid = _seed_attio(fake)
-            creds = {"GTM_ATTIO_BASE_URL": fake.base_url, "GTM_ATTIO_TOKEN": fake.token}
-        data = yaml.safe_load(_playbook_file(tmp_path, {provider: PROPS}).read_text("utf-8"))
-        data["pacing"]["applies_to"] = "none"
-        (tmp_path / "playbook.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
-        env.update(
-            COLUMNS="200",
-            GTM_PLAYBOOK=str(tmp_path / "playbook.yaml"),
-            GTM_DATA_DIR=str(tmp_path),
-            GTM_MODEL_BASE_URL=model.base_url,
-            GTM_MODEL="scripted",
-            GTM_CRM=provider,
-            ANONYMIZED_TELEMETRY="False",
-            **creds,
+        _, lid = _seed_hubspot(fake) if provider == "hubspot" else _seed_attio(fake)
+        shown = card_after_run(
+            tmp_path, provider, fake, model.base_url, "--from", f"{provider}:list/{lid}"
         )
-
-        def gtm(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "gtm", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=240,
-                cwd=ROOT,
-            )
-
-        run = gtm("run", "--from", f"{provider}:list/{lid}", "--campaign", "q1")
-        assert run.returncode == 0, run.stdout + run.stderr
-        inbox = gtm("inbox", "--campaign", "q1")
-    assert inbox.returncode == 0, inbox.stdout + inbox.stderr
-    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
-        threads = db.execute("SELECT account_id, status, detail FROM threads").fetchall()
-    assert [t[:2] for t in threads] == [("quillcode.dev", "waiting_for_approval")], threads
-    shown = " ".join(inbox.stdout.split())
-    assert "sign-ups: 120 (meets the bar of 3) [f" in shown, inbox.stdout
-    assert "active users: 4 (below the bar of 10) [f" in shown, inbox.stdout
-    assert "usage growth: unknown" in shown, inbox.stdout
+    assert "sign-ups: 120 (meets the bar of 3) [f" in shown, shown
+    assert "active users: 4 (below the bar of 10) [f" in shown, shown
+    assert "usage growth: unknown" in shown, shown

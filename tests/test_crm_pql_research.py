@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from langgraph.runtime import Runtime
 from pydantic import SecretStr
 
@@ -31,6 +26,7 @@ from gtm.domain.models import Account, Fact
 from gtm.domain.playbook import Playbook, load_playbook
 from gtm.domain.qualification import UNKNOWN
 from tests.support.providers import FakeAttio, FakeHubSpot
+from tests.test_crm_list_pql import PROPS, card_after_run
 from tools.crm import CompanySignals
 from tools.hubspot import COMPANY_PROPS
 from tools.local_crm import LocalCRM
@@ -38,11 +34,6 @@ from tools.local_crm import LocalCRM
 ROOT = Path(__file__).resolve().parents[1]
 _RUNS = itertools.count()
 PLAYBOOK = load_playbook()
-PROPS = {
-    "signups": "product_signups",
-    "active_users": "weekly_active_users",
-    "usage_growth": "usage_growth_pct",
-}
 WHERE = {"hubspot": "property", "attio": "attribute"}
 HEADER = "company,domain,segment,contact_name,contact_title,email,linkedin_url"
 ROW = (
@@ -241,47 +232,10 @@ def test_gtm_run_of_a_csv_shows_the_crm_signals_on_the_card(
     fake: Any = FakeHubSpot() if provider == "hubspot" else FakeAttio()
     with ScriptedOpenAIServer(responder=write_from_facts) as model, fake:
         _seed(provider, fake)
-        if provider == "hubspot":
-            creds = {"GTM_HUBSPOT_BASE_URL": fake.base_url, "GTM_HUBSPOT_TOKEN": fake.token}
-        else:
-            creds = {"GTM_ATTIO_BASE_URL": fake.base_url, "GTM_ATTIO_TOKEN": fake.token}
-        data = yaml.safe_load(
-            (ROOT / "gtm" / "domain" / "playbook.default.yaml").read_text(encoding="utf-8")
-        )
-        data["crm_lists"]["pql_properties"] = {provider: PROPS}
-        data["pacing"]["applies_to"] = "none"
-        (tmp_path / "playbook.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
         (tmp_path / "accounts.csv").write_text(f"{HEADER}\n{ROW}\n", encoding="utf-8")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
-        env.update(
-            COLUMNS="200",
-            GTM_PLAYBOOK=str(tmp_path / "playbook.yaml"),
-            GTM_DATA_DIR=str(tmp_path / "data"),
-            GTM_MODEL_BASE_URL=model.base_url,
-            GTM_MODEL="scripted",
-            GTM_CRM=provider,
-            ANONYMIZED_TELEMETRY="False",
-            **creds,
+        shown = card_after_run(
+            tmp_path, provider, fake, model.base_url, str(tmp_path / "accounts.csv")
         )
-
-        def gtm(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "gtm", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=240,
-                cwd=ROOT,
-            )
-
-        run = gtm("run", str(tmp_path / "accounts.csv"), "--campaign", "q1")
-        assert run.returncode == 0, run.stdout + run.stderr
-        inbox = gtm("inbox", "--campaign", "q1")
-    assert inbox.returncode == 0, inbox.stdout + inbox.stderr
-    with sqlite3.connect(tmp_path / "data" / "ledger.sqlite") as db:
-        threads = db.execute("SELECT account_id, status, detail FROM threads").fetchall()
-    assert [t[:2] for t in threads] == [("quillcode.dev", "waiting_for_approval")], threads
-    shown = " ".join(inbox.stdout.split())
-    assert "sign-ups: 120 (meets the bar of 3) [f" in shown, inbox.stdout
-    assert "active users: 4 (below the bar of 10) [f" in shown, inbox.stdout
-    assert "usage growth: unknown" in shown, inbox.stdout
+    assert "sign-ups: 120 (meets the bar of 3) [f" in shown, shown
+    assert "active users: 4 (below the bar of 10) [f" in shown, shown
+    assert "usage growth: unknown" in shown, shown

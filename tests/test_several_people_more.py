@@ -7,17 +7,17 @@ In process, on the real stores and the local twins, with an injected clock and t
 OpenAI-compatible writer on loopback (the campaign fixtures of `test_multi_contact`).
 """
 
+# ruff: noqa: F811  (test parameters name the fixtures imported from test_multi_contact)
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gtm.app.accounts import load_accounts
 from gtm.app.checkpoints import thread_config
 from gtm.app.escalation_pass import escalate_pending
 from gtm.app.loop import ingest, local_event
@@ -27,17 +27,14 @@ from gtm.app.workspace import Workspace, open_workspace
 from gtm.domain.events import Event, EventKind
 from gtm.domain.identity import at_company
 from gtm.domain.models import Account, Contact, Decision
-from gtm.domain.playbook import load_playbook
 from gtm.domain.threads import thread_id_for
 from tests.support.fake_model import ScriptedChatModel
 from tests.support.openai_server import ScriptedOpenAIServer, tool_call_response
 from tests.support.postgres import postgres_server  # noqa: F401 (the fixture `backend` uses)
 from tests.test_escalations import answer, with_model
-from tests.test_multi_contact import (
+from tests.test_multi_contact import (  # noqa: F401 (the fixtures)
     CAMPAIGN,
-    HEADER,
     LEAD,
-    ROWS,
     T0,
     VP,
     A,
@@ -48,24 +45,14 @@ from tests.test_multi_contact import (
     _run,
     _sent_to,
     _values,
+    accounts,
+    clock,
+    ws,
+    ws1,
 )
 from tests.test_pg_stores import Backend, backend  # noqa: F401 (fixture)
 
 KIM_URL = "https://www.linkedin.com/in/kim-cto-signalry"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def accounts(tmp_path: Path) -> list[Account]:
-    csv = tmp_path / "accounts.csv"
-    csv.write_text(HEADER + "\n" + "\n".join(ROWS) + "\n", encoding="utf-8")
-    listing = load_accounts(csv)
-    assert not listing.errors, listing.errors
-    return listing.accounts
 
 
 def _regenerating(request: dict[str, Any]) -> dict[str, Any]:
@@ -90,31 +77,6 @@ def _regenerating(request: dict[str, Any]) -> dict[str, Any]:
 def server() -> Iterator[ScriptedOpenAIServer]:
     with ScriptedOpenAIServer(responder=_regenerating) as srv:
         yield srv
-
-
-async def _open(
-    tmp_path: Path, clock: Clock, server: ScriptedOpenAIServer, per_account: int
-) -> AsyncIterator[Workspace]:
-    pb = load_playbook().model_copy(update={"contacts_per_account": per_account})
-    settings = Settings(data_dir=tmp_path / "data", model_base_url=server.base_url, model="x")
-    async with open_workspace(settings, with_model=True, clock=clock, playbook=pb) as rt:
-        yield rt
-
-
-@pytest.fixture
-async def ws(
-    tmp_path: Path, clock: Clock, server: ScriptedOpenAIServer
-) -> AsyncIterator[Workspace]:
-    async for rt in _open(tmp_path, clock, server, 2):
-        yield rt
-
-
-@pytest.fixture
-async def ws1(
-    tmp_path: Path, clock: Clock, server: ScriptedOpenAIServer
-) -> AsyncIterator[Workspace]:
-    async for rt in _open(tmp_path, clock, server, 1):
-        yield rt
 
 
 def _event(
@@ -152,31 +114,32 @@ SIGNALRY = Account(
 
 
 async def test_a_reply_from_the_second_person_escalates_with_that_persons_context(
-    tmp_path: Path, clock: Clock
+    tmp_path: Path,
+    clock: Clock,
 ) -> None:
     """Omar (a VP) is the person of the account's second thread; Lena of its first. His reply
     answers his own touch: the senior-reply rule reads his title, not hers. The CRM knows
     neither, so only the thread can say who he is."""
     data = tmp_path / "data"
-    async with open_workspace(Settings(data_dir=data), with_model=False, clock=clock) as ws:
+    async with open_workspace(Settings(data_dir=data), with_model=False, clock=clock) as rt:
         for slot, person in ((0, LENA), (1, OMAR)):
-            ws.ledger.ensure(CAMPAIGN, SIGNALRY, "email", slot=slot)
-            ws.ledger.update(thread_id_for(CAMPAIGN, "signalry.io", slot), tier=2, status="sent")
-            await ws.graph.aupdate_state(
+            rt.ledger.ensure(CAMPAIGN, SIGNALRY, "email", slot=slot)
+            rt.ledger.update(thread_id_for(CAMPAIGN, "signalry.io", slot), tier=2, status="sent")
+            await rt.graph.aupdate_state(
                 thread_config(thread_id_for(CAMPAIGN, "signalry.io", slot)),
                 {"campaign": CAMPAIGN, "channel": "email", "account": SIGNALRY, "contact": person},
                 as_node="record",
             )
             key = f"k-{slot}"
-            ws.deps.outbox.reserve(
+            rt.deps.outbox.reserve(
                 key=key, campaign=CAMPAIGN, account_id="signalry.io", contact_key=person.key,
                 step="email", channel="email", sender="me@yourcompany.example",
             )  # fmt: skip
-            ws.deps.outbox.mark_sent(key, f"<m{slot}@yourcompany.example>")
-        assert await ws.deps.crm.find_contact(OMAR) is None
+            rt.deps.outbox.mark_sent(key, f"<m{slot}@yourcompany.example>")
+        assert await rt.deps.crm.find_contact(OMAR) is None
         clock.now = T0 + timedelta(days=1)
         ingest(
-            ws,
+            rt,
             [
                 local_event(
                     kind="email_reply",
@@ -199,8 +162,8 @@ async def test_a_reply_from_the_second_person_escalates_with_that_persons_contex
         model = ScriptedChatModel.from_script(
             [answer(("question", "What does it cost")), answer(("question", "What does it cost"))]
         )
-        with_model(ws, model)
-        report = await escalate_pending(ws)
+        with_model(rt, model)
+        report = await escalate_pending(rt)
     model.assert_complete()
     assert report.events == 2 and not report.errors, report
     (esc,) = report.escalations  # Lena's reply raises nothing: a team lead is not senior
@@ -242,7 +205,9 @@ def test_both_event_stores_find_addresses_at_a_domain_with_wildcards_escaped(
 
 
 async def test_a_reply_from_someone_never_written_to_stops_a_colleagues_first_touch_at_send(
-    ws: Workspace, accounts: list[Account], clock: Clock
+    ws: Workspace,
+    accounts: list[Account],
+    clock: Clock,
 ) -> None:
     await _run(ws, accounts)
     assert (await _approve(ws, A, clock)).status == "sent"  # Lena's first touch
@@ -258,7 +223,9 @@ async def test_a_reply_from_someone_never_written_to_stops_a_colleagues_first_to
 
 
 async def test_a_linkedin_reply_from_a_crm_contact_of_the_company_stops_re_entry(
-    ws: Workspace, accounts: list[Account], clock: Clock
+    ws: Workspace,
+    accounts: list[Account],
+    clock: Clock,
 ) -> None:
     await _run(ws, accounts)
     for tid in (A, B):
@@ -282,7 +249,9 @@ async def test_a_linkedin_reply_from_a_crm_contact_of_the_company_stops_re_entry
 
 
 async def test_personal_mail_look_alikes_old_events_and_bounces_pause_nothing(
-    ws: Workspace, accounts: list[Account], clock: Clock
+    ws: Workspace,
+    accounts: list[Account],
+    clock: Clock,
 ) -> None:
     await _run(ws, accounts)
     for tid in (A, B):
@@ -309,7 +278,9 @@ async def test_personal_mail_look_alikes_old_events_and_bounces_pause_nothing(
 
 
 async def test_with_one_person_per_account_a_listed_colleagues_reply_stops_the_follow_up(
-    ws1: Workspace, accounts: list[Account], clock: Clock
+    ws1: Workspace,
+    accounts: list[Account],
+    clock: Clock,
 ) -> None:
     """The account's sequence is one thread, to Omar (first in list order); Lena is on the list
     but never written to. Her reply pauses his follow-up all the same."""
@@ -330,7 +301,9 @@ async def test_with_one_person_per_account_a_listed_colleagues_reply_stops_the_f
 
 
 async def test_regenerating_and_editing_the_second_persons_draft_changes_only_that_thread(
-    ws: Workspace, accounts: list[Account], clock: Clock
+    ws: Workspace,
+    accounts: list[Account],
+    clock: Clock,
 ) -> None:
     await _run(ws, accounts)
     lena_before, omar_before = await _values(ws, A), await _values(ws, B)
