@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +143,9 @@ def test_llama_cpp_turns_the_schema_into_a_grammar_it_accepts() -> None:
     assert email_body.count("char") == min(LIM.email_body_max_chars, GRAMMAR_MAX_CHARS)
 
 
-@pytest.fixture
-def twins(tmp_path: Path) -> Iterator[dict[str, Any]]:
+@contextmanager
+def local_twins(tmp_path: Path, **more: Any) -> Iterator[dict[str, Any]]:
+    """The graph's dependencies on local twins at NOW, plus `more` (closed with them)."""
     outbox = Outbox(tmp_path / "outbox.sqlite", clock=Clock(NOW))
     sup = SuppressionList(tmp_path / "sup.sqlite")
     crm, linkedin = InMemoryCRM(), InMemoryLinkedIn(sender="seat-1")
@@ -155,9 +157,16 @@ def twins(tmp_path: Path) -> Iterator[dict[str, Any]]:
         "outbox": outbox,
         "suppressions": sup,
         "clock": Clock(NOW),
+        **more,
     }
-    for closeable in (outbox, sup, crm, linkedin):
+    for closeable in (outbox, sup, crm, linkedin, *more.values()):
         closeable.close()
+
+
+@pytest.fixture
+def twins(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    with local_twins(tmp_path) as made:
+        yield made
 
 
 def _state(channel: Channel = "linkedin", facts: list[Fact] = FACTS) -> State:

@@ -28,9 +28,7 @@ from gtm.domain.playbook import Playbook, PlaybookError, load_playbook
 from gtm.domain.qualification import UNKNOWN
 from gtm.domain.threads import thread_id_for
 from tests.support.providers import FakeAttio, FakeHubSpot
-from tools.attio import AttioCRM
-from tools.http import HttpClient
-from tools.hubspot import HubSpotCRM
+from tests.test_crm_lists import _attio, _hubspot
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime.now(UTC)
@@ -45,20 +43,6 @@ PROPS = {
 def _with(props: dict[str, dict[str, str]]) -> Playbook:
     section = PLAYBOOK.crm_lists.model_copy(update={"pql_properties": props})
     return PLAYBOOK.model_copy(update={"crm_lists": section})
-
-
-def _hubspot(fake: FakeHubSpot) -> HubSpotCRM:
-    http = HttpClient(
-        "hubspot", fake.base_url, headers={"Authorization": f"Bearer {fake.token}"}, rate=(1000, 1)
-    )
-    return HubSpotCRM(http, token=fake.token)
-
-
-def _attio(fake: FakeAttio) -> AttioCRM:
-    http = HttpClient(
-        "attio", fake.base_url, headers={"Authorization": f"Bearer {fake.token}"}, rate=(1000, 1)
-    )
-    return AttioCRM(http)
 
 
 def _seed_hubspot(hub: FakeHubSpot) -> tuple[str, str]:

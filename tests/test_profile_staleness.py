@@ -27,14 +27,11 @@ from gtm.domain.playbook import load_playbook
 from gtm.web.app import WebInbox
 from gtm.web.security import Session
 from gtm.web.views import QueueFilters
-from memory.in_memory import InMemoryMemory
 from tests.support.openai_server import ScriptedOpenAIServer, tool_call_response
-from tests.test_graph import ACME, NOW, Clock, deps
+from tests.test_constrained_output import local_twins
+from tests.test_graph import ACME, NOW, deps
 from tests.test_qualification_views import ACCOUNT, CONTACT, DRAFT, ROW
-from tools.fakes import InMemoryCRM, InMemoryEmail, InMemoryLinkedIn
-from tools.outbox import Outbox
 from tools.profiles import ProfileSnapshot, ProfileStore, is_stale, visit_facts
-from tools.suppression import SuppressionList
 
 DANA = ACME.contacts[0]
 LIMIT = 365
@@ -93,22 +90,8 @@ def test_no_limit_or_no_today_marks_nothing() -> None:
 
 @pytest.fixture
 def twins(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    outbox = Outbox(tmp_path / "outbox.sqlite", clock=Clock(NOW))
-    sup = SuppressionList(tmp_path / "sup.sqlite")
-    crm, linkedin = InMemoryCRM(), InMemoryLinkedIn(sender="seat-1")
-    profiles = ProfileStore(tmp_path / "profiles.sqlite")
-    yield {
-        "crm": crm,
-        "linkedin": linkedin,
-        "email": InMemoryEmail(sender="me@vectorly.example"),
-        "memory": InMemoryMemory(),
-        "outbox": outbox,
-        "suppressions": sup,
-        "clock": Clock(NOW),
-        "profiles": profiles,
-    }
-    for closeable in (outbox, sup, crm, linkedin, profiles):
-        closeable.close()
+    with local_twins(tmp_path, profiles=ProfileStore(tmp_path / "profiles.sqlite")) as made:
+        yield made
 
 
 async def test_research_marks_the_old_sighting_and_the_writer_is_told(
