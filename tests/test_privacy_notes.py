@@ -5,8 +5,11 @@ as in memory and checkpoints."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+from gtm.app.ledger import Ledger
+from gtm.domain.models import Account, Decision
 from tests.test_privacy import DANA, HEADER, LEE, OMAR, Gtm, files_mentioning, gtm, ledger
 
 __all__ = ["gtm"]  # the fixture, imported for pytest
@@ -33,7 +36,34 @@ def test_forget_redacts_decision_notes_on_the_threads_that_stay(gtm: Gtm, tmp_pa
         "[erased] ([erased]) owns this at Lexora; see [erased]",
         "Lee Park ([erased]) owns this elsewhere; see [erased]",  # a namesake's, maybe
     ]
-    details = dict(ledger(data, "SELECT account_id, detail FROM threads"))
+    details = {str(a): str(d) for a, d in ledger(data, "SELECT account_id, detail FROM threads")}
     assert details["quillcode.dev"] == notes[1]
     assert files_mentioning(data, ["lee@lexora.law", "lee-park"]) == {}
     assert files_mentioning(data, ["Omar Haddad", "Dana Ruiz"]), "only Lee was erased"
+
+
+def test_redact_notes_reaches_an_unapplied_decision_and_only_the_threads_named(
+    tmp_path: Path,
+) -> None:
+    """A decision recorded but not yet applied (its process died) keeps its text in the row
+    until it is applied: the redaction reaches it too, and leaves other threads alone."""
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    rows = [
+        ledger.ensure("c1", Account(account_id=d, company=d, domain=d), "email")
+        for d in ("lexora.law", "quillcode.dev")
+    ]
+    for row in rows:
+        ask = Decision(action="regenerate", instructions="drop Lee Park", reviewer="r", at=at)
+        ledger.record_decision(row.id, decision=ask, interrupt_id="i")
+    lexora, quill = (r.thread_id for r in rows)
+
+    assert ledger.redact_notes([lexora], lambda t: t.replace("Lee Park", "[erased]")) == 2
+    assert [n.note for n in ledger.history(lexora)] == ["drop [erased]"]
+    assert [n.note for n in ledger.history(quill)] == ["drop Lee Park"]
+    pending = ledger.pending(lexora)
+    assert pending is not None and pending[0].instructions == "drop [erased]"
+    assert pending[0].action == "regenerate" and pending[1] == "i"
+    untouched = ledger.pending(quill)
+    assert untouched is not None and untouched[0].instructions == "drop Lee Park"
+    ledger.close()

@@ -377,24 +377,26 @@ class Ledger:
         """Rewrite the decision notes, and the text of a recorded-but-unapplied decision, of
         these threads through `redact` (a reviewer's reason or instructions may name someone
         being erased). Returns how many notes and decisions changed."""
-        changed = 0
-        for tid in thread_ids:
-            for seq, note in self._db.execute(
-                "SELECT seq, note FROM decisions WHERE thread_id = ? AND note != ''", (tid,)
-            ).fetchall():
-                if (new := redact(note)) != note:
-                    self._db.execute("UPDATE decisions SET note = ? WHERE seq = ?", (new, seq))
-                    changed += 1
-            if (pending := self.pending(tid)) is not None:
-                fields = ("text", "subject", "reason", "instructions")
-                text = {k: v for k in fields if isinstance(v := getattr(pending[0], k), str)}
-                new_text = {k: redact(v) for k, v in text.items()}
-                if new_text != text:
-                    new = pending[0].model_copy(update=new_text).model_dump_json()
-                    self._db.execute(
-                        "UPDATE threads SET pending_decision = ? WHERE thread_id = ?", (new, tid)
-                    )
-                    changed += 1
+        wanted, changed = set(thread_ids), 0
+        notes = "SELECT seq, thread_id, note FROM decisions WHERE note != ''"
+        for seq, tid, note in self._db.execute(notes).fetchall():
+            if tid in wanted and (new := redact(note)) != note:
+                self._db.execute("UPDATE decisions SET note = ? WHERE seq = ?", (new, seq))
+                changed += 1
+        pending = "SELECT thread_id, pending_decision FROM threads WHERE pending_decision != ''"
+        for tid, raw in self._db.execute(pending).fetchall():
+            if tid not in wanted:
+                continue
+            decision = Decision.model_validate_json(raw)
+            fields = ("text", "subject", "reason", "instructions")
+            text = {k: v for k in fields if isinstance(v := getattr(decision, k), str)}
+            new_text = {k: redact(v) for k, v in text.items()}
+            if new_text != text:
+                new = decision.model_copy(update=new_text).model_dump_json()
+                self._db.execute(
+                    "UPDATE threads SET pending_decision = ? WHERE thread_id = ?", (new, tid)
+                )
+                changed += 1
         return changed
 
     def pending(self, thread_id: str) -> tuple[Decision, str] | None:
