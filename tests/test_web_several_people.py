@@ -27,6 +27,7 @@ from gtm.app.workspace import open_workspace
 from gtm.domain.playbook import load_playbook
 from tests.support.openai_server import ScriptedOpenAIServer
 from tests.test_multi_contact import CAMPAIGN, HEADER, LEAD, ROWS, VP, A, B, _by_person
+from tests.test_sequence_views import _csrf, client  # noqa: F401 (the signed-in client fixture)
 
 
 @dataclass
@@ -64,23 +65,6 @@ def seeded(tmp_path: Path) -> Iterator[Seeded]:
         yield asyncio.run(go(server.base_url))
 
 
-@pytest.fixture
-def client(seeded: Seeded) -> Iterator[TestClient]:
-    from gtm.web.app import create_app
-
-    app = create_app(Settings(data_dir=seeded.data), token="t0ken")
-    with TestClient(app, base_url="http://127.0.0.1") as c:
-        r = c.post("/login", data={"token": "t0ken", "reviewer": "rita"}, follow_redirects=False)
-        assert r.status_code == 303, r.text
-        yield c
-
-
-def _csrf(page: str) -> str:
-    m = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert m, "no CSRF token on the page"
-    return m.group(1)
-
-
 def _waiting_rows(page: str) -> dict[int, str]:
     """The queue's waiting drafts: id → the row's text."""
     found = re.findall(r'<tr class="row[^"]*" data-id="(\d+)"[^>]*>(.*?)</tr>', page, re.S)
@@ -104,7 +88,8 @@ def _sent(data: Path) -> list[str]:
 
 
 def test_both_people_are_listed_shown_and_only_the_second_is_approved_and_sent(
-    seeded: Seeded, client: TestClient
+    seeded: Seeded,
+    client: TestClient,  # noqa: F811 (the imported fixture)
 ) -> None:
     lena, omar = seeded.lena, seeded.omar
     queue = client.get("/")
