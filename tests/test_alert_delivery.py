@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.support.cli import run_gtm
 from tests.support.providers import FakeSlack
 from tests.test_model_failures import HEADER, ROW, Endpoint
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _closed_port() -> int:
@@ -32,14 +30,7 @@ def _run(
         GTM_HTTP_TIMEOUT_S="2",
         ANONYMIZED_TELEMETRY="False",
     )
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", "run", str(csv), "--campaign", "c"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-    )
+    return run_gtm(env, "run", str(csv), "--campaign", "c", timeout=240)
 
 
 def test_an_unreachable_slack_never_stops_a_run_and_gets_the_alert_later(tmp_path: Path) -> None:

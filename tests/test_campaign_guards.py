@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from gtm.app.campaigns import campaign_lock
+from tests.support.cli import run_gtm
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,14 +54,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def gtm(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
+    return run_gtm(env, *args)
 
 
 def _csv(tmp_path: Path, *rows: str) -> Path:

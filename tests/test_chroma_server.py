@@ -34,6 +34,7 @@ from memory import chroma_http
 from memory.chroma import COLLECTION, ChromaMemory
 from memory.chroma_http import MemoryServerError, close_http_client
 from tests.support.chroma_server import ChromaServer, TokenGate, chroma_server, free_port
+from tests.support.cli import run_gtm
 from tests.test_backends import test_memory_contract as test_memory_contract_on_a_server
 
 __all__ = ["chroma_server", "test_memory_contract_on_a_server"]
@@ -319,14 +320,7 @@ def test_the_cli_says_in_one_line_that_the_server_is_down(tmp_path: Path) -> Non
         "GTM_CHROMA_URL": f"http://127.0.0.1:{free_port()}",
         "GTM_CHROMA_TOKEN": token,
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "gtm", "forget", "dana@acme.ai", "--yes"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).resolve().parents[1],
-    )
+    done = run_gtm(env, "forget", "dana@acme.ai", "--yes", timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.startswith("error: cannot reach the Chroma server at http://127.0.0.1:")
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr

@@ -11,8 +11,6 @@ import asyncio
 import json
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -27,6 +25,7 @@ import pytest
 from gtm.app.doctor import Finding, diagnose
 from gtm.app.settings import Settings
 from gtm.domain.models import Account, Contact
+from tests.support.cli import run_gtm
 from tests.support.providers import FakeAttio, FakeHubSpot, free_port
 from tools.attio import AttioCRM
 from tools.crm import Activity, Task
@@ -545,14 +544,7 @@ def test_gtm_doctor_prints_fail_for_an_unreachable_model(tmp_path: Path) -> None
         "GTM_MODEL_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",
         "GTM_MODEL_API_KEY": KEY,
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "gtm", "doctor"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    done = run_gtm(env, "doctor", timeout=120)
     assert done.returncode == 1, done.stdout + done.stderr
     assert re.search(r"model\s.*FAIL", done.stdout) and "GTM_MODEL_BASE_URL" in done.stdout
     assert KEY not in done.stdout + done.stderr

@@ -11,7 +11,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from gtm.domain.models import Account, Contact
 from gtm.domain.playbook import Playbook, PlaybookError, load_playbook
 from gtm.domain.qualification import UNKNOWN
 from gtm.domain.threads import thread_id_for
+from tests.support.cli import run_gtm
 from tests.support.providers import FakeAttio, FakeHubSpot
 from tests.test_crm_lists import _attio, _hubspot
 
@@ -308,14 +308,7 @@ def card_after_run(tmp_path: Path, provider: str, fake: Any, model_url: str, *so
     )
 
     def gtm(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "gtm", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            cwd=ROOT,
-        )
+        return run_gtm(env, *args, timeout=240)
 
     run = gtm("run", *source, "--campaign", "q1")
     assert run.returncode == 0, run.stdout + run.stderr

@@ -9,7 +9,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from gtm.app.crm_lists import (
 )
 from gtm.app.settings import Settings
 from gtm.domain.playbook import load_playbook
+from tests.support.cli import run_gtm
 from tests.support.providers import FakeAttio, FakeHubSpot, free_port
 from tools.attio import AttioCRM
 from tools.http import HttpClient
@@ -340,14 +340,7 @@ def _env(tmp_path: Path, model_url: str, **extra: str) -> dict[str, str]:
 
 
 def _gtm(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-    )
+    return run_gtm(env, *args, timeout=240)
 
 
 def _threads(tmp_path: Path) -> dict[str, tuple[str, str | None]]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli import run_gtm
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,15 +34,7 @@ def _gtm(
     env: dict[str, str],
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", "--data-dir", str(data), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=check,
-        cwd=ROOT,
-    )
+    return run_gtm(env, "--data-dir", str(data), *args, timeout=120, check=check)
 
 
 def _ledger(data: Path) -> list[sqlite3.Row]:

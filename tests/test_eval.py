@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from evals.harness import (
 )
 from gtm.domain.models import Contact, Draft, Fact
 from gtm.domain.playbook import load_playbook
+from tests.support.cli import run_gtm
 from tests.support.openai_server import ScriptedOpenAIServer, tool_call_response, write_from_facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,14 +148,7 @@ def test_a_batch_sharing_one_skeleton_fails() -> None:
 
 
 def _gtm(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    return run_gtm(env, *args, timeout=300)
 
 
 @pytest.fixture

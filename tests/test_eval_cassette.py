@@ -11,13 +11,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from evals.datasets import DEFAULT_DATASETS
+from tests.support.cli import run_gtm
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,14 +25,7 @@ GENERATION = DEFAULT_DATASETS / "generation.yaml"
 
 
 def _gtm(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    return run_gtm(env, *args, timeout=300)
 
 
 def _env(tmp_path: Path, name: str, **extra: str) -> dict[str, str]:

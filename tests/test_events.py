@@ -6,7 +6,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import pytest
 from gtm.app.loop import ingest_folder, ingest_into, local_event, match, why_invalid
 from gtm.domain.events import Event
 from gtm.domain.models import Channel, Step
+from tests.support.cli import run_gtm
 from tools.events import EventStore
 from tools.outbox import Outbox
 
-ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ANN = "https://www.linkedin.com/in/ann-lee"
 BOB_MSGID = "<abc.123@vectorly.example>"
@@ -269,14 +268,7 @@ def test_drop_folder(stores: tuple[EventStore, Outbox, Clock], tmp_path: Path) -
 def _gtm(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
     env.update(ANONYMIZED_TELEMETRY="False", COLUMNS="200")
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", "--data-dir", str(data), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
+    return run_gtm(env, "--data-dir", str(data), *args)
 
 
 def test_cli_add_list_and_sync(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,13 +17,13 @@ from evals.replies import new_text
 from gtm.app.doctor import diagnose
 from gtm.app.settings import Settings
 from gtm.cli.loop import EXIT_MAILBOX
+from tests.support.cli import run_gtm
 from tests.support.imap_server import DOVECOT, ImapServer, dovecot_server
 from tools.events import EventStore
 from tools.imap import ImapMailbox, MailboxError, UidCursor
 from tools.mail_events import MailRead, read_message, unsubscribe_of
 from tools.outbox import Outbox
 
-ROOT = Path(__file__).resolve().parents[1]
 ME = "alex@vectorly.example"
 SENT_ID = "<gtm.0123456789abcdef@vectorly.example>"
 UNSUB = unsubscribe_of(f"mailto:{ME}?subject=unsubscribe")
@@ -338,14 +337,7 @@ def _closed_port() -> int:
 def _gtm(data: Path, env_extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
     env.update(ANONYMIZED_TELEMETRY="False", COLUMNS="200", GTM_EMAIL_FROM=ME, **env_extra)
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", "--data-dir", str(data), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
+    return run_gtm(env, "--data-dir", str(data), *args)
 
 
 def _imap_env(s: ImapServer, folder: str, **over: str) -> dict[str, str]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from evals.judge_calibration import JudgeAgreement, JudgedCase, agreement_markdo
 from evals.messages import HELDOUT_MESSAGES, load_messages
 from evals.specificity import DEFAULT_MIN_SPECIFICITY, specificity
 from gtm.domain.playbook import JudgeVerdicts, PlaybookError, load_playbook
+from tests.support.cli import run_gtm
 from tests.support.openai_server import (
     ScriptedOpenAIServer,
     text_response,
@@ -239,14 +238,7 @@ def _env(tmp_path: Path, base_url: str | None) -> dict[str, str]:
 def _eval(files: tuple[Path, Path], out: Path, env: dict[str, str], *extra: str) -> Any:
     labeled, messages = files
     args = ["--dataset", str(labeled), "--judge-messages", str(messages), "--no-generate"]
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", "eval", *args, "--out", str(out), *extra],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    return run_gtm(env, "eval", *args, "--out", str(out), *extra, timeout=300)
 
 
 def _checks_verdicts(report: dict[str, Any]) -> dict[str, str]:

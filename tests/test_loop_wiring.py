@@ -7,13 +7,12 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from tests.support.cli import run_gtm
 from tests.support.openai_server import ScriptedOpenAIServer, tool_call_response, write_from_facts
 
-ROOT = Path(__file__).resolve().parents[1]
 HEADER = "company,domain,segment,description,contact_name,contact_title,linkedin_url,email,signals"
 ROW = (
     "Lexora,lexora.law,legal tech,Contract review for mid-size law firms.,Omar Haddad,"
@@ -53,14 +52,7 @@ def test_a_meeting_request_that_comes_back_becomes_a_crm_task_on_sync(tmp_path: 
         )
 
         def gtm(*args: str) -> subprocess.CompletedProcess[str]:
-            done = subprocess.run(
-                [sys.executable, "-m", "gtm", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=180,
-                cwd=ROOT,
-            )
+            done = run_gtm(env, *args)
             assert done.returncode == 0, done.stdout + done.stderr
             return done
 
@@ -83,13 +75,6 @@ def test_a_meeting_request_that_comes_back_becomes_a_crm_task_on_sync(tmp_path: 
     finally:
         db.close()
     assert len(tasks) == 1, tasks
-    listed = subprocess.run(
-        [sys.executable, "-m", "gtm", "escalations", "list"],
-        env={**env, "COLUMNS": "250"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    listed = run_gtm({**env, "COLUMNS": "250"}, "escalations", "list", timeout=120)
     assert listed.returncode == 0, listed.stderr
     assert "meeting request" in listed.stdout and "Omar Haddad" in listed.stdout, listed.stdout

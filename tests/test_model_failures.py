@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli import run_gtm
 from tests.support.openai_server import write_from_facts
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-live-0123456789abcdefSECRET"
 HEADER = "company,domain,segment,description,contact_name,contact_title,linkedin_url,email,signals"
 ROW = (
@@ -103,14 +102,7 @@ def _gtm(tmp_path: Path, endpoint: Endpoint, *args: str) -> subprocess.Completed
         GTM_MODEL_API_KEY=KEY,
         ANONYMIZED_TELEMETRY="False",
     )
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
+    return run_gtm(env, *args)
 
 
 def _files_with(root: Path, needle: str) -> list[str]:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_gtm
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 
-ROOT = Path(__file__).resolve().parents[1]
 HEADER = "company,domain,segment,description,contact_name,contact_title,linkedin_url,email,signals"
 DANA = (
     "Quillcode,quillcode.dev,AI coding assistant,Builds an AI coding assistant for monorepos.,"
@@ -40,14 +39,7 @@ def gtm(tmp_path: Path) -> Iterator[Gtm]:
         )
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "gtm", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=180,
-                cwd=ROOT,
-            )
+            return run_gtm(env, *args)
 
         yield run
 

@@ -28,6 +28,7 @@ import gtm.app.accounts
 from gtm.app.accounts import COLUMNS, REQUIRED, AccountListError, load_accounts
 from gtm.app.settings import Settings, SettingsError, load_settings
 from gtm.domain.playbook import Playbook, PlaybookError, load_playbook
+from tests.support.cli import run_gtm
 
 
 def fast(examples: int) -> hypothesis.settings:
@@ -301,7 +302,9 @@ def test_duplicate_columns_are_a_file_level_error(tmp_path: Path) -> None:
     ):
         load_accounts(path)
     # unknown or unnamed columns may repeat: they are ignored anyway
-    path.write_text("company,domain,contact_name,email,comment,comment,,\nA,a.dev,Al,al@a.dev,1,2,,\n")
+    path.write_text(
+        "company,domain,contact_name,email,comment,comment,,\nA,a.dev,Al,al@a.dev,1,2,,\n"
+    )
     assert len(load_accounts(path).accounts) == 1
 
 
@@ -930,16 +933,12 @@ def test_one_message_for_several_problems(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_the_cli_reports_a_bad_config_file_by_file_and_field(tmp_path: Path) -> None:
     import os
-    import subprocess
-    import sys
 
     cfg = tmp_path / "config.toml"
     cfg.write_text('smtp_port = "abc"\nemial_from = "x@y.example"\n', encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
     env["GTM_CONFIG"] = str(cfg)
-    done = subprocess.run(
-        [sys.executable, "-m", "gtm", "status"], env=env, capture_output=True, text=True
-    )
+    done = run_gtm(env, "status")
     assert done.returncode == 2
     assert f"{cfg}: smtp_port:" in done.stderr
     assert f"{cfg}: emial_from: unknown setting 'emial_from'; did you mean 'email_from'?" in (

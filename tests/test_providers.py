@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from email import message_from_bytes
@@ -21,6 +20,7 @@ from gtm.app.doctor import diagnose
 from gtm.app.providers import ProviderConfigError, open_providers
 from gtm.app.settings import Settings
 from gtm.domain.models import Account, Contact
+from tests.support.cli import run_gtm
 from tests.support.providers import (
     FakeAttio,
     FakeDuxSoup,
@@ -346,14 +346,7 @@ async def test_slack_alerts_and_a_check_that_posts_nothing() -> None:
 
 
 def _doctor(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", "doctor"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    return run_gtm(env, "doctor", timeout=120)
 
 
 async def test_doctor_checks_what_the_factory_opens_and_names_missing_settings(
@@ -444,14 +437,7 @@ def test_a_campaign_runs_on_hubspot_and_duxsoup_chosen_by_settings(tmp_path: Pat
         )
 
         def gtm(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "gtm", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=180,
-                cwd=ROOT,
-            )
+            return run_gtm(env, *args)
 
         run = gtm("run", str(ROOT / "examples" / "accounts.csv"), "--campaign", "c", "--limit", "1")
         assert run.returncode == 0, run.stdout + run.stderr

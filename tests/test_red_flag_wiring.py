@@ -14,8 +14,6 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,9 +28,9 @@ from gtm.app.workspace import Workspace, open_workspace
 from gtm.cli.serve import Tick
 from gtm.domain.identity import profile_url
 from gtm.domain.models import TouchFacts
+from tests.support.cli import run_gtm
 from tools.alerts import AlertKind, Alerts
 
-ROOT = Path(__file__).resolve().parents[1]
 SENT = datetime(2026, 11, 9, 10, 0, tzinfo=UTC)  # Monday of ISO week 2026-W46
 ACCEPTED = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
 AS_OF = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)  # W46 is over; requests are 9 days old
@@ -214,10 +212,7 @@ def test_gtm_sync_alerts_a_crossed_red_flag_once(tmp_path: Path) -> None:
     env.update(GTM_DATA_DIR=str(data), ANONYMIZED_TELEMETRY="False")
 
     def sync() -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "gtm", "sync"],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        done = run_gtm(env, "sync", timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 

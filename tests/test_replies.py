@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,10 @@ from evals.reply_scores import (
 )
 from gtm.domain.events import REPLY_SIGNALS
 from gtm.domain.playbook import Playbook, load_playbook
+from tests.support.cli import run_gtm
 from tests.support.fake_model import ScriptedChatModel, tool_call
 from tests.support.openai_server import ScriptedOpenAIServer, tool_call_response
 
-ROOT = Path(__file__).resolve().parents[1]
 PB = load_playbook()
 REPLIES = DEFAULT_DATASETS / "replies"
 
@@ -315,14 +314,7 @@ def test_metrics_of_the_full_classifier_per_signal() -> None:
 
 
 def _gtm(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    return run_gtm(env, *args, timeout=300)
 
 
 def _answer_with_first_sentence(request: dict[str, Any]) -> dict[str, Any]:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from tests.support.cli import run_gtm
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 from tests.support.providers import FakeDuxSoup, FakeHubSpot, FakeSlack, smtp_server
 from tests.test_providers import tls_cert  # noqa: F401 (module fixture)
@@ -81,14 +81,7 @@ def test_no_credential_is_left_in_any_file_or_output(
         )
 
         def gtm(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-            done = subprocess.run(
-                [sys.executable, "-m", "gtm", *args],
-                env={**env, **extra},
-                capture_output=True,
-                text=True,
-                timeout=180,
-                cwd=ROOT,
-            )
+            done = run_gtm({**env, **extra}, *args)
             outputs.append(done.stdout + done.stderr)
             return done
 

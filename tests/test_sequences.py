@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +31,7 @@ from gtm.app.workspace import Workspace, open_workspace
 from gtm.domain.events import Event, EventKind
 from gtm.domain.models import Account, Decision, Draft, Fact, OutboxEntry, idempotency_key
 from gtm.domain.playbook import PlaybookError, load_playbook
+from tests.support.cli import run_gtm
 from tests.support.openai_server import ScriptedOpenAIServer, tool_call_response, write_from_facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -372,14 +372,7 @@ async def test_a_follow_up_that_cites_nothing_new_is_flagged_by_review(
 def _gtm(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
     env.update(ANONYMIZED_TELEMETRY="False", COLUMNS="200", GTM_REVIEWER="rita")
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", "--data-dir", str(data), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
+    return run_gtm(env, "--data-dir", str(data), *args)
 
 
 async def test_gtm_stop_ends_a_sequence_and_rejects_its_waiting_follow_up(

@@ -26,6 +26,7 @@ from gtm.app.workspace import ModelNotStarted, open_workspace
 from gtm.cli.serve import Tick, parse_every
 from gtm.domain.events import Event
 from gtm.domain.models import Decision
+from tests.support.cli import run_gtm
 from tests.support.openai_server import (
     ScriptedOpenAIServer,
     tool_call_response,
@@ -222,14 +223,7 @@ async def test_a_failing_tick_is_logged_and_does_not_raise(
 
 
 def test_serve_refuses_a_bad_interval(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "gtm", "--data-dir", str(tmp_path), "serve", "--every", "soon"],
-        env=_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_gtm(_env(), "--data-dir", str(tmp_path), "serve", "--every", "soon", timeout=60)
     assert done.returncode != 0
     assert "--every" in done.stderr and "not an interval" in done.stderr
 

@@ -15,7 +15,6 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +37,7 @@ from gtm.app.settings import Settings
 from gtm.app.workspace import Workspace, open_workspace
 from gtm.domain.models import Account, Decision, Draft
 from gtm.domain.playbook import load_playbook
+from tests.support.cli import run_gtm
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -381,14 +381,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def gtm(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gtm", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
+    return run_gtm(env, *args)
 
 
 def test_the_cli_records_shows_and_guards_a_campaigns_variants(

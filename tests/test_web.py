@@ -23,6 +23,7 @@ import pytest
 
 from gtm.app.ledger import ThreadRow
 from gtm.web.views import QueueFilters, fmt_age, marked, source_link
+from tests.support.cli import run_gtm
 from tests.support.openai_server import ScriptedOpenAIServer
 from tests.support.web import (
     BLANK_ACCOUNT,
@@ -295,14 +296,7 @@ def test_a_draft_its_channel_cannot_carry_is_never_approved_as_written(
     assert r.status_code == 422, r.status_code
     assert "cannot be sent as written — length: the message is empty" in r.text
     # `gtm approve` refuses it with the same words, in another process.
-    cli = subprocess.run(
-        [sys.executable, "-m", "gtm", "--data-dir", str(data), "approve", str(target["id"])],
-        env=web.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    cli = run_gtm(web.env, "--data-dir", str(data), "approve", str(target["id"]), timeout=120)
     assert cli.returncode == 1, cli.stdout + cli.stderr
     assert "cannot be sent as written" in cli.stdout + cli.stderr
     row = _ledger(data)["Blankpage"]

@@ -1,7 +1,9 @@
 """A scripted OpenAI-compatible server on loopback, so tests run the real `ChatOpenAI` path.
 
 It serves `GET /v1/models` and non-streaming `POST /v1/chat/completions`. Answers come from a
-`responder(request_json) -> response_json` callable, or from a list consumed in order.
+`responder(request_json) -> response_json` callable, or from a list consumed in order. A request
+the real API would refuse (an empty or cut-short body, as a worker killed mid-request leaves, a
+body that is not a JSON object, no `messages`) gets its 400 and error JSON, not a traceback.
 """
 
 from __future__ import annotations
@@ -41,6 +43,50 @@ def tool_call_response(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def text_response(text: str) -> dict[str, Any]:
     return _completion({"role": "assistant", "content": text}, "stop")
+
+
+_UNPARSEABLE = (
+    "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload, "
+    "but what was sent was not valid JSON."
+)
+
+
+def _invalid(message: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """The error body the real API sends with a 400 for a malformed request."""
+    return {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    }
+
+
+def _parse_chat_request(raw: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The chat request in `raw`, or the 400 error body the real API answers instead: for an
+    empty or truncated body (a worker killed mid-request), a body that is not a JSON object, or
+    one without a `messages` list. Such a request is not recorded and consumes no script."""
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {}, _invalid(_UNPARSEABLE)
+    if not isinstance(body, dict):
+        return {}, _invalid(_UNPARSEABLE)
+    if "messages" not in body:
+        return {}, _invalid(
+            "Missing required parameter: 'messages'.",
+            param="messages",
+            code="missing_required_parameter",
+        )
+    if not isinstance(body["messages"], list):
+        return {}, _invalid(
+            "Invalid type for 'messages': expected an array of objects.",
+            param="messages",
+            code="invalid_type",
+        )
+    if not body["messages"]:
+        return {}, _invalid(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+            param="messages",
+            code="empty_array",
+        )
+    return body, None
 
 
 class ScriptedOpenAIServer:
@@ -108,10 +154,14 @@ class ScriptedOpenAIServer:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
                 owner.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": "not found"}})
+                    return
+                body, problem = _parse_chat_request(raw)
+                if problem is not None:
+                    self._send(400, problem)
                     return
                 status, payload, headers = owner._answer(body)
                 self._send(status, payload, headers)
