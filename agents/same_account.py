@@ -137,7 +137,7 @@ async def unwritten_colleague_stop_reason(
     ours = [e for e in entries if e.account_id == account.account_id]
     if store is None or not ours:
         return None
-    since = min(e.created_at for e in ours)
+    since = min(e.created_at for e in ours)  # the stores return only events at or after it
     own = _own(contact, ours)
     found: dict[str, tuple[StoredEvent, str]] = {}
 
@@ -145,14 +145,13 @@ async def unwritten_colleague_stop_reason(
         for ev in events:
             if (
                 ev.event.kind in _UNHEARD_STOPS
-                and ev.event.at >= since
                 and (ev.person or "").strip().lower() not in own
                 and ev.event.key not in found
             ):
                 found[ev.event.key] = (ev, how)
 
     if account.domain.strip().lower() not in PERSONAL_MAIL:
-        at_domain = store.events(domain=account.domain)
+        at_domain = store.events(domain=account.domain, since=since)
         consider(
             [e for e in at_domain if at_company(e.person, account.domain)],
             "by their address at the company's domain",
@@ -160,15 +159,15 @@ async def unwritten_colleague_stop_reason(
     for other in account.contacts:
         if other.key != contact.key:
             for ident in dict.fromkeys(i for i in (other.email, other.linkedin_url) if i):
-                consider(store.events(person=ident), "on the account list")
+                consider(store.events(person=ident, since=since), "on the account list")
     if crm is not None:
         # Unmatched events that name nobody by a company address: a LinkedIn reply, a personal
         # mailbox. The CRM may know the person as one of the company's contacts.
         loose = [
             e
             for kind in sorted(_UNHEARD_STOPS)
-            for e in store.events(kind=kind, matched=False)
-            if e.event.at >= since and (not e.event.email or _host(e.event.email) in PERSONAL_MAIL)
+            for e in store.events(kind=kind, matched=False, since=since)
+            if not e.event.email or _host(e.event.email) in PERSONAL_MAIL
         ]
         company = await crm.find_company(account.domain) if loose else None
         for ev in loose:

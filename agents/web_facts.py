@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field, ValidationError
 from evals.text import find_injection
 from gtm.domain.models import Account
 from prompts import PromptTemplate, load_prompt
+from tools.profiles import is_stale
 
 if TYPE_CHECKING:  # hints only: trafilatura loads with the web reader, not with the graph
     from tools.web import Page, WebResearcher
@@ -151,14 +152,6 @@ def _numbers(text: str) -> set[str]:
     return {n.replace(",", "") for n in _NUMBER.findall(unicodedata.normalize("NFKC", text))}
 
 
-def _stale(published: date | None, today: date, max_age_days: int | None) -> bool:
-    return (
-        published is not None
-        and max_age_days is not None
-        and ((today - published).days > max_age_days)
-    )
-
-
 async def web_facts(
     web: WebResearcher,
     model: BaseChatModel,
@@ -198,13 +191,14 @@ async def web_facts(
         if isinstance(answer, str):
             out.events.append(f"research: {page.url}: {answer}")
             continue
+        # An undated page is never stale: there is no day to measure its age from.
+        stale = page.published is not None and is_stale(page.published, today, max_age_days)
         kept = 0
         for proposed in answer.facts[:MAX_FACTS]:
             reason = _rejected(proposed, page)
             if reason is not None:
                 out.events.append(f"research: dropped a fact from {page.url}: {reason}")
                 continue
-            stale = _stale(page.published, today, max_age_days)
             out.facts.append(
                 WebFact(
                     text=" ".join(proposed.text.split()),
@@ -217,7 +211,7 @@ async def web_facts(
             )
             kept += 1
         dated = f", dated {page.published}" if page.published else ", undated"
-        stale_note = " (stale)" if kept and _stale(page.published, today, max_age_days) else ""
+        stale_note = " (stale)" if kept and stale else ""
         out.events.append(
             f"research: {page.url}{dated}: {kept} fact(s) kept{stale_note}"
             if kept

@@ -142,10 +142,13 @@ class EventStore:
         outbox_key: str | None = None,
         matched: bool | None = None,
         domain: str | None = None,
+        since: datetime | None = None,
     ) -> list[StoredEvent]:
         """Events oldest first, filtered by person (any spelling of an email or profile URL),
-        kind, the touch they answer, whether they answer one at all, and the mail domain of the
-        person (an address at `domain` or a subdomain of it; `domain_patterns`)."""
+        kind, the touch they answer, whether they answer one at all, the mail domain of the
+        person (an address at `domain` or a subdomain of it; `domain_patterns`), and the time
+        they happened: at or after `since` (timezone-aware), so a caller that wants only the
+        recent ones does not read the whole history."""
         probe = _canonical_person(person) if person is not None else None
         clause, args = where(person=probe, kind=kind, outbox_key=outbox_key)
         tests = [clause.removeprefix(" WHERE ")] if clause else []
@@ -154,6 +157,9 @@ class EventStore:
         if domain is not None:
             tests.append("(person LIKE ? ESCAPE '\\' OR person LIKE ? ESCAPE '\\')")
             args.extend(domain_patterns(domain))
+        if since is not None:
+            tests.append("at >= ?")
+            args.append(_at_text(since))
         clause = " WHERE " + " AND ".join(tests) if tests else ""
         rows = self._db.execute(f"SELECT * FROM events{clause} ORDER BY at, rowid", args)
         return [self._stored(r) for r in rows.fetchall()]
@@ -163,9 +169,7 @@ class EventStore:
         validation, so the funnel can count 100,000 events in a fraction of a second."""
         cur = self._db.cursor()
         cur.row_factory = None  # plain tuples: named rows cost more than the query here
-        rows = cur.execute(
-            "SELECT key, kind, channel, at, outbox_key FROM events"
-        ).fetchall()
+        rows = cur.execute("SELECT key, kind, channel, at, outbox_key FROM events").fetchall()
         return [EventBrief(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows]
 
     def unmatched(self) -> list[StoredEvent]:
@@ -189,6 +193,17 @@ class EventStore:
             row["outbox_key"],
             datetime.fromisoformat(row["ingested_at"]),
         )
+
+
+def _at_text(at: datetime) -> str:
+    """`at` in the one form `ingest` writes the `at` column in: ISO 8601 in UTC, `+00:00`,
+    microseconds only when not zero. Text in this form sorts as the instants do (a whole
+    second's `+` sorts before the same second's `.`; fractions have six digits), so `ORDER BY
+    at` and `at >= ?` compare instants exactly. A naive time names no instant: refused, not
+    guessed to be local."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"a time without a timezone cannot be compared with events: {at}")
+    return at.astimezone(UTC).isoformat()
 
 
 def _canonical_person(value: str) -> str:

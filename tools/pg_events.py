@@ -93,10 +93,12 @@ class PgEventStore:
         outbox_key: str | None = None,
         matched: bool | None = None,
         domain: str | None = None,
+        since: datetime | None = None,
     ) -> list[StoredEvent]:
         """Events oldest first, filtered by person (any spelling of an email or profile URL),
-        kind, the touch they answer, whether they answer one at all, and the mail domain of the
-        person (`tools.events.domain_patterns`)."""
+        kind, the touch they answer, whether they answer one at all, the mail domain of the
+        person (`tools.events.domain_patterns`), and the time they happened: at or after
+        `since` (timezone-aware; a naive time is refused, as `tools.events` does)."""
         probe = _canonical_person(person) if person is not None else None
         tests: list[str] = []
         args: list[Any] = []
@@ -109,6 +111,13 @@ class PgEventStore:
         if domain is not None:
             tests.append("(person LIKE %s ESCAPE '\\' OR person LIKE %s ESCAPE '\\')")
             args.extend(domain_patterns(domain))
+        if since is not None:
+            if since.tzinfo is None or since.utcoffset() is None:
+                raise ValueError(
+                    f"a time without a timezone cannot be compared with events: {since}"
+                )
+            tests.append("at >= %s")
+            args.append(since)
         clause = " WHERE " + " AND ".join(tests) if tests else ""
         with self._db.connection() as conn:
             rows = conn.execute(
