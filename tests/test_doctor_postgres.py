@@ -13,6 +13,7 @@ import pytest
 from gtm.app.doctor import Finding, diagnose
 from gtm.app.settings import load_settings
 from tests.support.postgres import PASSWORD_ROLE, PostgresServer, postgres_server  # noqa: F401
+from tools.pg import SCHEMA_HEAD
 
 SECRET = "S3cret-doc-77"
 
@@ -36,11 +37,13 @@ async def test_doctor_says_whether_the_database_is_migrated(
     fresh = server.new_database(migrated=False)
     behind = await _database(fresh, tmp_path, monkeypatch)
     assert not behind.ok and behind.fix == "run `gtm db upgrade`"
-    assert "revision none (head 0001)" in behind.detail and behind.detail.endswith("behind")
+    assert f"revision none (head {SCHEMA_HEAD})" in behind.detail
+    assert behind.detail.endswith("behind")
 
     ready = await _database(server.new_database(), tmp_path, monkeypatch)
     assert ready.ok, ready.detail
-    assert "revision 0001 (head 0001)" in ready.detail and "up to date" in ready.detail
+    assert f"revision {SCHEMA_HEAD} (head {SCHEMA_HEAD})" in ready.detail
+    assert "up to date" in ready.detail
     assert "`gtm run` does not use Postgres yet" in ready.detail  # never a silent SQLite run
 
 

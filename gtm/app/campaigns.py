@@ -23,11 +23,12 @@ import os
 import re
 import secrets
 import socket
-import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +40,7 @@ from tools.sqlite import add_columns, connect
 
 __all__ = [
     "CampaignBook",
+    "CampaignBookBase",
     "CampaignBusy",
     "CampaignRecord",
     "PlaybookMismatch",
@@ -128,21 +130,29 @@ class CampaignRecord(BaseModel):
         return self.playbook.fingerprint
 
 
-class CampaignBook:
-    """The campaigns table, in the ledger's SQLite file."""
+class CampaignBookBase(ABC):
+    """The campaigns table's rules (what a campaign keeps, what is refused), once for every
+    backend: `CampaignBook` (SQLite, in the ledger's file) and `gtm.app.pg_campaigns.
+    PgCampaignBook` (Postgres) give only the row read and the row write."""
 
-    def __init__(self, path: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
-        self._db = connect(path, _SCHEMA)
-        add_columns(self._db, "campaigns", _ADDED_COLUMNS)
-        self._clock = clock
-        self._cache: dict[str, CampaignRecord | None] = {}
+    _clock: Callable[[], datetime]
+    _cache: dict[str, CampaignRecord | None]
 
-    def close(self) -> None:
-        self._db.close()
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def _fetch(self, name: str) -> Mapping[str, Any] | None:
+        """The campaign's row (`recorded_at`, `adopted_at` as ISO text or datetimes)."""
+
+    @abstractmethod
+    def _upsert(self, row: dict[str, Any]) -> None:
+        """Insert the row, or on a name already there update only its playbook, fingerprint,
+        source and adopted_at (`recorded_at` and the variants stay the first record's)."""
 
     def get(self, name: str) -> CampaignRecord | None:
         if name not in self._cache:
-            row = self._db.execute("SELECT * FROM campaigns WHERE name = ?", (name,)).fetchone()
+            row = self._fetch(name)
             self._cache[name] = _record(row) if row is not None else None
         return self._cache[name]
 
@@ -213,25 +223,51 @@ class CampaignBook:
     ) -> None:
         """Record the campaign, or adopt a playbook for it; the variants are written only with
         the first record (an adoption leaves them as they are)."""
-        now = self._clock().isoformat()
+        now = self._clock()
+        self._upsert(
+            {
+                "name": name,
+                "playbook": playbook.as_json(),
+                "fingerprint": playbook.fingerprint,
+                "source": playbook.source,
+                "recorded_at": now,
+                "adopted_at": now if adopted else None,
+                "prompt_variants": (
+                    json.dumps(list(variants.versions)) if variants is not None else None
+                ),
+                "variant_seed": variants.seed if variants is not None else None,
+            }
+        )
+        self._cache.pop(name, None)
+
+
+class CampaignBook(CampaignBookBase):
+    """The campaigns table, in the ledger's SQLite file."""
+
+    def __init__(self, path: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self._db = connect(path, _SCHEMA)
+        add_columns(self._db, "campaigns", _ADDED_COLUMNS)
+        self._clock = clock
+        self._cache = {}
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _fetch(self, name: str) -> Mapping[str, Any] | None:
+        row = self._db.execute("SELECT * FROM campaigns WHERE name = ?", (name,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def _upsert(self, row: dict[str, Any]) -> None:
+        times = {k: row[k].isoformat() if row[k] else None for k in ("recorded_at", "adopted_at")}
         self._db.execute(
             "INSERT INTO campaigns (name, playbook, fingerprint, source, recorded_at, adopted_at,"
-            " prompt_variants, variant_seed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " prompt_variants, variant_seed) VALUES (:name, :playbook, :fingerprint, :source,"
+            " :recorded_at, :adopted_at, :prompt_variants, :variant_seed)"
             " ON CONFLICT(name) DO UPDATE SET playbook = excluded."
             "playbook, fingerprint = excluded.fingerprint, source = excluded.source, "
             "adopted_at = excluded.adopted_at",
-            (
-                name,
-                playbook.as_json(),
-                playbook.fingerprint,
-                playbook.source,
-                now,
-                now if adopted else None,
-                json.dumps(list(variants.versions)) if variants is not None else None,
-                variants.seed if variants is not None else None,
-            ),
+            {**row, **times},
         )
-        self._cache.pop(name, None)
 
 
 def _new_seed() -> int:
@@ -307,7 +343,11 @@ def check_prompt_variants(versions: Sequence[str], prompts_dir: Path | None = No
         )
 
 
-def _record(row: sqlite3.Row) -> CampaignRecord:
+def _when(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def _record(row: Mapping[str, Any]) -> CampaignRecord:
     playbook = Playbook.model_validate_json(row["playbook"]).model_copy(
         update={"source": row["source"]}
     )
@@ -321,8 +361,8 @@ def _record(row: sqlite3.Row) -> CampaignRecord:
         name=row["name"],
         playbook=playbook,
         source=row["source"],
-        recorded_at=datetime.fromisoformat(row["recorded_at"]),
-        adopted_at=datetime.fromisoformat(adopted) if adopted else None,
+        recorded_at=_when(row["recorded_at"]),
+        adopted_at=_when(adopted) if adopted else None,
         variants=variants,
     )
 
