@@ -4,14 +4,13 @@ checks them, against the real test server; never the password."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gtm.app.doctor import Finding, diagnose
 from gtm.app.settings import load_settings
+from tests.support.cli import run_gtm
 from tests.support.postgres import PASSWORD_ROLE, PostgresServer, postgres_server  # noqa: F401
 from tools.pg import SCHEMA_HEAD
 
@@ -44,7 +43,8 @@ async def test_doctor_says_whether_the_database_is_migrated(
     assert ready.ok, ready.detail
     assert f"revision {SCHEMA_HEAD} (head {SCHEMA_HEAD})" in ready.detail
     assert "up to date" in ready.detail
-    assert "`gtm run` does not use Postgres yet" in ready.detail  # never a silent SQLite run
+    assert "Postgres holds the thread ledger" in ready.detail  # and says what it does not hold
+    assert "still hold the LinkedIn profile facts" in ready.detail
 
 
 async def test_doctor_names_a_wrong_password_in_one_line_without_it(
@@ -69,16 +69,11 @@ async def test_without_the_setting_doctor_says_nothing_of_postgres(
     assert not [f for f in found if f.component.startswith("database")]
 
 
-def test_a_run_with_the_url_set_says_it_still_runs_on_sqlite(tmp_path: Path) -> None:
+def test_a_run_with_an_unreachable_database_stops_in_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
     env.update(GTM_DATA_DIR=str(tmp_path), GTM_DATABASE_URL=f"postgresql://gtm:{SECRET}@db/gtm")
-    done = subprocess.run(
-        [sys.executable, "-m", "gtm", "run", str(tmp_path / "missing.csv")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode != 0  # the missing list still fails as before
-    assert f"campaigns still run on the SQLite files in {tmp_path}" in done.stderr, done.stderr
+    done = run_gtm(env, "run", str(tmp_path / "missing.csv"), timeout=120)
+    assert done.returncode == 2  # before the list is read: no run on SQLite in its place
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "cannot connect to postgresql://gtm@db/gtm" in done.stderr, done.stderr
     assert SECRET not in done.stdout + done.stderr

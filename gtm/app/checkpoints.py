@@ -14,6 +14,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from gtm.app import pg_checkpoints
 from gtm.app.workspace import Workspace
 from gtm.domain.approval import ApprovalRequest
 
@@ -72,6 +73,8 @@ async def erase_threads(rt: Workspace, thread_ids: list[str]) -> int:
     if isinstance(saver, AsyncSqliteSaver):
         await saver.conn.execute("VACUUM")
         await saver.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    elif (pg := pg_checkpoints.postgres_saver(saver)) is not None:
+        await pg_checkpoints.vacuum(pg)
     return len(thread_ids)
 
 
@@ -86,6 +89,8 @@ async def rewrite_threads(
     saver = rt.graph.checkpointer
     if not thread_ids or saver is None or isinstance(saver, bool):
         return 0
+    if (pg := pg_checkpoints.postgres_saver(saver)) is not None:
+        return await pg_checkpoints.rewrite_threads(pg, thread_ids, rewrite)
     if not isinstance(saver, AsyncSqliteSaver):
         raise TypeError(f"rewriting checkpoints in a {type(saver).__name__} is not supported")
     await saver.setup()

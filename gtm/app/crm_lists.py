@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from gtm.app import stores
 from gtm.app.accounts import _Bad, _merge, _person_keys, _validate
-from gtm.app.campaigns import CampaignBook
 from gtm.app.ledger import Ledger
 from gtm.app.list_columns import RowValues
 from gtm.app.providers import ProviderConfigError, open_crm
@@ -314,18 +314,17 @@ async def pull_list(
     """`load_crm_list` with the workspace's own CRM, the playbook the campaign runs under (the
     one it recorded, unless `adopt` switches it to `given`) and the accounts it already holds."""
     _same_provider(source, settings.crm)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    book = CampaignBook(settings.path("ledger.sqlite"))
+    book = stores.campaign_book(settings)
     try:
         record = book.get(campaign)
     finally:
         book.close()
     playbook = record.playbook if record is not None and not adopt else given
-    ledger = Ledger(settings.path("ledger.sqlite"))
+    threads = stores.ledger(settings)
     try:
-        screened = screened_accounts(ledger, campaign)
+        screened = screened_accounts(threads, campaign)
     finally:
-        ledger.close()
+        threads.close()
     try:
         crm = open_crm(settings)
     except ProviderConfigError as exc:

@@ -251,6 +251,7 @@ async def diagnose(s: Settings) -> list[Finding]:
 async def _database(s: Settings) -> Finding:
     """Where the Postgres database stands against this version's migrations, as `gtm db
     status` says it: a database that cannot be reached, or is behind, is a failure."""
+    from gtm.app.stores import where_stores_live
     from tools.pg import DatabaseError  # psycopg and alembic load only when a URL is set
     from tools.pg_migrate import status
 
@@ -268,8 +269,7 @@ async def _database(s: Settings) -> Finding:
     return Finding(
         "database: postgres",
         True,
-        f"{where}; up to date. Campaigns still run on the SQLite files in the data dir: "
-        "`gtm run` does not use Postgres yet (README, 'Beyond one laptop')",
+        f"{where}; up to date. {where_stores_live(s)}",
     )
 
 

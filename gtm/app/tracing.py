@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from gtm.app.settings import Settings
 
-__all__ = ["Redactor", "tracing_enabled", "redacting_tracer", "redacted_tracing"]
+__all__ = ["Redactor", "erased_check", "tracing_enabled", "redacting_tracer", "redacted_tracing"]
 
 ERASED = "[erased]"
 HIDDEN = "***"
@@ -156,6 +156,34 @@ def _erased_by_file(path: Path) -> Callable[[Contact], bool]:
     return erased
 
 
+def _erased_in_database(url: str) -> Callable[[Contact], bool]:
+    """`is_erased` against the Postgres suppression list, opened when first asked (its pool
+    serves every thread) and closed when the process exits."""
+    lock = threading.Lock()
+    opened: list[Any] = []
+
+    def erased(contact: Contact) -> bool:
+        with lock:
+            if not opened:
+                import atexit
+
+                from tools.pg_suppression import PgSuppressionList
+
+                opened.append(PgSuppressionList(url))
+                atexit.register(opened[0].close)
+        return bool(opened[0].is_erased(contact))
+
+    return erased
+
+
+def erased_check(settings: Settings) -> Callable[[Contact], bool]:
+    """Whether a contact was erased, asked of the suppression list the workspace uses: the
+    data directory's file, or the database's when `GTM_DATABASE_URL` is set."""
+    if settings.database_url is not None:
+        return _erased_in_database(settings.database_url.get_secret_value())
+    return _erased_by_file(settings.data_dir / "suppressions.sqlite")
+
+
 def tracing_enabled() -> bool:
     """LangSmith tracing as LangChain decides it (`LANGSMITH_TRACING` / `LANGCHAIN_TRACING_V2`)."""
     from langsmith.utils import tracing_is_enabled
@@ -171,9 +199,7 @@ def redacting_tracer(settings: Settings) -> LangChainTracer | None:
     from langchain_core.tracers.langchain import LangChainTracer
     from langsmith import Client
 
-    redact = Redactor(
-        _settings_secrets(settings), _erased_by_file(settings.data_dir / "suppressions.sqlite")
-    )
+    redact = Redactor(_settings_secrets(settings), erased_check(settings))
     return LangChainTracer(client=Client(anonymizer=redact))
 
 

@@ -13,16 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 
 from agents.context import Deps
-from agents.graph import build_graph, checkpoint_serde
+from agents.graph import build_graph
 from agents.state import InputState, OutputState, State
 from gtm.app.campaigns import CampaignBook
 from gtm.app.lazy_memory import LazyMemory
@@ -32,10 +30,7 @@ from gtm.app.providers import open_providers
 from gtm.app.settings import Settings
 from gtm.domain.playbook import Playbook, load_playbook
 from tools.events import EventStore
-from tools.outbox import Outbox
 from tools.profiles import ProfileStore
-from tools.sqlite import retry_while_locked
-from tools.suppression import SuppressionList
 
 if TYPE_CHECKING:
     from gtm.app.cassette import Cassette
@@ -103,14 +98,6 @@ class Workspace:
         return dataclasses.replace(self.deps, **changes) if changes else self.deps
 
 
-@retry_while_locked
-async def _set_up(saver: AsyncSqliteSaver) -> None:
-    """Create the checkpoint tables. Switching a new file to WAL needs it to itself, and SQLite
-    answers "database is locked" at once rather than waiting, so two processes opening a fresh
-    data directory together would fail: the loser tries again."""
-    await saver.setup()
-
-
 @contextlib.contextmanager
 def _closing_all(*things: Any) -> Iterator[None]:
     try:
@@ -149,12 +136,14 @@ async def open_workspace(
     `memory_on_demand` (commands that list what the ledger holds: `gtm inbox`, `gtm status`)
     leaves account memory closed until something calls it (then it opens as usual), so such a
     command does not import Chroma first; otherwise memory opens here, as errors should."""
+    from gtm.app.stores import open_checkpointer, open_stores
+
     pb = playbook or load_playbook(settings.playbook)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    outbox = Outbox(settings.path("outbox.sqlite"), clock=clock)
-    suppressions = SuppressionList(settings.path("suppressions.sqlite"), clock=clock)
-    ledger = Ledger(settings.path("ledger.sqlite"), clock=clock)
-    campaigns = CampaignBook(settings.path("ledger.sqlite"), clock=clock)
+    # SQLite files, or Postgres for the stores that have it (refused first if it is behind)
+    closing_stores = contextlib.ExitStack()  # closed by the `with` below, after the memory
+    opened = closing_stores.enter_context(open_stores(settings, clock))
+    outbox, suppressions, events = opened.outbox, opened.suppressions, opened.events
+    ledger, campaigns, profiles = opened.ledger, opened.campaigns, opened.profiles
     # the class comes in as an argument: chromadb is imported when the memory opens
     memory = _chroma(lambda ChromaMemory: (
         ChromaMemory.server(
@@ -167,10 +156,12 @@ async def open_workspace(
         else ChromaMemory(settings.path("memory", "chroma"))
     ))
     if not memory_on_demand:
-        memory.open()
-    events = EventStore(settings.path("events.sqlite"), clock=clock)
-    profiles = ProfileStore(settings.path("profiles.sqlite"), clock=clock)
-    with _closing_all(outbox, suppressions, ledger, campaigns, memory, events, profiles):
+        try:
+            memory.open()
+        except BaseException:
+            closing_stores.close()  # a memory that fails to open leaves no store open
+            raise
+    with closing_stores, _closing_all(memory):
         async with contextlib.AsyncExitStack() as stack:
             providers = await stack.enter_async_context(open_providers(settings, clock=clock))
             model: BaseChatModel
@@ -184,12 +175,7 @@ async def open_workspace(
                 )
             else:
                 model, description = ModelNotStarted(), "not started"
-            conn = await stack.enter_async_context(
-                aiosqlite.connect(settings.path("checkpoints.sqlite"), timeout=30)
-            )
-            await conn.execute("PRAGMA busy_timeout=30000")
-            saver = AsyncSqliteSaver(conn, serde=checkpoint_serde())
-            await _set_up(saver)
+            saver = await stack.enter_async_context(open_checkpointer(settings))
             web = None
             if settings.web_contact:  # opt-in: research reaches the internet only when asked
                 from tools.web import WebResearcher, WebSettings

@@ -107,13 +107,15 @@ def run(
     from gtm.domain.playbook import PlaybookError, load_playbook
 
     settings = settings_of(ctx).with_overrides(playbook=playbook)
-    if settings.database_url is not None:  # never let a SQLite run pass for a Postgres one
-        err.print(
-            f"note: GTM_DATABASE_URL is set, but campaigns still run on the SQLite files in "
-            f"{settings.data_dir} (Postgres is used by `gtm db` only, for now)",
-            highlight=False,
-            soft_wrap=True,
-        )
+    if settings.database_url is not None:  # say which stores Postgres holds, and which not
+        from gtm.app.stores import check_schema, where_stores_live
+        from tools.pg import DatabaseError
+
+        try:  # before the campaign is recorded anywhere: a refused database writes nothing
+            check_schema(settings.database_url.get_secret_value())
+        except DatabaseError as exc:
+            raise fail(str(exc)) from None
+        err.print(f"note: {where_stores_live(settings)}", highlight=False, soft_wrap=True)
     if channel not in ("linkedin", "email"):
         raise fail(f"--channel must be 'linkedin' or 'email', not {channel!r}")
     try:
@@ -237,10 +239,10 @@ def _campaign_playbook(
 
     Its prompt variants likewise: the ones it will run with (named now, or recorded) must each
     have every writer prompt, checked before anything is recorded or drafted."""
-    from gtm.app.campaigns import CampaignBook, check_prompt_variants
+    from gtm.app.campaigns import check_prompt_variants
+    from gtm.app.stores import campaign_book
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    book = CampaignBook(settings.path("ledger.sqlite"))
+    book = campaign_book(settings)
     try:
         if planned := book.planned_variants(name, variants):
             check_prompt_variants(planned)

@@ -137,8 +137,15 @@ def _usage_errors() -> tuple[type[Exception], ...]:
     from gtm.app.providers import ProviderConfigError
     from gtm.domain.playbook import PlaybookError
     from memory.chroma_http import MemoryServerError
+    from tools.pg import DatabaseError
 
-    return (PlaybookError, EmbeddedModelUnavailable, ProviderConfigError, MemoryServerError)
+    return (
+        PlaybookError,
+        EmbeddedModelUnavailable,
+        ProviderConfigError,
+        MemoryServerError,
+        DatabaseError,
+    )
 
 
 def now() -> datetime:
