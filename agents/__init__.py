@@ -20,5 +20,6 @@ __all__ = [
     "same_account",
     "send",
     "state",
+    "steps",
     "web_facts",
 ]

@@ -1,26 +1,26 @@
-"""The outreach graph, wired exactly as drawn in DESIGN.md §2. Only wiring lives here."""
+"""The outreach graph, wired exactly as drawn in DESIGN.md §2. Only wiring lives here.
+
+The builders import LangGraph's graph module and the nodes (with the model client and tracing
+they bring) when they run, so a command that only opens checkpoints (it needs
+`checkpoint_serde`) does not load them (issue 20).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
 
-from agents.approve import approve, route_after_approve
-from agents.context import Deps
-from agents.intake import intake
-from agents.personalize import personalize
-from agents.record import record
-from agents.research import research
-from agents.review import review, route_after_review
-from agents.send import send
 from agents.state import InputState, OutputState, State
 from gtm.domain import models
 from gtm.domain.playbook import TierMatch
 from gtm.domain.qualification import Qualification
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.graph.state import CompiledStateGraph
+
+    from agents.context import Deps
 
 __all__ = ["build_graph", "route_after_intake", "checkpoint_serde"]
 
@@ -52,6 +52,17 @@ def route_after_intake(state: State) -> Literal["research", "record"]:
 def build_graph(
     checkpointer: BaseCheckpointSaver[str] | None = None,
 ) -> CompiledStateGraph[State, Deps, InputState, OutputState]:
+    from langgraph.graph import END, START, StateGraph
+
+    from agents.approve import approve, route_after_approve
+    from agents.context import Deps
+    from agents.intake import intake
+    from agents.personalize import personalize
+    from agents.record import record
+    from agents.research import research
+    from agents.review import review, route_after_review
+    from agents.send import send
+
     builder = StateGraph(
         State, context_schema=Deps, input_schema=InputState, output_schema=OutputState
     )
@@ -80,6 +91,12 @@ def build_writer_graph() -> CompiledStateGraph[State, Deps, State, State]:
     The same `personalize` and `review` nodes and routing as the outreach graph; where that one
     would ask a human, this one ends.
     """
+    from langgraph.graph import END, START, StateGraph
+
+    from agents.context import Deps
+    from agents.personalize import personalize
+    from agents.review import review, route_after_review
+
     builder = StateGraph(State, context_schema=Deps)
     builder.add_node("personalize", personalize)
     builder.add_node("review", review)

@@ -21,8 +21,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agents.context import Deps
 from agents.state import State
+from agents.steps import PROMPT_FOR_STEP, first_step, step_at
 from evals.text import find_injection
-from gtm.domain.models import Channel, Draft, Fact, Step
+from gtm.domain.models import Draft, Fact, Step
 from gtm.domain.playbook import Playbook
 from prompts import load_prompt
 
@@ -51,25 +52,6 @@ class DraftOutput(BaseModel):
     insufficient_information: bool = Field(
         default=False, description="True if the facts are too thin to write a specific message."
     )
-
-
-PROMPT_FOR_STEP: dict[Step, str] = {
-    "linkedin_connect": "personalize_linkedin_note",
-    "linkedin_message": "personalize_linkedin_message",
-    "email": "personalize_email",
-}
-
-
-def first_step(channel: Channel) -> Step:
-    """The step that carries the first message on a channel."""
-    return "linkedin_connect" if channel == "linkedin" else "email"
-
-
-def step_at(channel: Channel, position: int, playbook: Playbook) -> Step:
-    """The step that carries the message at `position` of the channel's sequence (0: the first
-    touch). A position the playbook no longer has falls back to the first touch's step."""
-    follow = playbook.sequences.follow_up(channel, position) if position else None
-    return follow.step if follow is not None else first_step(channel)
 
 
 def mark_cited_before(facts: list[Fact], earlier_cited: list[str]) -> list[Fact]:

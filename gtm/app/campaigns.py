@@ -33,7 +33,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.personalize import PROMPT_FOR_STEP
+from agents.steps import PROMPT_FOR_STEP
 from gtm.domain.playbook import Playbook
 from prompts import PromptError, load_prompt
 from tools.sqlite import add_columns, connect

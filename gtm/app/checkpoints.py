@@ -7,13 +7,16 @@ checkpointer, so where threads live (SQLite today) is decided in one place.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.serde.types import INTERRUPT
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from agents.state import State
 from gtm.app import pg_checkpoints
 from gtm.app.workspace import Workspace
 from gtm.domain.approval import ApprovalRequest
@@ -22,6 +25,7 @@ __all__ = [
     "thread_config",
     "thread_values",
     "pending_request",
+    "waiting_state",
     "erase_threads",
     "rewrite_threads",
     "thread_unfinished",
@@ -60,6 +64,39 @@ async def pending_request(rt: Workspace, thread_id: str) -> ApprovalRequest | No
     if not snapshot.interrupts:
         return None
     return ApprovalRequest.from_interrupt(snapshot.interrupts[0].value)
+
+
+_STATE_KEYS = frozenset(f.name for f in dataclasses.fields(State))
+
+
+async def waiting_state(
+    rt: Workspace, thread_id: str
+) -> tuple[ApprovalRequest | None, dict[str, Any]]:
+    """`pending_request` and `thread_values` in one read, for listings (`gtm inbox`).
+
+    A thread simply paused at its approval has, beside its latest checkpoint, one pending write:
+    the `__interrupt__` of the paused task (LangGraph records only control writes for a task that
+    paused, and the checkpoint's channel values are the state the step started from). Then the
+    question and the state are read from the checkpointer as `graph.aget_state` reads them, and
+    the graph is not compiled: no LangGraph graph module nor any node is loaded (issue 20). Any
+    other thread (an answer being applied, a finished task's output, an error, several questions,
+    no checkpoint) is read by the graph itself."""
+    saved = await rt.checkpointer.aget_tuple(thread_config(thread_id))
+    writes = saved.pending_writes if saved is not None else None
+    if saved is not None and writes is not None and len(writes) == 1:
+        _task, channel, value = writes[0]
+        asked = value if isinstance(value, Sequence) else [value]
+        if channel == INTERRUPT and len(asked) == 1:
+            values = saved.checkpoint["channel_values"]
+            state = {k: v for k, v in values.items() if k in _STATE_KEYS}
+            return ApprovalRequest.from_interrupt(asked[0].value), state
+    snapshot = await rt.graph.aget_state(thread_config(thread_id))
+    request = (
+        ApprovalRequest.from_interrupt(snapshot.interrupts[0].value)
+        if snapshot.interrupts
+        else None
+    )
+    return request, dict(snapshot.values or {})
 
 
 async def erase_threads(rt: Workspace, thread_ids: list[str]) -> int:

@@ -26,6 +26,7 @@ from gtm.app.checkpoints import (
 from gtm.app.contact_slots import slot_account
 from gtm.app.ledger import ThreadRow
 from gtm.app.loop_pass import RunSummary, end_of_run
+from gtm.app.sendable import EDIT_BLOCKERS, unsendable
 from gtm.app.telemetry import callbacks_for
 from gtm.app.workspace import Workspace
 from gtm.domain.approval import ApprovalRequest
@@ -271,15 +272,6 @@ class Taken:
     row: ThreadRow
     notes: tuple[str, ...] = ()
     """Findings on an edit that do not stop it ('check: finding'), to show, not to refuse."""
-
-
-EDIT_BLOCKERS = frozenset({"length", "placeholders"})
-"""Checks whose failure means the channel cannot carry the text: they refuse; others are notes."""
-
-
-def unsendable(request: ApprovalRequest) -> list[str]:
-    """The findings on a pending draft that stop it being sent as written."""
-    return [f"{f.check}: {f.finding}" for f in request.findings if f.check in EDIT_BLOCKERS]
 
 
 def review_edit(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from agents.personalize import first_step
+from agents.steps import first_step
 from gtm.app.ledger import ThreadRow
 from gtm.domain.models import Step
 from gtm.domain.playbook import Playbook

@@ -7,21 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatResult
-from langgraph.graph.state import CompiledStateGraph
+from typing import TYPE_CHECKING, Any, cast
 
 from agents.context import Deps
-from agents.graph import build_graph
-from agents.state import InputState, OutputState, State
 from gtm.app.campaigns import CampaignBook
 from gtm.app.lazy_memory import LazyMemory
 from gtm.app.ledger import Ledger
@@ -33,36 +26,42 @@ from tools.events import EventStore
 from tools.profiles import ProfileStore
 
 if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.graph.state import CompiledStateGraph
+
+    from agents.state import InputState, OutputState, State
     from gtm.app.cassette import Cassette
     from memory.chroma import ChromaMemory
 
+    Graph = CompiledStateGraph[State, Deps, InputState, OutputState]
+
 __all__ = ["Workspace", "open_workspace", "ModelNotStarted"]
 
-Graph = CompiledStateGraph[State, Deps, InputState, OutputState]
 
-
-class ModelNotStarted(BaseChatModel):
-    """Stands in for the model in commands that must not need one (approve, edit, reject).
+class ModelNotStarted:
+    """Stands in for the model in commands that must not need one (approve, edit, reject, and
+    the listings: inbox, status).
 
     If a graph path unexpectedly reaches the writer, the command fails loudly instead of
-    starting a model behind the reviewer's back.
+    starting a model behind the reviewer's back: the first attribute asked of this stand-in
+    builds `gtm.app.no_model.RefusingChatModel` and answers with that model's, so LangChain
+    handles the call as with any model until generating raises. The chat model is built only
+    then because its class loads langchain-core's runnables and tracing (langsmith,
+    OpenTelemetry), most of a listing command's start-up (issue 20).
     """
 
-    @property
-    def _llm_type(self) -> str:
-        return "not-started"
+    def __init__(self) -> None:
+        self._refusing: BaseChatModel | None = None
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        raise RuntimeError("this command does not start a model; use `gtm regenerate` or `gtm run`")
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_refusing":  # copy and pickle probes
+            raise AttributeError(name)
+        if self._refusing is None:
+            from gtm.app.no_model import RefusingChatModel
 
-    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
-        return self
+            self._refusing = RefusingChatModel()
+        return getattr(self._refusing, name)
 
 
 @dataclass
@@ -71,7 +70,8 @@ class Workspace:
     playbook: Playbook
     """The playbook this command was opened with; a campaign may run under its own."""
     deps: Deps
-    graph: Graph
+    checkpointer: BaseCheckpointSaver[Any]
+    """Where the threads' checkpoints live: what `graph` runs on."""
     ledger: Ledger
     model_description: str
     campaigns: CampaignBook
@@ -79,6 +79,15 @@ class Workspace:
     """What came back (accepts, replies, bounces...), once each, matched to sent touches."""
     profiles: ProfileStore
     """What the user's own tools (Dux-Soup's visits) saw on people's LinkedIn profiles."""
+
+    @functools.cached_property
+    def graph(self) -> Graph:
+        """The compiled outreach graph on `checkpointer`, built when first asked for: compiling
+        loads LangGraph's graph module and every node, which `gtm status` never needs (issue
+        20)."""
+        from agents.graph import build_graph
+
+        return build_graph(self.checkpointer)
 
     def playbook_for(self, campaign: str) -> Playbook:
         """The playbook `campaign` was started with (or adopted), else this command's."""
@@ -174,7 +183,8 @@ async def open_workspace(
                     )
                 )
             else:
-                model, description = ModelNotStarted(), "not started"
+                # a stand-in that fails on use, typed as the model it stands in for
+                model, description = cast("BaseChatModel", ModelNotStarted()), "not started"
             saver = await stack.enter_async_context(open_checkpointer(settings))
             web = None
             if settings.web_contact:  # opt-in: research reaches the internet only when asked
@@ -209,7 +219,7 @@ async def open_workspace(
                 settings=settings,
                 playbook=pb,
                 deps=deps,
-                graph=build_graph(saver),
+                checkpointer=saver,
                 ledger=ledger,
                 model_description=description,
                 campaigns=campaigns,

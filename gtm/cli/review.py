@@ -81,7 +81,7 @@ def draft_view(
     """The draft as a reviewer must see it: every value escaped, so template debris such as
     "[Company]" or "[erased]" shows instead of being read as Rich markup and vanishing. The
     qualification card shows when the thread has one."""
-    from gtm.app.runner import unsendable
+    from gtm.app.sendable import unsendable
 
     draft, contact = request.draft, request.contact
     facts = {f.id: f for f in request.facts}
@@ -149,9 +149,9 @@ def inbox(
 ) -> None:
     """List drafts waiting for a decision, oldest first and a page at a time, under the open
     red flags (or serve them with --web)."""
+    from gtm.app.checkpoints import waiting_state
     from gtm.app.escalations import needs_human
     from gtm.app.red_flags import open_flags
-    from gtm.app.runner import pending_request, thread_values
     from gtm.app.waiting import Page, PageError, WaitingMatch
     from gtm.app.workspace import open_workspace
     from gtm.domain.qualification import STATE_FIELD, Qualification
@@ -178,10 +178,9 @@ def inbox(
             rows = match.rows(rt.ledger, "oldest", limit=paged.limit, offset=paged.offset)
             shown = 0
             for row in rows:
-                request = await pending_request(rt, row.thread_id)
+                request, values = await waiting_state(rt, row.thread_id)
                 if request is None:
                     continue
-                values = await thread_values(rt, row.thread_id)
                 card = Qualification.from_state(values.get(STATE_FIELD))
                 out.print(draft_view(row, request, rt.ledger.history(row.thread_id), card))
                 shown += 1
