@@ -33,6 +33,7 @@ __all__ = [
     "no_model",
     "pg_campaigns",
     "pg_checkpoints",
+    "pg_import",
     "pg_ledger",
     "privacy",
     "providers",

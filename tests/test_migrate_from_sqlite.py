@@ -1,0 +1,392 @@
+"""`gtm db migrate-from-sqlite`: a data directory that ran on SQLite goes on, on Postgres.
+
+A small campaign runs on SQLite (one draft approved and sent, one rejected, one account's
+domain suppressed, the others waiting), is moved into a fresh, upgraded database, and then
+runs with GTM_DATABASE_URL: the same drafts wait, a migrated draft resumes from its Postgres
+checkpoint and is sent exactly once, the sent one stays decided, the suppressed person stays
+unsent, and a second move is refused. The real CLI in child processes, the real temporary
+cluster (`tests.support.postgres`) and the scripted model server, as in test_run_postgres.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from gtm.app.ledger import Ledger
+from gtm.app.pg_import import CHECKPOINT_TABLES, TABLES, ImportRefused, migrate_from_sqlite
+from gtm.app.settings import Settings, load_settings
+from gtm.app.stores import ON_POSTGRES
+from tests.support.cli import ROOT, run_gtm
+from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
+from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
+
+KEY = "sk-migrate-secret-do-not-log"
+PASSWORD = "pw-never-shown-7c1e"  # the cluster trusts loopback: any password is let in
+
+
+@pytest.fixture
+def model() -> Iterator[ScriptedOpenAIServer]:
+    with ScriptedOpenAIServer(responder=write_from_facts) as srv:
+        yield srv
+
+
+@pytest.fixture
+def server(postgres_server: PostgresServer) -> PostgresServer:  # noqa: F811
+    return postgres_server
+
+
+def _env(model: ScriptedOpenAIServer, url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
+    env.update(
+        GTM_MODEL_BASE_URL=model.base_url,
+        GTM_MODEL="scripted",
+        GTM_REVIEWER="tester",
+        GTM_MODEL_API_KEY=KEY,
+        ANONYMIZED_TELEMETRY="False",
+    )
+    if url is not None:
+        env["GTM_DATABASE_URL"] = url
+    return env
+
+
+def _with_password(server: PostgresServer, url: str) -> str:
+    return server.url(url.rsplit("/", 1)[1], password=PASSWORD)
+
+
+def _csv(tmp_path: Path, rows: int) -> Path:
+    lines = (ROOT / "examples" / "accounts.csv").read_text(encoding="utf-8").splitlines()
+    path = tmp_path / "list.csv"
+    path.write_text("\n".join(lines[: rows + 1]) + "\n", encoding="utf-8")
+    return path
+
+
+def _sqlite(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def _pg(url: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _counts_sqlite(data: Path) -> dict[str, int]:
+    got = {t.name: _sqlite(data / t.file, f"SELECT COUNT(*) FROM {t.name}")[0][0] for t in TABLES}
+    cp = data / "checkpoints.sqlite"
+    got["checkpoints"] = _sqlite(cp, "SELECT COUNT(*) FROM checkpoints")[0][0]
+    got["checkpoint_writes"] = _sqlite(cp, "SELECT COUNT(*) FROM writes")[0][0]
+    return got
+
+
+def _counts_pg(url: str) -> dict[str, int]:
+    names = [t.name for t in TABLES] + ["checkpoints", "checkpoint_writes"]
+    return {n: _pg(url, f"SELECT COUNT(*) FROM {n}")[0][0] for n in names}
+
+
+def _twin_sends(data: Path) -> list[tuple[str, str]]:
+    return [
+        (k, p)
+        for k, p in _sqlite(
+            data / "linkedin.sqlite", "SELECT kind, profile_url FROM actions ORDER BY n"
+        )
+    ]
+
+
+def _iso(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value).astimezone(UTC) if value else None
+
+
+@pytest.mark.timeout(600)
+def test_a_sqlite_workspace_moves_to_postgres_and_goes_on_there(
+    server: PostgresServer, model: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
+    url = server.new_database()
+    secret_url = _with_password(server, url)
+    data, csv = tmp_path / "data", _csv(tmp_path, 7)
+    lite, pg = _env(model, None), _env(model, secret_url)
+
+    def gtm(env: dict[str, str], *args: str) -> Any:
+        return run_gtm(env, "--data-dir", str(data), *args)
+
+    try:
+        # ---- on SQLite: run, approve one (sent), reject one, suppress one account's domain.
+        ran = gtm(lite, "run", str(csv), "--campaign", "mig")
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        ledger = data / "ledger.sqlite"
+        waiting = _sqlite(
+            ledger,
+            "SELECT id, account_id FROM threads WHERE status = 'waiting_for_approval' ORDER BY id",
+        )
+        assert len(waiting) >= 4, waiting
+        (sent_id, _), (rejected_id, _), (suppressed_id, suppressed_domain) = waiting[:3]
+        resumed_id, resumed_account = waiting[3]
+        done = gtm(lite, "approve", str(sent_id))
+        assert done.returncode == 0 and "sent" in done.stdout, done.stdout + done.stderr
+        no = gtm(lite, "reject", str(rejected_id), "--reason", "not now")
+        assert no.returncode == 0, no.stdout + no.stderr
+        sup = gtm(lite, "suppress", "--domain", suppressed_domain, "--reason", "asked us")
+        assert sup.returncode == 0, sup.stdout + sup.stderr
+        sends_before = _twin_sends(data)
+        assert [k for k, _ in sends_before] == ["visit", "connect"], sends_before
+        inbox_before = gtm(lite, "inbox", "--all")
+        assert inbox_before.returncode == 0 and f"#{resumed_id} " in inbox_before.stdout
+        before = _counts_sqlite(data)
+        assert before["outbox"] == 2 and before["decisions"] >= 2 and before["suppressions"] >= 1
+        threads_before = _sqlite(
+            ledger,
+            "SELECT id, thread_id, status, created_at, updated_at, waiting_since"
+            " FROM threads ORDER BY id",
+        )
+        top_decision = _sqlite(ledger, "SELECT MAX(seq) FROM decisions")[0][0]
+
+        # ---- the move: every store's rows, with their ids and times.
+        moved = gtm(pg, "db", "migrate-from-sqlite")
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        assert _counts_pg(url) == before
+        for t in TABLES:  # each store printed with its figure
+            assert t.store in ON_POSTGRES
+            (line,) = [ln for ln in moved.stdout.splitlines() if ln.split()[-3:-2] == [t.name]]
+            assert line.startswith(t.store) and line.split()[-2] == str(before[t.name]), line
+        with psycopg.connect(url, row_factory=dict_row) as conn:
+            rows = conn.execute(
+                "SELECT id, thread_id, status, created_at, updated_at, waiting_since"
+                " FROM threads ORDER BY id"
+            ).fetchall()
+        assert [
+            (
+                r["id"],
+                r["thread_id"],
+                r["status"],
+                r["created_at"],
+                r["updated_at"],
+                r["waiting_since"],
+            )
+            for r in rows
+        ] == [(i, t, s, _iso(c), _iso(u), _iso(w)) for i, t, s, c, u, w in threads_before]
+
+        status = gtm(pg, "db", "status")
+        assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
+
+        # ---- on Postgres: the same drafts wait, listed the same way.
+        inbox_after = gtm(pg, "inbox", "--all")
+        assert inbox_after.returncode == 0, inbox_after.stderr
+        assert inbox_after.stdout == inbox_before.stdout
+
+        # A migrated waiting draft resumes from its Postgres checkpoint: sent exactly once.
+        go = gtm(pg, "approve", str(resumed_id))
+        assert go.returncode == 0 and "sent" in go.stdout, go.stdout + go.stderr
+        outbox = _pg(url, "SELECT seq, account_id, step, state FROM outbox ORDER BY seq")
+        assert [r[1:] for r in outbox[2:]] == [
+            (resumed_account, "linkedin_visit", "sent"),
+            (resumed_account, "linkedin_connect", "sent"),
+        ], outbox
+        assert [r[0] for r in outbox] == [1, 2, 3, 4]  # the identity went on past the moved rows
+        assert len(_twin_sends(data)) == len(sends_before) + 2
+        (new_top,) = _pg(url, "SELECT MAX(seq) FROM decisions")[0]
+        assert new_top > top_decision
+
+        # The draft sent on SQLite is still decided; the suppressed account is still not sent.
+        again = gtm(pg, "approve", str(sent_id))
+        assert again.returncode == 1 and "already decided" in again.stderr, again.stderr
+        blocked = gtm(pg, "approve", str(suppressed_id))
+        assert blocked.returncode == 0, blocked.stdout + blocked.stderr
+        assert "skipped" in blocked.stdout and "do-not-contact list" in blocked.stdout
+        (n,) = _pg(
+            url,
+            f"SELECT COUNT(*) FROM outbox WHERE account_id = '{suppressed_domain}'"
+            " AND state = 'sent'",
+        )[0]
+        assert n == 0
+        assert len(_twin_sends(data)) == len(sends_before) + 2
+        listed = gtm(pg, "suppress", "--list")
+        assert suppressed_domain in listed.stdout, listed.stdout
+
+        # ---- a second move is refused in one line, and changes nothing.
+        after = _counts_pg(url)
+        twice = gtm(pg, "db", "migrate-from-sqlite")
+        assert twice.returncode == 2, twice.stdout + twice.stderr
+        assert twice.stderr.count("\n") == 1 and "already holds rows" in twice.stderr
+        assert _counts_pg(url) == after
+
+        for out in (moved, status, inbox_after, go, again, blocked, twice):
+            assert PASSWORD not in out.stdout + out.stderr and KEY not in out.stdout + out.stderr
+    finally:
+        server.drop(url)
+
+
+def test_a_fresh_data_directory_moves_nothing_and_a_missing_one_is_refused(
+    server: PostgresServer, model: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
+    url = server.new_database()
+    env = _env(model, _with_password(server, url))
+    try:
+        (tmp_path / "fresh").mkdir()
+        res = run_gtm(env, "--data-dir", str(tmp_path / "fresh"), "db", "migrate-from-sqlite")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "moved 0 rows" in res.stdout and PASSWORD not in res.stdout
+        assert list((tmp_path / "fresh").iterdir()) == []  # no SQLite file made to read from
+        assert all(v == 0 for v in _counts_pg(url).values())
+
+        gone = run_gtm(env, "--data-dir", str(tmp_path / "nowhere"), "db", "migrate-from-sqlite")
+        assert gone.returncode == 2 and "no data directory" in gone.stderr, gone.stderr
+        assert not (tmp_path / "nowhere").exists()
+    finally:
+        server.drop(url)
+
+
+def test_a_database_without_the_schema_is_refused_and_nothing_is_written(
+    server: PostgresServer, model: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
+    url = server.new_database(migrated=False)
+    data = tmp_path / "data"
+    try:
+        ran = run_gtm(_env(model, None), "--data-dir", str(data), "run", str(_csv(tmp_path, 1)))
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        res = run_gtm(
+            _env(model, _with_password(server, url)),
+            "--data-dir",
+            str(data),
+            "db",
+            "migrate-from-sqlite",
+        )
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert res.stderr.count("\n") == 1 and "run `gtm db upgrade`" in res.stderr
+        assert PASSWORD not in res.stderr
+        assert _pg(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == []
+    finally:
+        server.drop(url)
+
+
+def test_a_failure_mid_way_rolls_every_store_back(
+    server: PostgresServer, model: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
+    """One transaction for all: a checkpoint file that cannot be read leaves the database as
+    empty as it was, so the move can be run again once the file is fixed."""
+    url = server.new_database()
+    data = tmp_path / "data"
+    try:
+        ran = run_gtm(_env(model, None), "--data-dir", str(data), "run", str(_csv(tmp_path, 2)))
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert _counts_sqlite(data)["threads"] >= 1
+        cp = data / "checkpoints.sqlite"
+        good = cp.read_bytes()
+        for extra in ("-wal", "-shm"):
+            assert not cp.with_name(cp.name + extra).exists()
+        cp.write_bytes(b"this is not a SQLite file" * 100)
+        res = run_gtm(_env(model, url), "--data-dir", str(data), "db", "migrate-from-sqlite")
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stdout + res.stderr
+        assert "nothing was moved" in res.stderr
+        assert set(_counts_pg(url).values()) == {0}
+
+        cp.write_bytes(good)
+        res = run_gtm(_env(model, url), "--data-dir", str(data), "db", "migrate-from-sqlite")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert _counts_pg(url) == _counts_sqlite(data)
+    finally:
+        server.drop(url)
+
+
+def test_the_checkpoint_tables_are_the_ones_langgraph_creates(server: PostgresServer) -> None:
+    """`CHECKPOINT_TABLES` is what the emptiness check and the lock cover: each must exist
+    after `gtm db upgrade`, or a checkpoint could slip past the refusal."""
+    url = server.new_database()
+    try:
+        found = {
+            r[0] for r in _pg(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+        assert set(CHECKPOINT_TABLES) <= found
+        assert {t.name for t in TABLES} <= found
+    finally:
+        server.drop(url)
+
+
+def _settings(monkeypatch: pytest.MonkeyPatch, data: Path, url: str) -> Settings:
+    for key in list(os.environ):
+        if key.startswith("GTM_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("GTM_DATA_DIR", str(data))
+    monkeypatch.setenv("GTM_DATABASE_URL", url)
+    return load_settings()
+
+
+def test_ids_never_come_back_and_times_without_a_zone_are_utc(
+    server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's AUTOINCREMENT never hands out an erased row's id again; neither does Postgres
+    after the move. Only ledger.sqlite exists here: the other stores move nothing."""
+    url = server.new_database()
+    data = tmp_path / "data"
+    data.mkdir()
+    Ledger(data / "ledger.sqlite").close()
+    db = sqlite3.connect(data / "ledger.sqlite")
+    for n in (1, 2, 3):
+        db.execute(
+            "INSERT INTO threads (campaign, account_id, thread_id, company, channel, status,"
+            " created_at, updated_at) VALUES ('c', ?, ?, 'Co', 'email', 'queued',"
+            " '2026-01-02 03:04:05', '2026-01-02T03:04:05+01:00')",
+            (f"a{n}", f"c:a{n}"),
+        )
+    db.execute("DELETE FROM threads WHERE id = 3")
+    db.commit()
+    db.close()
+    try:
+        moved = migrate_from_sqlite(_settings(monkeypatch, data, url))
+        assert {(m.table, m.rows) for m in moved if m.rows} == {("threads", 2)}
+        rows = _pg(url, "SELECT id, created_at, updated_at FROM threads ORDER BY id")
+        assert [r[0] for r in rows] == [1, 2]
+        assert rows[0][1] == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+        assert rows[0][2] == datetime(2026, 1, 2, 2, 4, 5, tzinfo=UTC)
+        (new_id,) = _pg(
+            url,
+            "INSERT INTO threads (campaign, account_id, thread_id, company, channel, status,"
+            " created_at, updated_at) VALUES ('c', 'a4', 'c:a4', 'Co', 'email', 'queued', now(),"
+            " now()) RETURNING id",
+        )[0]
+        assert new_id == 4  # not 3: that one was erased on SQLite
+    finally:
+        server.drop(url)
+
+
+def test_a_sqlite_column_the_database_lacks_is_refused_before_anything_is_kept(
+    server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = server.new_database()
+    data = tmp_path / "data"
+    data.mkdir()
+    Ledger(data / "ledger.sqlite").close()
+    db = sqlite3.connect(data / "ledger.sqlite")
+    db.execute(
+        "INSERT INTO threads (campaign, account_id, thread_id, company, channel, status,"
+        " created_at, updated_at) VALUES ('c', 'a', 'c:a', 'Co', 'email', 'queued', 'x', 'x')"
+    )
+    db.execute("ALTER TABLE decisions ADD COLUMN from_the_future TEXT")
+    db.commit()
+    settings = _settings(monkeypatch, data, url)
+    try:
+        with pytest.raises(ImportRefused, match=r"^ledger.sqlite's threads: 'x' is not a time$"):
+            migrate_from_sqlite(settings)
+        db.execute("UPDATE threads SET created_at = '2026-01-01', updated_at = '2026-01-01'")
+        db.commit()
+        with pytest.raises(ImportRefused, match=r"decisions has columns .*from_the_future"):
+            migrate_from_sqlite(settings)
+        assert _pg(url, "SELECT COUNT(*) FROM threads") == [(0,)]  # threads went first
+        db.execute("ALTER TABLE decisions DROP COLUMN from_the_future")
+        db.commit()
+        assert {(m.table, m.rows) for m in migrate_from_sqlite(settings) if m.rows} == {
+            ("threads", 1)
+        }
+    finally:
+        db.close()
+        server.drop(url)
