@@ -247,6 +247,7 @@ def run_gtm(csv: Path, server: ModelServer, concurrency: int) -> dict[str, Any]:
         "rows": rows,
         "checkpoint_bytes": checkpoints,
         "cpu_samples": sampler.samples,
+        "rss_samples": sampler.rss,
     }
 
 
@@ -346,7 +347,7 @@ def _measure(work: Path, args: argparse.Namespace) -> None:
             "peak_rss_mb": round(res["rss_mb"]),
             "last_vs_first_tenth": None if drift is None else round(drift, 2),
         }
-        flat = flat_cost(calls, res["cpu_samples"])
+        flat = flat_cost(calls, res["cpu_samples"], rss=res["rss_samples"])
         if flat is not None:
             size = flat["slice_accounts"]
             print(
@@ -355,6 +356,12 @@ def _measure(work: Path, args: argparse.Namespace) -> None:
                 f"(x{flat['cpu_ratio']:.2f}), wall {flat['first_wall_ms']:.1f} vs "
                 f"{flat['last_wall_ms']:.1f} ms per account (x{flat['wall_ratio']:.2f})"
             )
+            if "rss_kb_per_account" in flat:
+                print(
+                    f"  resident memory: {flat['rss_mb_after_first']:.0f} MB after the first "
+                    f"{size} accounts, {flat['rss_mb_after_last']:.0f} MB after the last "
+                    f"({flat['rss_kb_per_account']:.1f} KB per account between them)"
+                )
             figures[f"n{n}"]["flat_cost"] = flat
         if args.skip_throughput:
             continue

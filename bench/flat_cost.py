@@ -17,11 +17,15 @@ from typing import Any
 
 class CpuSampler:
     """The child's user+system CPU seconds (all its threads) every `every` seconds, from
-    /proc/PID/stat, as (monotonic time, seconds) pairs; empty where /proc is missing."""
+    /proc/PID/stat, as (monotonic time, seconds) pairs, and its resident memory in MB from
+    /proc/PID/statm as (monotonic time, MB) pairs; empty where /proc is missing."""
 
     def __init__(self, pid: int, every: float = 0.2) -> None:
         self.samples: list[tuple[float, float]] = []
+        self.rss: list[tuple[float, float]] = []
         self._path = Path(f"/proc/{pid}/stat")
+        self._statm = Path(f"/proc/{pid}/statm")
+        self._page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
         self._every = every
         self._tick = os.sysconf("SC_CLK_TCK")
         self._done = threading.Event()
@@ -34,9 +38,12 @@ class CpuSampler:
     def _run(self) -> None:
         while True:
             try:
-                self.samples.append((time.monotonic(), self._read()))
+                now, cpu = time.monotonic(), self._read()
+                pages = int(self._statm.read_text().split()[1])
             except (OSError, IndexError, ValueError):
                 return  # reaped
+            self.samples.append((now, cpu))
+            self.rss.append((now, pages * self._page_mb))
             if self._done.wait(self._every):
                 return
 
@@ -76,10 +83,13 @@ def flat_cost(
     calls: list[tuple[dict[str, Any], float, float]],
     samples: list[tuple[float, float]],
     min_accounts: int = 2000,
+    rss: list[tuple[float, float]] | None = None,
 ) -> dict[str, float] | None:
     """Per-account CPU and wall ms of the first and the last min(1,000, N/10) accounts (see
     bench_run.py's docstring); None below `min_accounts` accounts (the first burst of
-    `--concurrency` requests arriving together would skew a small run) or without CPU samples."""
+    `--concurrency` requests arriving together would skew a small run) or without CPU samples.
+    With `rss` samples, also the resident MB when the first slice ended and when the last one
+    did, and the growth between them in KB per account (what a longer run would add)."""
     spans: dict[int, tuple[float, float]] = {}
     for call in calls:
         acct = _account(call)
@@ -97,7 +107,18 @@ def flat_cost(
 
     first_cpu, first_wall = cost(ordered[:size])
     last_cpu, last_wall = cost(ordered[-size:])
+    memory: dict[str, float] = {}
+    if rss and len(rss) >= 2:
+        t_first = max(e for _, e in ordered[:size])
+        t_last = max(e for _, e in ordered[-size:])
+        mb_first, mb_last = _interp(rss, t_first), _interp(rss, t_last)
+        memory = {
+            "rss_mb_after_first": round(mb_first, 1),
+            "rss_mb_after_last": round(mb_last, 1),
+            "rss_kb_per_account": round((mb_last - mb_first) * 1024 / (len(ordered) - size), 1),
+        }
     return {
+        **memory,
         "slice_accounts": size,
         "first_cpu_ms": round(first_cpu, 2),
         "last_cpu_ms": round(last_cpu, 2),

@@ -11,6 +11,7 @@ __all__ = [
     "base",
     "batch",
     "chroma",
+    "chroma_drafts",
     "chroma_http",
     "embedding",
     "hnsw_scrub",

@@ -22,6 +22,7 @@ from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
 from gtm.domain.models import Touch
 from memory.base import names_person
 from memory.batch import GroupCommit
+from memory.chroma_drafts import draft_changes, load_drafts
 from memory.chroma_http import (
     MemoryServerError,
     auth_headers,
@@ -100,7 +101,13 @@ class ChromaMemory:
     def _start(self, embedding: EmbeddingFunction[Documents] | None, index_max_age: float) -> None:
         self._embedding = embedding or MiniLMEmbedding()
         self._vectors = VectorCache(self._embedding)
-        self._drafts = DraftIndex(self._load_drafts, max_age=index_max_age)
+        self._drafts = DraftIndex(
+            lambda campaign: load_drafts(self._collection, self._embedding, campaign),
+            changes=lambda campaign, since, keys: draft_changes(
+                self._collection, self._embedding, campaign, since, keys
+            ),
+            max_age=index_max_age,
+        )
         self._writes = GroupCommit[tuple[str, Touch], None](self._write)
         self._embeds = GroupCommit[str, Vector](self._vectors.vectors)
         self._histories = GroupCommit[str, list[Touch]](self._history_batch)
@@ -227,28 +234,6 @@ class ChromaMemory:
             self._drafts.nearest, campaign, vector, exclude_account=exclude_account, k=k
         )
         return [(self._touch(d, dict(m)), cos) for d, m, cos in found]
-
-    def _load_drafts(self, campaign: str) -> tuple[list[str], list[str], list[Any], Any]:
-        """Every draft of the campaign with its stored vector (for `DraftIndex`)."""
-        where: Any = {"$and": [{"campaign": campaign}, {"kind": "draft"}]}
-        try:
-            got = self._collection.get(
-                where=where, include=["documents", "metadatas", "embeddings"]
-            )
-            vectors = got["embeddings"]
-        except chromadb.errors.InternalError:
-            # A writer killed before Chroma flushed its vector segment leaves the records with no
-            # vectors on disk ("Nothing found on disk"): the texts are there, and our embedding
-            # is deterministic, so the same vectors are computed again here.
-            got = self._collection.get(where=where, include=["documents", "metadatas"])
-            documents = list(got["documents"] or [])
-            vectors = list(self._embedding(documents)) if documents else []
-        return (
-            list(got["ids"]),
-            list(got["documents"] or []),
-            [dict(m) for m in got["metadatas"] or []],
-            [] if vectors is None else vectors,
-        )
 
     async def forget_person(self, needles: list[str], account_ids: list[str] | None = None) -> int:
         if account_ids is not None and not account_ids:

@@ -22,6 +22,7 @@ __all__ = [
     "funnel_model",
     "funnel_specificity",
     "funnel_weeks",
+    "heap",
     "lazy_memory",
     "ledger",
     "ledger_api",
