@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test crash eval baseline record-baseline gate-demo bench bench-update clean
+.PHONY: demo test crash crash-pg eval baseline record-baseline gate-demo bench bench-update clean
 
 EVAL := $(BIN)/gtm --data-dir .gtm/eval eval --out .gtm/eval/report --baseline evals/baseline.json
 # The model's answers behind evals/baseline.json, recorded by `make record-baseline`. The gate
@@ -69,6 +69,11 @@ test: $(STAMP) $(CHROMIUM) $(DOVECOT) $(POSTGRES)
 # 50 seeded SIGKILLs over a 200-account campaign: no duplicate send, no lost approval (~5 min).
 crash: $(STAMP)
 	$(CRASH)
+
+# The same on Postgres: 30 rounds of 3 `gtm run` workers sharing a campaign through leases, each
+# killed at random (~9 min; not part of `make test`). Needs Debian's postgresql, as the tests do.
+crash-pg: $(STAMP)
+	$(BIN)/python -m tests.crash.harness --postgres-workers 3 --accounts 150 --trials 30 --seed 7
 
 # The eval gate alone: checks vs labels, prompts vs the generation set (the recorded answers),
 # compared with the baseline.

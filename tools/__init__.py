@@ -28,6 +28,7 @@ __all__ = [
     "pg",
     "pg_events",
     "pg_keys",
+    "pg_leases",
     "pg_migrate",
     "pg_outbox",
     "pg_suppression",

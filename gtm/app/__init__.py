@@ -53,5 +53,6 @@ __all__ = [
     "telemetry",
     "tracing",
     "waiting",
+    "workers",
     "workspace",
 ]

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.types import Command, Durability, StateSnapshot
 
@@ -33,6 +33,9 @@ from gtm.app.workspace import Workspace
 from gtm.domain.approval import ApprovalRequest
 from gtm.domain.models import Account, Channel, Decision, Review
 from gtm.domain.threads import thread_id_for
+
+if TYPE_CHECKING:  # psycopg is loaded only by a run on Postgres
+    from tools.pg_leases import AccountLeases
 
 __all__ = [
     "RunSummary",
@@ -186,8 +189,13 @@ async def run_campaign(
     channel: Channel,
     concurrency: int = 4,
     on_progress: Callable[[ThreadRow | None, str], None] | None = None,
+    leases: AccountLeases | None = None,
 ) -> RunSummary:
     """Run every account's thread, at most `concurrency` at a time. Safe to call again.
+
+    With `leases` (Postgres), this process is one of several workers on the campaign: it works
+    only the accounts it leases, skips those another worker holds or finished, takes over those
+    whose lease ran out, and returns when none is left (`gtm.app.workers`).
 
     If the campaign has prompt variants (`CampaignBook.resolve`), a new thread is drawn into one
     as its ledger row is created, before anything is drafted; every step of it, follow-ups and
@@ -243,8 +251,15 @@ async def run_campaign(
             on_progress(row, kind)
 
     async with trimming():
-        await asyncio.gather(*(one(a) for a in accounts))
-        await end_of_run(rt, campaign, summary)  # what came back, follow-ups due, red flags
+        if leases is None:  # the campaign's lock file keeps every other process out
+            await asyncio.gather(*(one(a) for a in accounts))
+            await end_of_run(rt, campaign, summary)  # what came back, follow-ups due, red flags
+        else:
+            from gtm.app.workers import Lanes
+
+            await Lanes(leases, campaign).run(
+                accounts, one, lanes=concurrency, tail=lambda: end_of_run(rt, campaign, summary)
+            )
     return summary
 
 

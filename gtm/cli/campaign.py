@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:  # the application loads when a command runs, so `gtm --help` 
     from gtm.app.workspace import Workspace
     from gtm.domain.models import Channel, Step
     from gtm.domain.playbook import Playbook
+    from tools.pg_leases import AccountLeases
 
 # --------------------------------------------------------------------------- run
 
@@ -82,8 +85,21 @@ def run(
             "(prompts/<name>@<version>.md); fixed when the campaign starts.",
         ),
     ] = None,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="With GTM_DATABASE_URL, several `gtm run` workers share a campaign: how long "
+            "one's hold on an account lasts unrenewed (a killed worker's accounts are taken "
+            "over after it).",
+        ),
+    ] = 60.0,
 ) -> None:
-    """Run every account on the list through research → personalize → review → approval."""
+    """Run every account on the list through research → personalize → review → approval.
+
+    Without GTM_DATABASE_URL one process runs a campaign at a time. With it, start as many
+    `gtm run` processes on the campaign as you like, on any machines: they split its accounts.
+    """
     from gtm.app.accounts import AccountList, AccountListError, load_accounts
     from gtm.app.campaigns import (
         CampaignBusy,
@@ -199,6 +215,7 @@ def run(
                     channel=_channel(channel),
                     concurrency=concurrency,
                     on_progress=tick,
+                    leases=leases,
                 )
             if isinstance(listing, CrmList):  # people held back from a CRM list, as skips
                 for reason, n in record_held(rt.ledger, name, _channel(channel), listing).items():
@@ -211,8 +228,11 @@ def run(
                 )
             return summary, rt.model_description
 
+    leases = _worker_leases(settings, lease_seconds)
     try:
-        with campaign_lock(settings.data_dir, name):
+        # On Postgres the accounts are leased one by one (`gtm.app.workers`); a lock file
+        # would keep out the other workers, and only on this machine.
+        with campaign_lock(settings.data_dir, name) if leases is None else _closing(leases):
             pb = _campaign_playbook(settings, name, pb, adopt=adopt_playbook, variants=named)
             summary, _ = run_sync(go())
     except CampaignBusy as exc:
@@ -220,10 +240,41 @@ def run(
     except (PlaybookMismatch, VariantsMismatch, PromptVariantError) as exc:
         raise fail(str(exc)) from None
     _print_summary(summary, rejected_rows=len(listing.errors))
+    if leases is not None:
+        out.print(
+            f"worker {leases.worker}: worked {leases.taken} lease(s) "
+            f"({leases.taken_over} taken over from a stopped worker); the rest of the "
+            f"{len(chosen)} account(s) "
+            "were worked by other workers.",
+            highlight=False,
+        )
     if summary.by_status["failed"]:
         raise typer.Exit(EXIT_ACCOUNTS_FAILED)
     if listing.errors:
         raise typer.Exit(EXIT_ROWS_REJECTED)
+
+
+def _worker_leases(settings: Settings, seconds: float) -> AccountLeases | None:
+    """This worker's account leases when the stores are in Postgres, else None (lock file)."""
+    if settings.database_url is None:
+        return None
+    from tools.pg import DatabaseError
+    from tools.pg_leases import AccountLeases
+
+    try:
+        url = settings.database_url.get_secret_value()
+        return AccountLeases(url, lease_for=timedelta(seconds=seconds))
+    except DatabaseError as exc:
+        raise fail(str(exc)) from None
+
+
+@contextmanager
+def _closing(leases: AccountLeases) -> Iterator[None]:
+    """Hold the worker's leases for the run; close their database connections after it."""
+    try:
+        yield
+    finally:
+        leases.close()
 
 
 def _campaign_playbook(

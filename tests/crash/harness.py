@@ -25,6 +25,10 @@ Then `--loop-trials` more trials kill a small campaign in its later steps: event
 simulated clock and their approvals (`tests.crash.loop`); its checks add no follow-up after a
 stop or before its wait, and every event stored once.
 
+With `--postgres-workers N` it runs instead the trials of `tests.crash.workers_pg`: N workers
+on one campaign whose stores are in a temporary Postgres cluster, each killed at random, the
+same checks at the end of each campaign.
+
 It prints the figures and exits 1 if any check fails.
 """
 
@@ -69,47 +73,61 @@ def run_worker(
 
 def final_checks(wave_dir: Path, fig: Figures) -> None:
     events = read_journal(wave_dir / "journal.jsonl")
-    fig.problems += journal_problems(events)
     data = wave_dir / "data"
     ledger = Ledger(data / "ledger.sqlite")
     outbox = Outbox(data / "outbox.sqlite")
     linkedin = LocalLinkedInOutbox(data / "linkedin.sqlite", sender="check")
     try:
-        rows = ledger.rows(campaign=CAMPAIGN)
-        fig.statuses.update(r.status for r in rows)
-        entries = outbox.entries(campaign=CAMPAIGN)
-        fig.outbox.update(e.state for e in entries)
-        unknown_accounts = {e.account_id for e in entries if e.state == "unknown"}
-        by_thread = {r.thread_id: r for r in rows}
-        for r in rows:
-            if r.status not in TERMINAL:
-                fig.problems.append(f"{r.thread_id} ended {r.status!r}")
-            if r.status == "failed" and r.account_id not in unknown_accounts:
-                fig.problems.append(f"{r.thread_id} failed without an unknown action: {r.detail}")
-        for e in events:
-            if e["ev"] != "acked":
-                continue
-            fig.decisions[e["action"]] += 1
-            row = by_thread.get(e["thread"])
-            want = {"reject": {"rejected"}}.get(e["action"], {"sent", "deferred", "failed"})
-            if row is None or row.status not in want:
-                fig.problems.append(f"acknowledged {e['action']} of {e['thread']} ended {row}")
-        actions = linkedin.actions()
-        fig.actions.update(a.kind for a in actions)
-        pairs = Counter((a.kind, a.profile_url) for a in actions)
-        fig.problems += [f"{k} to {u} performed {n} times" for (k, u), n in pairs.items() if n > 1]
-        caps = load_playbook().caps
-        week = iso_week_start(outbox.entries()[0].created_at) if entries else None
-        if week is not None:
-            for step, cap in (
-                ("linkedin_connect", caps.linkedin_connection_requests_per_week),
-                ("linkedin_visit", caps.linkedin_profile_visits_per_week),
-            ):
-                used = sum(1 for e in entries if e.step == step and e.state != "failed")
-                if used > cap:
-                    fig.problems.append(f"{step}: {used} over the weekly cap {cap}")
+        check_stores(events, ledger, outbox, linkedin, CAMPAIGN, fig)
     finally:
-        ledger.close(), outbox.close(), linkedin.close()
+        ledger.close()
+        outbox.close()
+        linkedin.close()
+
+
+def check_stores(
+    events: list[dict[str, str]],
+    ledger: Ledger,
+    outbox: Outbox,
+    linkedin: LocalLinkedInOutbox,
+    campaign: str,
+    fig: Figures,
+) -> None:
+    """A finished campaign's checks over its journal and stores (SQLite or Postgres alike)."""
+    fig.problems += journal_problems(events)
+    rows = ledger.rows(campaign=campaign)
+    fig.statuses.update(r.status for r in rows)
+    entries = outbox.entries(campaign=campaign)
+    fig.outbox.update(e.state for e in entries)
+    unknown_accounts = {e.account_id for e in entries if e.state == "unknown"}
+    by_thread = {r.thread_id: r for r in rows}
+    for r in rows:
+        if r.status not in TERMINAL:
+            fig.problems.append(f"{r.thread_id} ended {r.status!r}")
+        if r.status == "failed" and r.account_id not in unknown_accounts:
+            fig.problems.append(f"{r.thread_id} failed without an unknown action: {r.detail}")
+    for e in events:
+        if e["ev"] != "acked":
+            continue
+        fig.decisions[e["action"]] += 1
+        row = by_thread.get(e["thread"])
+        want = {"reject": {"rejected"}}.get(e["action"], {"sent", "deferred", "failed"})
+        if row is None or row.status not in want:
+            fig.problems.append(f"acknowledged {e['action']} of {e['thread']} ended {row}")
+    actions = linkedin.actions()
+    fig.actions.update(a.kind for a in actions)
+    pairs = Counter((a.kind, a.profile_url) for a in actions)
+    fig.problems += [f"{k} to {u} performed {n} times" for (k, u), n in pairs.items() if n > 1]
+    caps = load_playbook().caps
+    week = iso_week_start(outbox.entries()[0].created_at) if entries else None
+    if week is not None:
+        for step, cap in (
+            ("linkedin_connect", caps.linkedin_connection_requests_per_week),
+            ("linkedin_visit", caps.linkedin_profile_visits_per_week),
+        ):
+            used = sum(1 for e in entries if e.step == step and e.state != "failed")
+            if used > cap:
+                fig.problems.append(f"{step}: {used} over the weekly cap {cap}")
 
 
 def harness(
@@ -217,7 +235,15 @@ def main() -> int:
     )
     p.add_argument("--loop-accounts", type=int, default=12)
     p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument(
+        "--postgres-workers",
+        type=int,
+        default=0,
+        help="run N workers on one campaign on Postgres, killed at random (and nothing else)",
+    )
     args = p.parse_args()
+    if args.postgres_workers:
+        return postgres_main(args)
     pairs = args.trials // 5 if args.pairs is None else min(args.pairs, args.trials)
     pair_accounts = args.pair_accounts or max(12, args.accounts // 10)
     import tempfile
@@ -248,6 +274,29 @@ def main() -> int:
     print(f"  wall time, all phases: {time.monotonic() - start:.0f} s")
     failed = fig.problems or fig.trials < args.trials
     return 1 if failed or loop.problems or loop.trials < args.loop_trials else 0
+
+
+def postgres_main(args: argparse.Namespace) -> int:
+    """`--postgres-workers N`: the trials of `tests.crash.workers_pg` and their figures."""
+    import tempfile
+
+    from tests.crash.workers_pg import postgres_worker_trials
+
+    start = time.monotonic()
+    rng = random.Random(args.seed)
+    fig = Figures()
+    with tempfile.TemporaryDirectory(prefix="gtm-crash-pg-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        accounts = workdir / "accounts.csv"
+        write_accounts(accounts, args.accounts, rng)
+        with ScriptedOpenAIServer(responder=write_from_facts) as model:
+            postgres_worker_trials(
+                args.trials, args.postgres_workers, accounts, rng, model.base_url, workdir, fig
+            )
+    print(report(fig, time.monotonic() - start, args.accounts))
+    print(f"  on Postgres, {args.postgres_workers} workers per trial, each killed at random")
+    return 1 if fig.problems or fig.trials < args.trials else 0
 
 
 if __name__ == "__main__":

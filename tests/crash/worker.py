@@ -16,6 +16,10 @@ Two workers may run at once on one data directory, each its own campaign (`--cam
 overlapping account lists: the harness's two-campaign trials. Each then keeps its account memory
 in its own `--memory-dir` (Chroma's embedded store is for one process; the outbox is the shared
 guard under test), and `--latency` gives its CRM and memory calls a live provider's delays.
+
+With `--database-url` the stores and checkpoints are in Postgres and the worker is one of
+several on one campaign (`tests.crash.workers_pg`): it takes accounts through leases
+(`--lease-seconds`), and a decision another worker took first is skipped, not an error.
 """
 
 from __future__ import annotations
@@ -29,17 +33,25 @@ import json
 import os
 import random
 import signal
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import gtm.app.workspace
+import memory.chroma
 from gtm.app.accounts import load_accounts
-from gtm.app.runner import decide, pending_request, run_campaign
+from gtm.app.runner import (
+    DecisionNotAllowed,
+    DecisionRefused,
+    decide,
+    pending_request,
+    run_campaign,
+)
 from gtm.app.settings import Settings
 from gtm.app.workspace import open_workspace
 from gtm.domain.models import Decision, Receipt
 from memory.chroma import ChromaMemory
 from tools.channels import LinkedInChannel
+from tools.pg_leases import AccountLeases
 
 CAMPAIGN = "crash"
 
@@ -148,13 +160,27 @@ async def main(args: argparse.Namespace) -> int:
         model_base_url=args.model_url,
         model="scripted",
         model_temperature=0,
+        database_url=args.database_url,
+    )
+    leases = (
+        AccountLeases(args.database_url, lease_for=timedelta(seconds=args.lease_seconds))
+        if args.database_url
+        else None
     )
     listing = load_accounts(args.accounts)
     journal, killer = Journal(args.journal), Killer(args.kill)
     campaign: str = args.campaign
     if args.memory_dir is not None:  # this process's own Chroma store (see the module doc)
         own: Path = args.memory_dir
-        setattr(gtm.app.workspace, "ChromaMemory", lambda _path: ChromaMemory(own))  # noqa: B010
+
+        class OwnChroma(ChromaMemory):
+            """The embedded store in this worker's directory, wherever the workspace asks."""
+
+            def __init__(self, _path: Path, *rest: Any, **kw: Any) -> None:
+                super().__init__(own, *rest, **kw)
+
+        # The workspace imports the class from `memory.chroma` when the memory opens.
+        setattr(memory.chroma, "ChromaMemory", OwnChroma)  # noqa: B010
     async with open_workspace(settings, with_model=True) as rt:
         rt.deps = dataclasses.replace(
             rt.deps, linkedin=JournalingLinkedIn(rt.deps.linkedin, journal, killer, campaign)
@@ -184,7 +210,9 @@ async def main(args: argparse.Namespace) -> int:
 
             setattr(saver, name, put_then_maybe_die)
 
-        await run_campaign(rt, listing.accounts, campaign=campaign, channel="linkedin")
+        await run_campaign(
+            rt, listing.accounts, campaign=campaign, channel="linkedin", leases=leases
+        )
         done = acked(args.journal)
         for row in rt.ledger.rows(campaign=campaign, status="waiting_for_approval"):
             asked = await pending_request(rt, row.thread_id)
@@ -204,7 +232,12 @@ async def main(args: argparse.Namespace) -> int:
                 at=rt.deps.clock(),
             )
             journal.write(ev="deciding", thread=row.thread_id, action=action)
-            await decide(rt, row.id, decision)
+            try:
+                await decide(rt, row.id, decision)
+            except DecisionRefused as exc:
+                if leases is None or isinstance(exc, DecisionNotAllowed):
+                    raise
+                continue  # another worker decided it first
             journal.write(ev="acked", thread=row.thread_id, action=action)
     return 0
 
@@ -221,4 +254,6 @@ if __name__ == "__main__":
     p.add_argument(
         "--latency", type=float, default=0.0, help="most seconds a CRM or memory call waits"
     )
+    p.add_argument("--database-url", default=None)
+    p.add_argument("--lease-seconds", type=float, default=5.0)
     raise SystemExit(asyncio.run(main(p.parse_args())))
