@@ -9,27 +9,69 @@ Each `Database.connection()` block is one transaction (committed when the block 
 back when it raises), so a store method that decides and writes does both or neither. A pooled
 connection is checked before it is handed out, so one the server dropped (a restart, a failover,
 an idle timeout) is replaced instead of failing the next call.
+
+A database that goes away mid-run (`retried`, `Database.retry`): a store method whose
+transaction fails on a lost connection is run again, whole, with backoff, for up to
+`retry_window` seconds (`GTM_DATABASE_RETRY_S`, default 60); if the server is not back by then,
+one `DatabaseError` line says so. What counts as "away" (`is_away`): a client-side
+`OperationalError` (no SQLSTATE: the socket closed, the connection is closed, it could not
+connect), SQLSTATE class 08 (connection exception), 57P01-57P03 (admin/crash shutdown, cannot
+connect now) and the pool's `PoolTimeout`. Never retried: serialization failures and deadlocks
+(class 40 is an `OperationalError` too, but means the transaction lost a race), integrity
+errors, a cancelled statement, a closed pool.
+
+Safety. A failure before COMMIT was sent leaves nothing behind (the server rolls back a
+transaction whose connection is gone), so running it again is always safe. A failure AT COMMIT
+is ambiguous: the server may have committed before the reply was lost. `connection()` commits
+explicitly so that case is told apart (`CommitUnknown`), and a method is run again after it only
+if a second run leaves the same rows and returns the same answer (`idempotent=True`): reads;
+`UPDATE … SET` to fixed values (outbox marks, ledger `update`/`set_sequence`/`release`, the
+first-reason-wins `stop_sequence`); `INSERT … ON CONFLICT DO NOTHING` whose answer is re-read
+or not given (ledger `ensure`, suppression `add`/`add_person`, key ledger `put`); upserts
+(campaign book); deletes whose count is not reported (outbox `release`). The others are
+declared `idempotent=False` and give the one line at once instead of a blind second run,
+because a second run would answer differently or write twice: outbox `reserve` (it would find
+its own reservation and answer "reserved concurrently"; the next run finds that `pending` row
+and hands it to a human, never sends twice), ledger `claim` (it would find its own claim and
+answer "taken"), `record_decision` (a second history entry), event `ingest` (it would answer
+"already stored"), `recover_stale_pending` (the rows it turned `unknown` would go unreported),
+the counts returned by erasures and history deletes, and the erasure audit row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from contextvars import ContextVar
+from time import monotonic
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 __all__ = [
     "SCHEMA_HEAD",
+    "CommitUnknown",
     "Database",
     "DatabaseError",
     "check_url",
     "connect_once",
+    "is_away",
+    "gone",
     "open_database",
     "redact",
+    "retried",
+    "retry_async",
     "schema_revision",
     "scrub",
 ]
@@ -39,10 +81,36 @@ SCHEMA_HEAD = "0003"
 (a test checks it against Alembic's own view of the directory)."""
 
 _SCHEMES = ("postgresql", "postgres")
+_T = TypeVar("_T")
 
 
 class DatabaseError(RuntimeError):
     """The database cannot be used: one line that names the problem, never the password."""
+
+
+class CommitUnknown(psycopg.OperationalError):
+    """COMMIT failed on a lost connection: the transaction may or may not have been committed.
+    The driver's error is its `__cause__`."""
+
+
+_AWAY_STATES = frozenset({"57P01", "57P02", "57P03"})
+"""admin_shutdown, crash_shutdown, cannot_connect_now: the server is stopping or starting."""
+
+_DEADLINE: ContextVar[float | None] = ContextVar("gtm_pg_retry_deadline", default=None)
+"""When the outermost retrying call gives up (monotonic); set while one runs."""
+
+
+def is_away(exc: BaseException) -> bool:
+    """Whether `exc` says the database is unreachable (worth running the transaction again once
+    it is back) rather than that the transaction itself was refused."""
+    if isinstance(exc, CommitUnknown | PoolTimeout):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    if isinstance(exc, PoolClosed | TooManyRequests):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _AWAY_STATES
 
 
 def _passwords(url: str) -> set[str]:
@@ -121,9 +189,14 @@ def connect_once(url: str, *, timeout: int = 10) -> psycopg.Connection[Any]:
 class Database:
     """A pool of connections to one Postgres database whose schema is at `SCHEMA_HEAD`."""
 
-    def __init__(self, url: str, *, max_size: int = 8, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, max_size: int = 8, timeout: float = 30.0, retry_window: float = 60.0
+    ) -> None:
         self.where = redact(url)
         """The database, as it may be shown (no password)."""
+        self.retry_window = retry_window
+        """How long a store call waits for a database that went away (`retry`), in seconds."""
+        self._timeout = timeout
         with connect_once(url) as conn:
             try:
                 found = schema_revision(conn)
@@ -157,9 +230,70 @@ class Database:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection for one transaction: committed at the end of the block."""
-        with self._pool.connection() as conn:
-            yield conn
+        """A pooled connection for one transaction: committed at the end of the block. A lost
+        connection at COMMIT raises `CommitUnknown`. Inside `retry`, waiting for a pooled
+        connection ends with the retry window, and a lost server is left to `retry`. Outside
+        one (a caller that cannot be run again), it waits up to the window for a connection,
+        and a lost server is one `DatabaseError` line instead of a driver traceback."""
+        deadline = _DEADLINE.get()
+        if deadline is None:
+            wait = self.retry_window
+        else:
+            wait = max(0.05, min(self._timeout, deadline - monotonic()))
+        try:
+            with self._pool.connection(timeout=wait) as conn:
+                yield conn
+                try:
+                    conn.commit()
+                except psycopg.OperationalError as exc:
+                    if is_away(exc):
+                        raise CommitUnknown(str(exc)) from exc
+                    raise
+        except psycopg.OperationalError as exc:
+            if deadline is not None or not is_away(exc):
+                raise
+            raise self._lost(exc) from None
+
+    def _lost(self, exc: psycopg.OperationalError) -> DatabaseError:
+        """The line for a database that went away under a call that is not run again."""
+        if isinstance(exc, PoolTimeout):
+            return gone(self.where, self.retry_window)
+        if isinstance(exc, CommitUnknown):
+            return _unsure(self.where)
+        return DatabaseError(
+            f"the database {self.where} went away in the middle of a change, which was not "
+            "saved; nothing decided before it is lost: run the command again once it is back"
+        )
+
+    def retry(self, call: Callable[[], _T], *, idempotent: bool) -> _T:
+        """`call()` (one or more `connection()` transactions), run again whole while the
+        database is away, for up to `retry_window` seconds; then one `DatabaseError` line.
+        After an ambiguous commit it is run again only if `idempotent` (see the module's
+        docstring); otherwise the line comes at once. A call inside another's retry runs once:
+        the outer one retries."""
+        if _DEADLINE.get() is not None:
+            return call()
+        token = _DEADLINE.set(monotonic() + self.retry_window)
+        try:
+            for attempt in Retrying(
+                stop=stop_after_delay(self.retry_window),
+                wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
+                retry=retry_if_exception(
+                    lambda e: is_away(e) and (idempotent or not isinstance(e, CommitUnknown))
+                ),
+                reraise=True,
+            ):
+                with attempt:
+                    return call()
+        except CommitUnknown:
+            raise _unsure(self.where) from None
+        except psycopg.OperationalError as exc:
+            if not is_away(exc):
+                raise
+            raise gone(self.where, self.retry_window) from None
+        finally:
+            _DEADLINE.reset(token)
+        raise AssertionError("tenacity neither returned nor raised")  # pragma: no cover
 
     def vacuum_full(self, *tables: str) -> None:
         """Rewrite `tables` so deleted and overwritten rows leave no bytes in their files (an
@@ -174,6 +308,67 @@ class Database:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _unsure(where: str) -> DatabaseError:
+    """The line for a change lost at COMMIT that is not safe to make twice."""
+    return DatabaseError(
+        f"the database {where} went away while saving a change that must not be written "
+        "twice, and it may or may not have been saved: run the command again once the "
+        "database is back (`gtm status` shows anything that needs a human)"
+    )
+
+
+def gone(where: str, window: float) -> DatabaseError:
+    """The one line for a database that stayed away for the whole retry window."""
+    return DatabaseError(
+        f"the database {where} went away and did not come back within {window:g} s; nothing "
+        "decided is lost: run the command again once it is back"
+    )
+
+
+async def retry_async(call: Callable[[], Awaitable[_T]], *, where: str, window: float) -> _T:
+    """`await call()`, run again while the database is away (`is_away`) for up to `window`
+    seconds; then `gone`. Only for calls that are safe to run twice (every write an upsert or
+    `ON CONFLICT DO NOTHING`): a failure at commit is retried like any other."""
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(window),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
+            retry=retry_if_exception(is_away),
+            reraise=True,
+        ):
+            with attempt:
+                return await call()
+    except psycopg.OperationalError as exc:
+        if not is_away(exc):
+            raise
+        raise gone(where, window) from None
+    raise AssertionError("tenacity neither returned nor raised")  # pragma: no cover
+
+
+class _HasDatabase(Protocol):
+    _db: Database
+
+
+_S = TypeVar("_S", bound=_HasDatabase)
+_P = ParamSpec("_P")
+
+
+def retried(
+    *, idempotent: bool
+) -> Callable[[Callable[Concatenate[_S, _P], _T]], Callable[Concatenate[_S, _P], _T]]:
+    """A store method (of an object with `_db`) run through `Database.retry`: the whole
+    method is its transaction(s). `idempotent`: safe to run again after an ambiguous commit."""
+
+    def wrap(method: Callable[Concatenate[_S, _P], _T]) -> Callable[Concatenate[_S, _P], _T]:
+        def call(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+            return self._db.retry(lambda: method(self, *args, **kwargs), idempotent=idempotent)
+
+        functools.update_wrapper(call, method)
+        return call
+
+    return wrap
 
 
 def open_database(db: Database | str) -> tuple[Database, bool]:

@@ -3,6 +3,10 @@
 Same methods, same answers: one row per idempotency key (the primary key), so two processes
 ingesting one event store it once and the first match stays. The person is kept in the same
 canonical form (`tools.events.person_of`); the event itself as the same JSON text.
+
+While the database is briefly away each method is run again whole (`tools.pg.retried`).
+`ingest` and `erase_person` are not run again after an ambiguous commit: the second run would
+answer "already stored" or a count of 0, so that case is one `DatabaseError` line.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 from gtm.domain.events import Event, EventKind
 from gtm.domain.identity import profile_url
 from tools.events import EventBrief, StoredEvent, domain_patterns, person_of
-from tools.pg import Database, open_database
+from tools.pg import Database, open_database, retried
 from tools.suppression import normalise
 
 __all__ = ["PgEventStore"]
@@ -45,6 +49,7 @@ class PgEventStore:
         if self._owned:
             self._db.close()
 
+    @retried(idempotent=False)
     def ingest(self, event: Event, *, outbox_key: str | None = None) -> bool:
         """Store `event`, matched to `outbox_key` (None = unmatched). False when its key was
         already stored: then nothing changes, not even the match."""
@@ -67,17 +72,20 @@ class PgEventStore:
             )
             return cur.rowcount == 1
 
+    @retried(idempotent=True)
     def seen(self, key: str) -> bool:
         with self._db.connection() as conn:
             return (
                 conn.execute("SELECT 1 FROM events WHERE key = %s", (key,)).fetchone() is not None
             )
 
+    @retried(idempotent=True)
     def empty(self) -> bool:
         """No event was ever taken in."""
         with self._db.connection() as conn:
             return conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is None
 
+    @retried(idempotent=True)
     def get(self, key: str) -> StoredEvent | None:
         with self._db.connection() as conn:
             row = conn.execute(
@@ -85,6 +93,7 @@ class PgEventStore:
             ).fetchone()
         return _stored(row) if row else None
 
+    @retried(idempotent=True)
     def events(
         self,
         *,
@@ -127,6 +136,7 @@ class PgEventStore:
             ).fetchall()
         return [_stored(r) for r in rows]
 
+    @retried(idempotent=True)
     def briefs(self) -> list[EventBrief]:
         """Every event, in no particular order, without its text (the funnel's count)."""
         with self._db.connection() as conn:
@@ -137,6 +147,7 @@ class PgEventStore:
         """Events no sent touch was found for, oldest first: for a person to look at."""
         return self.events(matched=False)
 
+    @retried(idempotent=False)
     def erase_person(self, emails: Sequence[str], urls: Sequence[str]) -> int:
         """Delete every event about the person (an erasure request); count them. The table is
         rewritten when any went, so the deleted text leaves its files."""

@@ -71,12 +71,16 @@ class AccountLeases:
         *,
         worker: str | None = None,
         lease_for: timedelta = DEFAULT_LEASE,
+        retry_window: float = 60.0,
     ) -> None:
         if lease_for <= timedelta(0):
             raise ValueError("a lease must last a positive time")
         # Two connections: the worker's, and its renewals' (they run on a thread of their own).
+        # `retry_window`: how long a call waits for a connection to a database that went away.
         self._db, self._owned = (
-            (db, False) if isinstance(db, Database) else (Database(db, max_size=2), True)
+            (db, False)
+            if isinstance(db, Database)
+            else (Database(db, max_size=2, retry_window=retry_window), True)
         )
         self.worker = worker or new_worker_id()
         self.lease_for = lease_for

@@ -9,21 +9,26 @@ other, wherever they run, and reservations that cannot (another seat, another pe
 by side. A process that dies mid-reservation loses its connection, and the server drops its
 locks and rolls its transaction back. Locks are taken in one fixed order, so two reservations
 never wait on each other in a circle.
+
+Every public method is run again while the database is briefly away (`tools.pg.retried`);
+`reserve`, `erase_contact` and `recover_stale_pending` are not run again after an ambiguous
+commit (a second run would answer "reserved concurrently", a count of 0, no rows), so that case
+is one `DatabaseError` line and the next run finds what was saved.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from gtm.domain.models import OutboxEntry, OutboxState, Step
-from tools.outbox_logic import OutboxStore, SentBrief
-from tools.pg import Database, open_database
+from gtm.domain.models import Channel, OutboxEntry, OutboxState, Step, TouchFacts
+from tools.outbox_logic import CooldownHit, Cooldowns, Limit, OutboxStore, Reservation, SentBrief
+from tools.pg import Database, open_database, retried
 
 __all__ = ["PgOutbox"]
 
@@ -59,6 +64,63 @@ class PgOutbox(OutboxStore[_Cur]):
     def close(self) -> None:
         if self._owned:
             self._db.close()
+
+    @retried(idempotent=False)
+    def reserve(
+        self,
+        *,
+        key: str,
+        campaign: str,
+        account_id: str,
+        contact_key: str,
+        step: Step,
+        channel: Channel,
+        sender: str,
+        limits: Sequence[Limit] = (),
+        min_gap: timedelta | None = None,
+        cooldown: Cooldowns | None = None,
+        touch: TouchFacts | None = None,
+    ) -> Reservation:
+        """`OutboxStore.reserve`, one transaction run again while the database is away."""
+        return super().reserve(
+            key=key,
+            campaign=campaign,
+            account_id=account_id,
+            contact_key=contact_key,
+            step=step,
+            channel=channel,
+            sender=sender,
+            limits=limits,
+            min_gap=min_gap,
+            cooldown=cooldown,
+            touch=touch,
+        )
+
+    @retried(idempotent=True)
+    def get(self, key: str) -> OutboxEntry | None:
+        return super().get(key)
+
+    @retried(idempotent=True)
+    def count(self, sender: str, step: Step, since: datetime) -> int:
+        return super().count(sender, step, since)
+
+    @retried(idempotent=True)
+    def cooldown_hit(
+        self,
+        *,
+        campaign: str,
+        contact_key: str,
+        account_id: str,
+        cooldown: Cooldowns,
+        now: datetime | None = None,
+    ) -> CooldownHit | None:
+        return super().cooldown_hit(
+            campaign=campaign,
+            contact_key=contact_key,
+            account_id=account_id,
+            cooldown=cooldown,
+            now=now,
+        )
 
     @contextmanager
     def _reading(self) -> Iterator[_Cur]:
@@ -125,11 +187,13 @@ class PgOutbox(OutboxStore[_Cur]):
         assert row is not None, "the key's lock was held: no one else can have inserted it"
         return _entry(row)
 
+    @retried(idempotent=True)
     def release(self, key: str) -> None:
         """Drop a `pending` reservation whose call certainly did not happen (so it may retry)."""
         with self._db.connection() as conn:
             conn.execute("DELETE FROM outbox WHERE key = %s AND state = 'pending'", (key,))
 
+    @retried(idempotent=True)
     def _mark(
         self, key: str, state: OutboxState, provider_id: str | None, error: str | None
     ) -> None:
@@ -140,6 +204,7 @@ class PgOutbox(OutboxStore[_Cur]):
                 (state, provider_id, error, self._clock(), key),
             )
 
+    @retried(idempotent=True)
     def entries(
         self, campaign: str | None = None, state: OutboxState | None = None
     ) -> list[OutboxEntry]:
@@ -152,6 +217,7 @@ class PgOutbox(OutboxStore[_Cur]):
             ).fetchall()
         return [_entry(r) for r in rows]
 
+    @retried(idempotent=True)
     def sent_briefs(self) -> list[SentBrief]:
         """Every `sent` action, in no particular order, as plain tuples (`Outbox.sent_briefs`)."""
         with self._db.connection() as conn:
@@ -162,6 +228,7 @@ class PgOutbox(OutboxStore[_Cur]):
             ).fetchall()
         return [SentBrief._make(r) for r in rows]
 
+    @retried(idempotent=False)
     def erase_contact(self, contact_key: str, replacement: str) -> int:
         """Replace a person's key by a one-way stand-in and forget the address an action went
         to (`Outbox.erase_contact`); the table is rewritten so the old values leave its files."""
@@ -176,6 +243,7 @@ class PgOutbox(OutboxStore[_Cur]):
         self._db.vacuum_full("outbox")
         return int(n)
 
+    @retried(idempotent=False)
     def recover_stale_pending(self, older_than: datetime) -> list[OutboxEntry]:
         """`pending` rows older than a time belong to a dead process: they become `unknown`.
         One statement, so two processes recovering at once each report a row at most once."""

@@ -5,6 +5,10 @@ for both backends; this module gives only the queries. Every entry is one row un
 (kind, value) key, so two processes entering one person store them once; a method that writes
 several rows writes them in one transaction. An erasure rewrites the table afterwards, so the
 plain values it replaced leave the table's files (the server's WAL keeps them until it rotates).
+
+While the database is briefly away each method is run again whole (`tools.pg.retried`); adding
+is `ON CONFLICT DO NOTHING`, so a second run after an ambiguous commit changes nothing. `erase`
+(its count) and `record_erasure` (its audit row) are not run again then: one `DatabaseError`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from tools.pg import Database, open_database
+from tools.pg import Database, open_database, retried
 from tools.suppression import SuppressionKind, SuppressionStore
 
 __all__ = ["PgSuppressionList"]
@@ -43,6 +47,22 @@ class PgSuppressionList(SuppressionStore[_Conn]):
         if self._owned:
             self._db.close()
 
+    @retried(idempotent=True)
+    def add(self, kind: SuppressionKind, value: str, reason: str) -> None:
+        super().add(kind, value, reason)
+
+    @retried(idempotent=True)
+    def add_person(
+        self, *, email: str | None, linkedin_url: str | None, person_key: str | None, reason: str
+    ) -> int:
+        return super().add_person(
+            email=email, linkedin_url=linkedin_url, person_key=person_key, reason=reason
+        )
+
+    @retried(idempotent=False)
+    def erase(self, identifiers: list[tuple[SuppressionKind, str]], reason: str) -> int:
+        return super().erase(identifiers, reason)
+
     @contextmanager
     def _writing(self) -> Iterator[_Conn]:
         with self._db.connection() as conn:
@@ -56,6 +76,7 @@ class PgSuppressionList(SuppressionStore[_Conn]):
             "DELETE FROM suppressions WHERE kind = %s AND value = %s", (kind, form)
         ).rowcount
 
+    @retried(idempotent=True)
     def _count(self, kind: SuppressionKind, form: str) -> int:
         with self._db.connection() as conn:
             row = conn.execute(
@@ -63,6 +84,7 @@ class PgSuppressionList(SuppressionStore[_Conn]):
             ).fetchone()
         return int(row[0]) if row else 0
 
+    @retried(idempotent=True)
     def _reasons(self, probes: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """All probes in one query (one round trip to the server)."""
         with self._db.connection() as conn:
@@ -74,6 +96,7 @@ class PgSuppressionList(SuppressionStore[_Conn]):
             ).fetchall()
         return {(k, v): r for k, v, r in rows}
 
+    @retried(idempotent=True)
     def entries(self) -> list[tuple[str, str, str]]:
         with self._db.connection() as conn:
             rows = conn.execute(
@@ -81,6 +104,7 @@ class PgSuppressionList(SuppressionStore[_Conn]):
             ).fetchall()
         return [(k, v, r) for k, v, r in rows]
 
+    @retried(idempotent=False)
     def record_erasure(self, fingerprint: str, requested_by: str, erased: dict[str, int]) -> None:
         with self._db.connection() as conn:
             conn.execute(
@@ -90,6 +114,7 @@ class PgSuppressionList(SuppressionStore[_Conn]):
             )
         self._db.vacuum_full("suppressions")
 
+    @retried(idempotent=True)
     def erasures(self) -> list[tuple[str, str, str, str]]:
         with self._db.connection() as conn:
             rows = conn.execute(

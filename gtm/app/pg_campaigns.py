@@ -5,6 +5,8 @@ adopted) are `CampaignBookBase`'s, shared with SQLite; this gives the row read a
 Two processes recording one new campaign at once cannot both write a first record: the insert
 is one `INSERT ... ON CONFLICT` statement, and the second only updates what an adoption may.
 The run lock (`campaign_lock`) is not here: it stays a lock file on the machine that runs.
+Both are run again while the database is briefly away (`tools.pg.retried`): the upsert writes
+the same values a second time, so it is safe after an ambiguous commit too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from gtm.app.campaigns import CampaignBookBase
-from tools.pg import Database, open_database
+from tools.pg import Database, open_database, retried
 
 __all__ = ["PgCampaignBook"]
 
@@ -35,6 +37,7 @@ class PgCampaignBook(CampaignBookBase):
         if self._owned:
             self._db.close()
 
+    @retried(idempotent=True)
     def _fetch(self, name: str) -> Mapping[str, Any] | None:
         with self._db.connection() as conn:
             return (
@@ -43,6 +46,7 @@ class PgCampaignBook(CampaignBookBase):
                 .fetchone()
             )
 
+    @retried(idempotent=True)
     def _upsert(self, row: dict[str, Any]) -> None:
         with self._db.connection() as conn:
             conn.execute(

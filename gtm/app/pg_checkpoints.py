@@ -27,7 +27,9 @@ TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 def postgres_saver(saver: object) -> AsyncPostgresSaver | None:
     """`saver` if it is the Postgres checkpointer, else None (without importing it for the
     SQLite one)."""
-    if not type(saver).__module__.startswith("langgraph.checkpoint.postgres"):
+    if not any(
+        c.__module__.startswith("langgraph.checkpoint.postgres") for c in type(saver).__mro__
+    ):
         return None
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 

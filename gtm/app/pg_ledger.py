@@ -8,7 +8,9 @@ taken. A decision and its history entry are written in one transaction.
 
 Listings keep SQLite's order: text compares byte by byte (the "C" collation, migration 0002),
 NULLs sort first ascending and last descending (written out on every `ORDER BY`), and
-`aggregate` hands times back as the ISO text SQLite stores.
+`aggregate` hands times back as the ISO text SQLite stores. While the database is briefly away,
+each method is run again whole (`tools.pg.retried`); `claim`, `record_decision` and the counting
+erasures are not run again after an ambiguous commit (see `tools.pg`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from gtm.app.ledger_api import (
 )
 from gtm.domain.models import Account, AccountStatus, Channel, Decision
 from gtm.domain.threads import thread_id_for
-from tools.pg import Database, open_database
+from tools.pg import Database, open_database, retried
 
 __all__ = ["PgLedger", "pg_order", "pg_sql"]
 
@@ -104,20 +106,24 @@ class PgLedger:
         if self._owned:
             self._db.close()
 
+    @retried(idempotent=True)
     def compact(self) -> None:
         """Rewrite the tables so erased values leave no bytes in their files (the WAL and any
         backups keep them until they rotate out)."""
         self._db.vacuum_full("threads", "decisions")
 
+    @retried(idempotent=True)
     def _one(self, sql: str, args: Sequence[Any]) -> dict[str, Any] | None:
         with self._db.connection() as conn:
             return conn.cursor(row_factory=dict_row).execute(sql, args).fetchone()
 
+    @retried(idempotent=True)
     def _threads(self, sql: str, args: Sequence[Any]) -> list[ThreadRow]:
         with self._db.connection() as conn:
             rows = conn.cursor(row_factory=dict_row).execute(sql, args).fetchall()
         return [thread_row(r) for r in rows]
 
+    @retried(idempotent=True)
     def ensure(
         self,
         campaign: str,
@@ -142,6 +148,7 @@ class PgLedger:
         assert row is not None
         return row
 
+    @retried(idempotent=True)
     def update(
         self,
         thread_id: str,
@@ -180,6 +187,7 @@ class PgLedger:
                 ),
             )
 
+    @retried(idempotent=True)
     def set_sequence(self, thread_id: str, *, position: int, next_due: datetime | None) -> None:
         """Where the thread's sequence stands: its step and when the next one is due."""
         with self._db.connection() as conn:
@@ -188,6 +196,7 @@ class PgLedger:
                 (position, next_due, thread_id),
             )
 
+    @retried(idempotent=True)
     def stop_sequence(self, ref: int | str, reason: str) -> ThreadRow | None:
         """`Ledger.stop_sequence`: the first reason stays. None: no such thread."""
         row = self.get(ref)
@@ -201,6 +210,7 @@ class PgLedger:
             )
         return self.get(row.id)
 
+    @retried(idempotent=False)
     def claim(self, row_id: int, who: str) -> bool:
         """Take a waiting draft for a decision. False: someone else has it, or it is decided.
 
@@ -236,6 +246,7 @@ class PgLedger:
         )
         return r is not None and not owner_is_dead(r["claim_owner"])
 
+    @retried(idempotent=True)
     def release(self, row_id: int) -> None:
         with self._db.connection() as conn:
             conn.execute(
@@ -244,6 +255,7 @@ class PgLedger:
                 (row_id,),
             )
 
+    @retried(idempotent=False)
     def record_decision(self, row_id: int, *, decision: Decision, interrupt_id: str) -> None:
         """`Ledger.record_decision`: the decision, its pause and its history entry, in one
         transaction."""
@@ -272,6 +284,7 @@ class PgLedger:
                 ),
             )
 
+    @retried(idempotent=True)
     def history(self, thread_id: str) -> list[DecisionRecord]:
         """Every decision recorded on this thread, oldest first."""
         with self._db.connection() as conn:
@@ -286,6 +299,7 @@ class PgLedger:
             )
         return [DecisionRecord.model_validate(r) for r in rows]
 
+    @retried(idempotent=False)
     def forget_history(self, thread_id: str) -> int:
         """Drop a thread's decision history (its reasons may name the person being erased)."""
         with self._db.connection() as conn:
@@ -293,6 +307,7 @@ class PgLedger:
                 conn.execute("DELETE FROM decisions WHERE thread_id = %s", (thread_id,)).rowcount
             )
 
+    @retried(idempotent=False)
     def redact_notes(self, thread_ids: Sequence[str], redact: Callable[[str], str]) -> int:
         """`Ledger.redact_notes`, in one transaction that locks the rows it rewrites (a
         decision recorded meanwhile waits, and is not overwritten by an older text)."""
@@ -364,6 +379,7 @@ class PgLedger:
             sql, params = sql + " LIMIT %s OFFSET %s", [*params, limit, offset]
         return self._threads(sql, params)
 
+    @retried(idempotent=True)
     def aggregate(
         self, columns: str, clause: str = "", args: Sequence[Any] = (), *, group_by: str = ""
     ) -> list[tuple[Any, ...]]:
@@ -382,6 +398,7 @@ class PgLedger:
             (limit,),
         )
 
+    @retried(idempotent=True)
     def campaigns(self) -> list[str]:
         with self._db.connection() as conn:
             rows = conn.execute("SELECT DISTINCT campaign FROM threads ORDER BY 1").fetchall()

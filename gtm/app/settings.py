@@ -206,6 +206,13 @@ class Settings(BaseSettings):
         description="postgresql://user:password@host:port/db for the durable stores "
         "(`gtm db upgrade` prepares it); unset = SQLite files in the data directory.",
     )
+    database_retry_s: float = Field(
+        default=60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="How long a store call waits for a database that went away (a restart, a "
+        "failover) before the command stops with one line; nothing decided is lost.",
+    )
     chroma_url: SecretStr | None = Field(
         default=None,
         description="http(s)://host:port of a Chroma server for the account memory (shared by "

@@ -10,6 +10,12 @@ A database whose schema is behind this version is refused
 with one line (`tools.pg.DatabaseError`) before anything is written anywhere: `gtm db upgrade`
 brings it up to date; a run never migrates on its own.
 
+A database that goes away mid-run (a restart, a failover) is waited for: each store call and
+each checkpoint read or write runs again while the server is unreachable, for up to
+`GTM_DATABASE_RETRY_S` seconds (`tools.pg.Database.retry`, `tools.pg.retry_async`), then the
+command stops with one `DatabaseError` line. Both pools check a connection before handing it
+out, so those the server dropped are replaced.
+
 The Postgres classes answer the SQLite classes' methods one for one (the contract suite in
 tests/test_pg_stores.py runs the SQLite stores' tests against both), so the rest of the
 application keeps addressing them by the SQLite classes' names.
@@ -18,7 +24,8 @@ application keeps addressing them by the SQLite classes' names.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -201,8 +208,9 @@ def open_stores(settings: Settings, clock: Callable[[], datetime]) -> Iterator[S
         from tools.pg import Database
 
         url = settings.database_url.get_secret_value()
+        _quiet_pool_warnings()
         check_schema(url)
-        db = Database(url)
+        db = Database(url, retry_window=settings.database_retry_s)
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             stores = _postgres_stores(db, settings, clock)
@@ -213,6 +221,13 @@ def open_stores(settings: Settings, clock: Callable[[], datetime]) -> Iterator[S
         yield stores
     finally:
         _close(stores)
+
+
+def _quiet_pool_warnings() -> None:
+    """While the server is away, `psycopg_pool` logs a warning of several lines for every
+    reconnection attempt; a command would print dozens before its one line. The retry says it
+    (`tools.pg.Database.retry`), so only the pool's errors are shown."""
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 @retry_while_locked
@@ -236,10 +251,62 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
             await _set_up(saver)
             yield saver
         return
-    async with _postgres_pool(settings.database_url.get_secret_value()) as pool:
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    url, window = settings.database_url.get_secret_value(), settings.database_retry_s
+    _quiet_pool_warnings()
+    async with _postgres_pool(url, timeout=min(30.0, window)) as pool:
+        yield _waiting_saver(pool, url, window)
 
-        yield AsyncPostgresSaver(pool, serde=checkpoint_serde())
+
+def _waiting_saver(pool: Any, url: str, window: float) -> BaseCheckpointSaver[Any]:
+    """`AsyncPostgresSaver` whose reads and writes wait out a database that went away
+    (`tools.pg.retry_async`), then raise one `DatabaseError` line. Running one again is safe,
+    even after an ambiguous commit: every write of the saver is keyed (checkpoints and writes
+    are upserts on their ids, blobs `ON CONFLICT DO NOTHING`), and a thread's deletion is a
+    delete. A write that still fails raises inside the graph's step, so the runner records
+    the account as failed and the next run resumes it from its last saved checkpoint."""
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
+    from langgraph.checkpoint.base import CheckpointTuple as Tuple
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    from tools.pg import redact, retry_async
+
+    where = redact(url)
+
+    class WaitingSaver(AsyncPostgresSaver):
+        async def aget_tuple(self, config: RunnableConfig) -> Tuple | None:
+            get = super().aget_tuple
+            return await retry_async(lambda: get(config), where=where, window=window)
+
+        async def aput(
+            self,
+            config: RunnableConfig,
+            checkpoint: Checkpoint,
+            metadata: CheckpointMetadata,
+            new_versions: ChannelVersions,
+        ) -> RunnableConfig:
+            put = super().aput
+            return await retry_async(
+                lambda: put(config, checkpoint, metadata, new_versions), where=where, window=window
+            )
+
+        async def aput_writes(
+            self,
+            config: RunnableConfig,
+            writes: Sequence[tuple[str, Any]],
+            task_id: str,
+            task_path: str = "",
+        ) -> None:
+            put = super().aput_writes
+            await retry_async(
+                lambda: put(config, writes, task_id, task_path), where=where, window=window
+            )
+
+        async def adelete_thread(self, thread_id: str) -> None:
+            delete = super().adelete_thread
+            await retry_async(lambda: delete(thread_id), where=where, window=window)
+
+    return WaitingSaver(pool, serde=checkpoint_serde())
 
 
 @contextlib.asynccontextmanager

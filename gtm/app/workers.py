@@ -63,8 +63,9 @@ class Lanes:
             asking = set(self._held)
             try:
                 kept = await asyncio.to_thread(self.leases.renew, self.campaign, asking)
-            except Exception:  # noqa: BLE001 - a database blip: the next renewal tries again
-                log.exception("could not renew the leases of campaign %s", self.campaign)
+            except Exception as exc:  # noqa: BLE001 - a database blip: the next renewal tries again
+                first = str(exc).strip().split("\n", 1)[0]
+                log.warning("could not renew the leases of campaign %s: %s", self.campaign, first)
                 continue
             if gone := (asking & self._held) - kept:
                 self.lost |= gone

@@ -263,7 +263,9 @@ def _worker_leases(settings: Settings, seconds: float) -> AccountLeases | None:
 
     try:
         url = settings.database_url.get_secret_value()
-        return AccountLeases(url, lease_for=timedelta(seconds=seconds))
+        return AccountLeases(
+            url, lease_for=timedelta(seconds=seconds), retry_window=settings.database_retry_s
+        )
     except DatabaseError as exc:
         raise fail(str(exc)) from None
 
