@@ -25,7 +25,7 @@ from gtm.app.ledger import Ledger
 from gtm.app.pg_import import CHECKPOINT_TABLES, TABLES, ImportRefused, migrate_from_sqlite
 from gtm.app.settings import Settings, load_settings
 from gtm.app.stores import ON_POSTGRES
-from tests.support.cli import ROOT, run_gtm
+from tests.support.cli import example_list, run_gtm, scripted_env
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
 
@@ -45,17 +45,7 @@ def server(postgres_server: PostgresServer) -> PostgresServer:  # noqa: F811
 
 
 def _env(model: ScriptedOpenAIServer, url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
-    env.update(
-        GTM_MODEL_BASE_URL=model.base_url,
-        GTM_MODEL="scripted",
-        GTM_REVIEWER="tester",
-        GTM_MODEL_API_KEY=KEY,
-        ANONYMIZED_TELEMETRY="False",
-    )
-    if url is not None:
-        env["GTM_DATABASE_URL"] = url
-    return env
+    return scripted_env(model.base_url, KEY, **({"GTM_DATABASE_URL": url} if url else {}))
 
 
 def _with_password(server: PostgresServer, url: str) -> str:
@@ -63,10 +53,7 @@ def _with_password(server: PostgresServer, url: str) -> str:
 
 
 def _csv(tmp_path: Path, rows: int) -> Path:
-    lines = (ROOT / "examples" / "accounts.csv").read_text(encoding="utf-8").splitlines()
-    path = tmp_path / "list.csv"
-    path.write_text("\n".join(lines[: rows + 1]) + "\n", encoding="utf-8")
-    return path
+    return example_list(tmp_path, rows)
 
 
 def _sqlite(path: Path, sql: str) -> list[tuple[Any, ...]]:

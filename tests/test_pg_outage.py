@@ -309,7 +309,7 @@ def test_a_run_whose_database_goes_away_stops_in_one_line_and_resumes_once_it_is
     """The model server stops the database in the middle of `gtm run` (during the second
     model call). The run waits out the retry window, then stops with one line; once the server
     is back the same command carries on, and approving sends each step exactly once."""
-    from tests.support.cli import ROOT, run_gtm
+    from tests.support.cli import example_list, run_gtm, scripted_env
     from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 
     url = _password_url(cluster)
@@ -322,20 +322,11 @@ def test_a_run_whose_database_goes_away_stops_in_one_line_and_resumes_once_it_is
             cluster.stop()
         return write_from_facts(body)
 
-    lines = (ROOT / "examples" / "accounts.csv").read_text(encoding="utf-8").splitlines()
-    csv = tmp_path / "list.csv"
-    csv.write_text("\n".join(lines[:4]) + "\n", encoding="utf-8")
+    csv = example_list(tmp_path, 3)
     data = tmp_path / "data"
     with ScriptedOpenAIServer(responder=respond) as model:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
-        env.update(
-            GTM_MODEL_BASE_URL=model.base_url,
-            GTM_MODEL="scripted",
-            GTM_REVIEWER="tester",
-            GTM_MODEL_API_KEY="sk-outage",
-            GTM_DATABASE_URL=url,
-            GTM_DATABASE_RETRY_S="3",
-            ANONYMIZED_TELEMETRY="False",
+        env = scripted_env(
+            model.base_url, "sk-outage", GTM_DATABASE_URL=url, GTM_DATABASE_RETRY_S="3"
         )
         run = ("--data-dir", str(data), "run", str(csv), "--campaign", "outage")
         broken = run_gtm(env, *run)

@@ -9,7 +9,6 @@ the real CLI in child processes, as a user runs it.
 from __future__ import annotations
 
 import inspect
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from gtm.app.stores import ON_POSTGRES, STILL_ON_SQLITE, check_schema, open_stor
 from gtm.app.tracing import erased_check
 from gtm.app.workspace import open_workspace
 from gtm.domain.models import Contact
-from tests.support.cli import ROOT, run_gtm
+from tests.support.cli import example_list, run_gtm, scripted_env
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
 from tools.events import EventStore
@@ -54,23 +53,11 @@ def server(postgres_server: PostgresServer) -> PostgresServer:  # noqa: F811
 
 
 def _env(model: ScriptedOpenAIServer, url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
-    env.update(
-        GTM_MODEL_BASE_URL=model.base_url,
-        GTM_MODEL="scripted",
-        GTM_REVIEWER="tester",
-        GTM_MODEL_API_KEY=KEY,
-        GTM_DATABASE_URL=url,
-        ANONYMIZED_TELEMETRY="False",
-    )
-    return env
+    return scripted_env(model.base_url, KEY, GTM_DATABASE_URL=url)
 
 
 def _csv(tmp_path: Path, rows: int) -> Path:
-    lines = (ROOT / "examples" / "accounts.csv").read_text(encoding="utf-8").splitlines()
-    path = tmp_path / "list.csv"
-    path.write_text("\n".join(lines[: rows + 1]) + "\n", encoding="utf-8")
-    return path
+    return example_list(tmp_path, rows)
 
 
 def _query(url: str, sql: str) -> list[tuple[Any, ...]]:

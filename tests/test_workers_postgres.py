@@ -13,7 +13,6 @@ the calls are compared worker by worker, not with another run's count.)
 from __future__ import annotations
 
 import csv as csvlib
-import os
 import re
 import signal
 import subprocess
@@ -28,7 +27,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from gtm.app.workers import END_OF_RUN
-from tests.support.cli import ROOT
+from tests.support.cli import ROOT, example_list, scripted_env
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
 
@@ -42,16 +41,9 @@ def _slow(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _env(model: ScriptedOpenAIServer, url: str, worker: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
-    env.update(
-        GTM_MODEL_BASE_URL=model.base_url,
-        GTM_MODEL=f"scripted-{worker}",
-        GTM_REVIEWER="tester",
-        GTM_MODEL_API_KEY="sk-workers-test",
-        GTM_DATABASE_URL=url,
-        ANONYMIZED_TELEMETRY="False",
+    return scripted_env(
+        model.base_url, "sk-workers-test", model=f"scripted-{worker}", GTM_DATABASE_URL=url
     )
-    return env
 
 
 def _calls(model: ScriptedOpenAIServer) -> Counter[tuple[str, str]]:
@@ -106,9 +98,7 @@ def _finish(proc: subprocess.Popen[str]) -> str:
 
 @pytest.fixture(scope="module")
 def csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("list") / "list.csv"
-    path.write_text((ROOT / "examples" / "accounts.csv").read_text(encoding="utf-8"))
-    return path
+    return example_list(tmp_path_factory.mktemp("list"))
 
 
 @pytest.mark.timeout(600)

@@ -9,12 +9,13 @@ without its `GTM_` settings, plus the test's) and passes it whole: nothing is in
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["ROOT", "run_gtm"]
+__all__ = ["ROOT", "example_list", "run_gtm", "scripted_env"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,3 +33,30 @@ def run_gtm(
         check=check,
         cwd=ROOT,
     )
+
+
+def scripted_env(
+    base_url: str, key: str, *, model: str = "scripted", **more: str
+) -> dict[str, str]:
+    """This process's environment without its `GTM_` settings, for a `gtm` that writes with the
+    scripted model at `base_url` (sending `key`), reviews as "tester", and keeps Chroma's
+    telemetry off; `more` adds settings by their variable names (`GTM_DATABASE_URL=…`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
+    env.update(
+        GTM_MODEL_BASE_URL=base_url,
+        GTM_MODEL=model,
+        GTM_REVIEWER="tester",
+        GTM_MODEL_API_KEY=key,
+        ANONYMIZED_TELEMETRY="False",
+    )
+    env.update(more)
+    return env
+
+
+def example_list(folder: Path, rows: int | None = None) -> Path:
+    """`folder/list.csv`: the first `rows` accounts of the bundled example list (all: None)."""
+    lines = (ROOT / "examples" / "accounts.csv").read_text(encoding="utf-8").splitlines()
+    path = folder / "list.csv"
+    kept = lines if rows is None else lines[: rows + 1]
+    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return path
