@@ -39,4 +39,10 @@ def test_a_backend_gives_queries_and_inherits_every_rule(
     assert not inspect.isabstract(store), f"{store.__name__} leaves a query unimplemented"
     for rule in rules:
         assert rule in vars(base), f"{base.__name__} lost its rule {rule}"
-        assert rule not in vars(store), f"{store.__name__} redefines {base.__name__}.{rule}"
+        # A backend may wrap a rule (Postgres runs it again while the database is away), but
+        # only the base's own function: no rule of its own.
+        mine = vars(store).get(rule)
+        wrapped = getattr(mine, "__wrapped__", None)
+        assert mine is None or wrapped is vars(base)[rule], (
+            f"{store.__name__} redefines {base.__name__}.{rule}"
+        )

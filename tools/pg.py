@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from time import monotonic
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import psycopg
@@ -351,19 +351,22 @@ class _HasDatabase(Protocol):
     _db: Database
 
 
-_S = TypeVar("_S", bound=_HasDatabase)
+_S = TypeVar("_S")
 _P = ParamSpec("_P")
 
 
 def retried(
     *, idempotent: bool
 ) -> Callable[[Callable[Concatenate[_S, _P], _T]], Callable[Concatenate[_S, _P], _T]]:
-    """A store method (of an object with `_db`) run through `Database.retry`: the whole
-    method is its transaction(s). `idempotent`: safe to run again after an ambiguous commit."""
+    """A store method run through `Database.retry` of the object's `_db`: the whole method is
+    its transaction(s). `idempotent`: safe to run again after an ambiguous commit. It may wrap a
+    base class's rule as it stands (`reserve = retried(…)(OutboxStore.reserve)`), whose class
+    knows no `_db`: the object it is called on, a Postgres store, has one."""
 
     def wrap(method: Callable[Concatenate[_S, _P], _T]) -> Callable[Concatenate[_S, _P], _T]:
         def call(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-            return self._db.retry(lambda: method(self, *args, **kwargs), idempotent=idempotent)
+            db = cast(_HasDatabase, self)._db
+            return db.retry(lambda: method(self, *args, **kwargs), idempotent=idempotent)
 
         functools.update_wrapper(call, method)
         return call
