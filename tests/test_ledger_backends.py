@@ -30,7 +30,7 @@ from gtm.app.pg_campaigns import PgCampaignBook
 from gtm.app.pg_ledger import PgLedger, pg_order, pg_sql
 from gtm.domain.models import Decision
 from gtm.domain.playbook import load_playbook
-from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
+from tests.support.postgres import PostgresServer, database_for, postgres_server  # noqa: F401
 from tests.test_graph import NOW, Clock
 from tests.test_ledger_pg import account, dead_owner
 from tools.pg import Database
@@ -76,20 +76,12 @@ class Backend:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    db, server, url = None, None, ""
-    if request.param == "postgres":
-        server = request.getfixturevalue("postgres_server")
-        assert isinstance(server, PostgresServer)
-        url = server.new_database()
-        db = Database(url)
-    b = Backend(request.param, tmp_path / "stores", db)
-    b.tmp.mkdir()
-    yield b
-    for store in b.opened:
-        store.close()
-    if db is not None and server is not None:
-        db.close()
-        server.drop(url)
+    with database_for(request, request.param) as db:
+        b = Backend(request.param, tmp_path / "stores", db)
+        b.tmp.mkdir()
+        yield b
+        for store in b.opened:
+            store.close()
 
 
 def _swap(monkeypatch: pytest.MonkeyPatch, module: Any, b: Backend) -> None:

@@ -25,7 +25,7 @@ import tests.test_identity as identity_tests
 import tests.test_outbox_touch as touch_tests
 from gtm.domain.events import Event
 from gtm.domain.models import Account, Contact, TouchFacts
-from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
+from tests.support.postgres import PostgresServer, database_for, postgres_server  # noqa: F401
 from tests.test_graph import NOW, Clock
 from tools.events import EventStore
 from tools.outbox import Cooldowns, Limit, Outbox
@@ -70,20 +70,12 @@ class Backend:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    db, server, url = None, None, ""
-    if request.param == "postgres":
-        server = request.getfixturevalue("postgres_server")
-        assert isinstance(server, PostgresServer)
-        url = server.new_database()
-        db = Database(url)
-    b = Backend(request.param, tmp_path / "stores", db)
-    b.tmp.mkdir()
-    yield b
-    for store in b.opened:
-        store.close()
-    if db is not None and server is not None:
-        db.close()
-        server.drop(url)
+    with database_for(request, request.param) as db:
+        b = Backend(request.param, tmp_path / "stores", db)
+        b.tmp.mkdir()
+        yield b
+        for store in b.opened:
+            store.close()
 
 
 def _swap(monkeypatch: pytest.MonkeyPatch, module: Any, b: Backend) -> None:

@@ -25,16 +25,27 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.support.servers import Program, SessionServer, start
 from tests.support.servers import free_port as _free_port  # the name tests import
 
-__all__ = ["PASSWORD_ROLE", "PostgresServer", "find_bindir", "postgres_server", "start_cluster"]
+if TYPE_CHECKING:
+    from tools.pg import Database
+
+__all__ = [
+    "PASSWORD_ROLE",
+    "PostgresServer",
+    "database_for",
+    "find_bindir",
+    "postgres_server",
+    "start_cluster",
+]
 
 PASSWORD_ROLE = "gtm_password_check"
 """The one role that must authenticate with a password (scram-sha-256), even on loopback."""
@@ -208,3 +219,24 @@ def postgres_server() -> Iterator[PostgresServer]:
     if bindir is None:
         pytest.skip(f"no PostgreSQL server binaries (initdb, postgres) found: {INSTALL_HINT}")
     yield from _SESSION.use(lambda: start_cluster(bindir))
+
+
+@contextmanager
+def database_for(request: pytest.FixtureRequest, backend: str) -> Iterator[Database | None]:
+    """For a fixture parametrized over "sqlite" and "postgres": None for SQLite, or a pool on a
+    fresh migrated database of the session's cluster, closed and the database dropped after
+    the block (so the stores a test opened must be closed inside it)."""
+    if backend != "postgres":
+        yield None
+        return
+    from tools.pg import Database
+
+    server = request.getfixturevalue("postgres_server")
+    assert isinstance(server, PostgresServer)
+    url = server.new_database()
+    db = Database(url)
+    try:
+        yield db
+    finally:
+        db.close()
+        server.drop(url)
