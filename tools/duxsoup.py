@@ -6,7 +6,8 @@ remote-control key, of the exact JSON body sent (or of the URL, for a GET). The 
 
 Queuing is not performing: Dux-Soup's robot works through the queue in the user's browser at
 its own pace. The receipt is the queue's `messageid`. Dux-Soup has no idempotency key, so a
-small local ledger refuses to queue the same key twice; the outbox is the first guard. A
+key ledger refuses to queue the same key twice (a file, or with GTM_DATABASE_URL a table every
+worker shares, `gtm.app.providers`); the outbox is the first guard. A
 5xx on a queue call is never retried blindly (the action may be queued).
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 from gtm.domain.models import Receipt
 from tools.channels import ChannelError
 from tools.http import HttpClient, ProviderError, UnavailableError
-from tools.sqlite import KeyLedger
+from tools.sqlite import KeyStore, key_ledger
 
 __all__ = ["DuxSoupLinkedIn", "sign"]
 
@@ -42,19 +43,25 @@ class DuxSoupLinkedIn:
         *,
         user_id: str,
         key: str,
-        ledger: Path,
+        ledger: Path | KeyStore,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self._http = client
         self._user = user_id
         self._key = key
-        self._done = KeyLedger(ledger)
+        self._done = key_ledger(ledger)
         self._clock_ms = clock_ms
         self.sender = f"duxsoup:{user_id}"
 
     @classmethod
     def open(
-        cls, base_url: str, user_id: str, key: str, *, ledger: Path, timeout: float = 20.0
+        cls,
+        base_url: str,
+        user_id: str,
+        key: str,
+        *,
+        ledger: Path | KeyStore,
+        timeout: float = 20.0,
     ) -> DuxSoupLinkedIn:
         client = HttpClient(
             "duxsoup", base_url.rstrip("/"), secrets=[key], rate=(1, 1.0), timeout=timeout

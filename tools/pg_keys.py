@@ -1,14 +1,21 @@
 """The key ledger (`tools.sqlite.KeyLedger`) on Postgres: which idempotency keys a provider
 client without idempotency keys of its own (Dux-Soup, SMTP) has acted on, and the provider's id.
 
+With `GTM_DATABASE_URL` set, the Dux-Soup and SMTP clients keep it here rather than in a file of
+their machine's data directory (`gtm.app.providers`), so a worker on another machine that takes
+over a killed worker's account knows which keys were already acted on.
+
 The key is the primary key and the first id recorded stays, so two processes recording one key
 keep one answer, as the SQLite file does. Both methods are run again while the database is
 briefly away (`tools.pg.retried`); `put` is `ON CONFLICT DO NOTHING`, safe to run twice.
+
+Given a URL, the ledger opens its own small pool on first use (not when the client is built:
+`gtm doctor` builds clients only to check the provider).
 """
 
 from __future__ import annotations
 
-from tools.pg import Database, open_database, retried
+from tools.pg import Database, retried
 
 __all__ = ["PgKeyLedger"]
 
@@ -16,8 +23,20 @@ __all__ = ["PgKeyLedger"]
 class PgKeyLedger:
     """`tools.sqlite.KeyLedger` on a Postgres database (`GTM_DATABASE_URL`)."""
 
-    def __init__(self, db: Database | str) -> None:
-        self._db, self._owned = open_database(db)
+    def __init__(self, db: Database | str, *, retry_window: float = 60.0) -> None:
+        self._shared = db if isinstance(db, Database) else None
+        self._url = db if isinstance(db, str) else ""
+        self._retry_window = retry_window
+        self._own: Database | None = None
+
+    @property
+    def _db(self) -> Database:
+        """The shared pool it was given, or its own (opened now, on first use)."""
+        if self._shared is not None:
+            return self._shared
+        if self._own is None:
+            self._own = Database(self._url, max_size=2, retry_window=self._retry_window)
+        return self._own
 
     @retried(idempotent=True)
     def get(self, key: str) -> str | None:
@@ -34,5 +53,6 @@ class PgKeyLedger:
             )
 
     def close(self) -> None:
-        if self._owned:
-            self._db.close()
+        if self._own is not None:
+            self._own.close()
+            self._own = None

@@ -15,6 +15,15 @@ clocks disagree still agree on whose lease ran out. Taking a lease is one
 `INSERT … ON CONFLICT DO UPDATE … WHERE` statement: Postgres locks the conflicting row and
 evaluates the condition on its newest version, so of any number of workers racing for one free
 account exactly one gets a row back.
+
+A database that goes away mid-call (`tools.pg.retried`): every method is run again, whole, while
+it is away, and each is safe to run again after an ambiguous COMMIT (committed, the answer
+lost). `take` of a lease this worker already holds takes it again (same holder, same takeover
+count, a new `taken_at` it remembers). `renew` sets fixed values. `release` matches the lease by
+holder and by the `taken_at` of this worker's take: a second run finds its own release made
+(worker cleared, same `taken_at`) and answers True again, with `done_at` left as the first run
+set it; a lease another worker took over since has a new `taken_at`, so it is never released by
+a stale holder.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Literal
 
-from tools.pg import Database
+from tools.pg import Database, retried
 
 __all__ = ["DEFAULT_LEASE", "AccountLeases", "Outcome", "new_worker_id"]
 
@@ -46,13 +55,22 @@ SET worker = excluded.worker, lease_until = excluded.lease_until, taken_at = now
     takes = l.takes + CASE WHEN l.worker = excluded.worker THEN 0 ELSE 1 END,
     taken_from = CASE WHEN l.worker = excluded.worker THEN l.taken_from ELSE l.worker END
 WHERE (l.worker IS NULL OR l.lease_until < now() OR l.worker = excluded.worker)
-  AND (l.done_at IS NULL OR l.done_at < %(since)s OR l.worker = excluded.worker)
-RETURNING l.taken_from
+  AND (%(again)s OR l.done_at IS NULL OR l.done_at < %(since)s OR l.worker = excluded.worker)
+RETURNING l.taken_from, l.taken_at
 """
 
 _WHY = """
 SELECT worker IS NOT NULL AND lease_until >= now() AS held
 FROM account_leases WHERE campaign = %(campaign)s AND account_id = %(account)s
+"""
+
+_RELEASE = """
+UPDATE account_leases
+SET worker = NULL, lease_until = NULL,
+    done_at = CASE WHEN %(done)s AND worker IS NOT NULL THEN now() ELSE done_at END
+WHERE campaign = %(campaign)s AND account_id = %(account)s
+  AND (worker = %(worker)s OR (worker IS NULL AND %(taken_at)s::timestamptz IS NOT NULL))
+  AND taken_at = coalesce(%(taken_at)s::timestamptz, taken_at)
 """
 
 
@@ -84,40 +102,60 @@ class AccountLeases:
         )
         self.worker = worker or new_worker_id()
         self.lease_for = lease_for
-        with self._db.connection() as conn:
-            row = conn.execute("SELECT now()").fetchone()
-        assert row is not None
-        self.since: datetime = row[0]
+        self.since: datetime = self._db.retry(self._now, idempotent=True)
         """When this worker started, on the database's clock: an account another worker
         finished after it is not taken again; one finished before it is (a rerun re-checks)."""
         self.taken = 0
         """Leases this worker took."""
         self.taken_over = 0
         """Of them, leases taken over from a worker whose lease ran out (killed, or stuck)."""
+        self._taken_at: dict[tuple[str, str], datetime] = {}
+        """When this worker took each lease it holds (the database's clock): what `release`
+        matches, so a lease taken over since is told apart from one this worker released."""
+
+    def _now(self) -> datetime:
+        with self._db.connection() as conn:
+            row = conn.execute("SELECT now()").fetchone()
+        assert row is not None
+        return row[0]  # type: ignore[no-any-return]
 
     def close(self) -> None:
         if self._owned:
             self._db.close()
 
-    def take(self, campaign: str, account_id: str) -> Outcome:
+    def take(self, campaign: str, account_id: str, *, again: bool = False) -> Outcome:
         """Lease `account_id` for this worker if it is free: never taken, released, or its
-        lease ran out; and not finished by another worker since this one started."""
+        lease ran out; and not finished by another worker since this one started, unless
+        `again` (a pass run over and over, such as `gtm serve`'s end-of-run pass each tick)."""
+        got = self._take(campaign, account_id, again)
+        if isinstance(got, str):
+            return got
+        taken_from, taken_at = got
+        self._taken_at[(campaign, account_id)] = taken_at
+        self.taken += 1
+        self.taken_over += taken_from is not None
+        return "taken"
+
+    @retried(idempotent=True)  # taking its own lease again answers as the first take did
+    def _take(
+        self, campaign: str, account_id: str, again: bool
+    ) -> tuple[str | None, datetime] | Literal["held", "done"]:
         args = {
             "campaign": campaign,
             "account": account_id,
             "worker": self.worker,
             "lease": self.lease_for,
             "since": self.since,
+            "again": again,
         }
         with self._db.connection() as conn:
             row = conn.execute(_TAKE, args).fetchone()
             if row is not None:
-                self.taken += 1
-                self.taken_over += row[0] is not None
-                return "taken"
+                return row[0], row[1]
             why = conn.execute(_WHY, args).fetchone()
         return "held" if why is not None and why[0] else "done"
 
+    @retried(idempotent=True)
     def renew(self, campaign: str, account_ids: Collection[str]) -> set[str]:
         """Extend this worker's leases on `account_ids`; the ones it still holds. One missing
         was taken over by another worker after this one's lease ran out (it was too slow)."""
@@ -135,16 +173,26 @@ class AccountLeases:
     def release(self, campaign: str, account_id: str, *, done: bool) -> bool:
         """Give the account back: `done` when it was worked to where it stops (then the other
         workers of this run skip it), otherwise free for the next worker. False if this
-        worker no longer held it."""
-        with self._db.connection() as conn:
-            cur = conn.execute(
-                "UPDATE account_leases SET worker = NULL, lease_until = NULL,"
-                " done_at = CASE WHEN %s THEN now() ELSE done_at END"
-                " WHERE campaign = %s AND account_id = %s AND worker = %s",
-                (done, campaign, account_id, self.worker),
-            )
-            return cur.rowcount == 1
+        worker no longer held it (another took it over after its lease ran out): then nothing
+        is changed, and the account is not marked finished."""
+        taken_at = self._taken_at.pop((campaign, account_id), None)
+        return self._release(campaign, account_id, done, taken_at)
 
+    @retried(idempotent=True)  # a second run finds its own release by `taken_at`: True again
+    def _release(
+        self, campaign: str, account_id: str, done: bool, taken_at: datetime | None
+    ) -> bool:
+        args = {
+            "campaign": campaign,
+            "account": account_id,
+            "worker": self.worker,
+            "done": done,
+            "taken_at": taken_at,
+        }
+        with self._db.connection() as conn:
+            return conn.execute(_RELEASE, args).rowcount == 1
+
+    @retried(idempotent=True)
     def holders(self, campaign: str, account_ids: Collection[str]) -> dict[str, str]:
         """Who holds a live lease on any of `account_ids`, by account (for a waiting worker)."""
         if not account_ids:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from gtm.domain.models import Receipt
 from tools.channels import ChannelError
-from tools.sqlite import KeyLedger
+from tools.sqlite import KeyStore, key_ledger
 from tools.unsubscribe import ONE_CLICK_BODY, one_click_url
 
 __all__ = ["MessageError", "SmtpEmail", "build_message", "check_recipient"]
@@ -124,7 +124,7 @@ class SmtpEmail:
         ca_file: Path | None = None,
         unsubscribe: str | None = None,
         timeout: float = 20.0,
-        ledger: Path | None = None,
+        ledger: Path | KeyStore | None = None,
         one_click_base_url: str | None = None,
         one_click_secret: str | None = None,
     ) -> None:
@@ -143,7 +143,7 @@ class SmtpEmail:
         if one_click_base_url and one_click_secret:
             one_click_url(one_click_base_url, "check", one_click_secret)  # refuse a bad one now
         self._one_click = (one_click_base_url, one_click_secret)
-        self._done = KeyLedger(ledger) if ledger else None
+        self._done = key_ledger(ledger) if ledger is not None else None
 
     async def aclose(self) -> None:
         if self._done:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
@@ -17,6 +17,8 @@ __all__ = [
     "erase_rows",
     "retry_while_locked",
     "KeyLedger",
+    "KeyStore",
+    "key_ledger",
 ]
 
 
@@ -116,3 +118,20 @@ class KeyLedger:
 
     def close(self) -> None:
         self._db.close()
+
+
+class KeyStore(Protocol):
+    """What a provider client needs of a key ledger: `KeyLedger` (a file of this machine) or
+    `tools.pg_keys.PgKeyLedger` (the database every worker shares)."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def put(self, key: str, provider_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def key_ledger(where: Path | str | KeyStore) -> KeyStore:
+    """The ledger a client was given: a file path opens a `KeyLedger` there; a ledger object
+    (a shared one) is used as it is. The client closes it either way."""
+    return KeyLedger(where) if isinstance(where, Path | str) else where

@@ -4,6 +4,11 @@ The local twins are the embedded default. A real provider is used only when sett
 and a missing credential is a clear error that says which variable to set. Runs open all four
 through `open_providers`; `gtm doctor` opens each through the same `open_*` function to check it.
 Every backend is closed through `aclose()`.
+
+Dux-Soup and SMTP have no idempotency keys of their own, so their clients keep a key ledger of
+what they acted on (`tools.sqlite.KeyStore`). Without GTM_DATABASE_URL it is a file in the data
+directory; with it, the database's `acted` table (`tools.pg_keys.PgKeyLedger`), so a worker on
+another machine that takes over a killed worker's account sees the keys acted on already.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import SecretStr
 
@@ -26,6 +32,10 @@ from tools.hubspot import HubSpotCRM
 from tools.local_crm import LocalCRM
 from tools.local_outbox import LocalEmailOutbox, LocalLinkedInOutbox
 from tools.smtp import SmtpEmail
+from tools.sqlite import KeyStore
+
+if TYPE_CHECKING:
+    from tools.pg import Database
 
 __all__ = [
     "Providers",
@@ -108,20 +118,39 @@ def open_crm(s: Settings) -> CRM:
     return LocalCRM(s.path("crm.sqlite"))
 
 
-def open_linkedin(s: Settings, *, clock: Clock = _now) -> LinkedInChannel:
+def _key_ledger(s: Settings, file: str, database: Database | None) -> Path | KeyStore:
+    """Where a client without idempotency keys records the keys it acted on: the shared
+    Postgres pool or URL when GTM_DATABASE_URL is set (every worker sees the same keys; one
+    table for both clients, as their keys never collide: each names its step), else a file."""
+    if s.database_url is None:
+        return s.path(file)
+    from tools.pg_keys import PgKeyLedger
+
+    if database is not None:
+        return PgKeyLedger(database)
+    return PgKeyLedger(s.database_url.get_secret_value(), retry_window=s.database_retry_s)
+
+
+def open_linkedin(
+    s: Settings, *, clock: Clock = _now, database: Database | None = None
+) -> LinkedInChannel:
+    """`database`: the workspace's shared pool, for the key ledger (else its own, when set)."""
     _require(s, "linkedin")
     if s.linkedin == "duxsoup":
         return DuxSoupLinkedIn.open(
             s.duxsoup_base_url,
             s.duxsoup_user_id or "",
             _secret(s.duxsoup_key),
-            ledger=s.path("duxsoup.sqlite"),
+            ledger=_key_ledger(s, "duxsoup.sqlite", database),
             timeout=s.http_timeout_s,
         )
     return LocalLinkedInOutbox(s.path("linkedin.sqlite"), sender=s.linkedin_seat, clock=clock)
 
 
-def open_email(s: Settings, *, clock: Clock = _now) -> EmailChannel:
+def open_email(
+    s: Settings, *, clock: Clock = _now, database: Database | None = None
+) -> EmailChannel:
+    """`database`: the workspace's shared pool, for the key ledger (else its own, when set)."""
     _require(s, "email")
     if s.email == "smtp":
         return SmtpEmail(
@@ -135,7 +164,7 @@ def open_email(s: Settings, *, clock: Clock = _now) -> EmailChannel:
             ca_file=s.smtp_ca_file,
             unsubscribe=s.email_unsubscribe,
             timeout=s.http_timeout_s,
-            ledger=s.path("smtp.sqlite"),
+            ledger=_key_ledger(s, "smtp.sqlite", database),
             # RFC 8058 one-click unsubscribe, only when both halves are configured.
             one_click_base_url=s.unsubscribe_base_url if s.unsubscribe_secret else None,
             one_click_secret=(_secret(s.unsubscribe_secret) or None)
@@ -157,14 +186,19 @@ def open_alerts(s: Settings, *, clock: Clock = _now) -> Alerts:
 
 
 @contextlib.asynccontextmanager
-async def open_providers(s: Settings, *, clock: Clock = _now) -> AsyncIterator[Providers]:
-    """Open the four backends settings choose (all settings checked first); close them all."""
+async def open_providers(
+    s: Settings, *, clock: Clock = _now, database: Database | None = None
+) -> AsyncIterator[Providers]:
+    """Open the four backends settings choose (all settings checked first); close them all.
+    `database`: the workspace's shared Postgres pool, if it has one (for the key ledgers)."""
     _require(s, None)
     async with contextlib.AsyncExitStack() as stack:
         crm = await stack.enter_async_context(contextlib.aclosing(open_crm(s)))
         linkedin = await stack.enter_async_context(
-            contextlib.aclosing(open_linkedin(s, clock=clock))
+            contextlib.aclosing(open_linkedin(s, clock=clock, database=database))
         )
-        email = await stack.enter_async_context(contextlib.aclosing(open_email(s, clock=clock)))
+        email = await stack.enter_async_context(
+            contextlib.aclosing(open_email(s, clock=clock, database=database))
+        )
         alerts = await stack.enter_async_context(contextlib.aclosing(open_alerts(s, clock=clock)))
         yield Providers(crm=crm, linkedin=linkedin, email=email, alerts=alerts)

@@ -10,7 +10,14 @@ taken over). A worker ends when every account of its list was worked by it or an
 While it works, a worker renews its leases at a third of their length. The end-of-run pass (what
 came back, due follow-ups, red flags) is leased too, under a key no account can have, so two
 workers never advance the same follow-ups at once; the first worker to get there does it and a
-later one skips it.
+later one skips it. `gtm serve` on Postgres takes the same lease for each campaign's follow-ups
+every tick (`end_of_run_lease`), so a server on one machine and workers on others never run
+that pass of one campaign at the same time either.
+
+A worker stopped longer than its lease (a paused machine, a blocked process) may find its
+account taken over when it gets back: it then gives nothing back and marks nothing finished
+(`AccountLeases.release` matches its own take only), and says so in one warning line; the
+worker that took it over works it from its last checkpoint.
 
 What a takeover may repeat: an account a killed worker was in the middle of is worked again
 from its last checkpoint. Its first leg (research to the approval pause) checkpoints only when it
@@ -24,12 +31,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
+from gtm.app.campaigns import CampaignBusy
 from gtm.domain.models import Account
 from tools.pg_leases import AccountLeases
 
-__all__ = ["END_OF_RUN", "Lanes", "poll_interval"]
+__all__ = ["END_OF_RUN", "Lanes", "end_of_run_lease", "poll_interval"]
 
 log = logging.getLogger("gtm.workers")
 
@@ -67,10 +75,11 @@ class Lanes:
                 first = str(exc).strip().split("\n", 1)[0]
                 log.warning("could not renew the leases of campaign %s: %s", self.campaign, first)
                 continue
-            if gone := (asking & self._held) - kept:
+            if gone := (asking & self._held) - kept - self.lost:
                 self.lost |= gone
                 log.warning(
-                    "campaign %s: lease(s) on %s ran out and were taken over by another worker",
+                    "campaign %s: lease(s) on %s ran out and were taken over by another worker;"
+                    " this worker will not mark them finished",
                     self.campaign,
                     ", ".join(sorted(gone)),
                 )
@@ -111,7 +120,7 @@ class Lanes:
             while (account := await next_account()) is not None:
                 await self._worked(account.account_id, work(account))
 
-        renewing = asyncio.create_task(self._renew_forever())
+        renewing = self.renewing()
         try:
             await _all_or_none([asyncio.create_task(lane()) for _ in range(max(1, lanes))])
             if tail is not None:
@@ -134,7 +143,52 @@ class Lanes:
             done = True
         finally:
             self._held.discard(key)
-            self.leases.release(self.campaign, key, done=done)
+            self.give_back(key, done=done)
+
+    def give_back(self, key: str, *, done: bool) -> bool:
+        """Release this worker's lease on `key`; False, said in one line (once), when another
+        worker took it over meanwhile: then nothing is released and nothing marked finished."""
+        if self.leases.release(self.campaign, key, done=done):
+            return True
+        if key not in self.lost:
+            self.lost.add(key)
+            log.warning(
+                "campaign %s: the lease on %s ran out while this worker was on it and another "
+                "worker took it over; left to that worker, not marked finished here",
+                self.campaign,
+                key,
+            )
+        return False
+
+    def renewing(self) -> asyncio.Task[None]:
+        """Start renewing this worker's held leases (until the task is cancelled)."""
+        return asyncio.create_task(self._renew_forever())
+
+
+@contextlib.asynccontextmanager
+async def end_of_run_lease(leases: AccountLeases, campaign: str) -> AsyncIterator[Lanes]:
+    """Hold `campaign`'s end-of-run lease for the block (renewed while it runs), or raise
+    `CampaignBusy` when another worker or server holds it now. For a pass run again and again
+    (`gtm serve`'s follow-ups each tick): taken even when a worker finished it earlier, and
+    given back unfinished, so a `gtm run` worker still runs its own end-of-run pass after."""
+    got = await asyncio.to_thread(leases.take, campaign, END_OF_RUN, again=True)
+    if got != "taken":
+        who = await asyncio.to_thread(leases.holders, campaign, [END_OF_RUN])
+        raise CampaignBusy(
+            f"campaign {campaign!r}: its replies and follow-ups are being worked by "
+            f"{who.get(END_OF_RUN, 'another worker')}"
+        )
+    lanes = Lanes(leases, campaign)
+    lanes._held.add(END_OF_RUN)
+    renewing = lanes.renewing()
+    try:
+        yield lanes
+    finally:
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
+        lanes._held.discard(END_OF_RUN)
+        await asyncio.to_thread(lanes.give_back, END_OF_RUN, done=False)
 
 
 async def _all_or_none(tasks: list[asyncio.Task[None]]) -> None:

@@ -10,9 +10,12 @@ An APScheduler job runs every `--every`, one at a time (a tick that is still run
 next is due is not doubled; missed ticks coalesce into one). A tick does what `gtm sync` does
 (`gtm.app.sync.sync_all`: drop folder, mailbox, escalation pass) and then advances the due
 sequence steps of every campaign in the ledger, each under the campaign's run lock so it never
-races a `gtm run` of the same campaign, and last evaluates the playbook's red flags (each new
-one printed on a line and alerted once; `gtm.app.loop_pass`). The model starts on the first
-tick that needs it (a reply to classify, a follow-up due), so an idle server holds no model.
+races a `gtm run` of the same campaign (with GTM_DATABASE_URL: under the campaign's end-of-run
+lease in the database, `gtm.app.workers.end_of_run_lease`, which `gtm run` workers on any
+machine take for the same pass; a lock file would guard one machine only), and last evaluates
+the playbook's red flags (each new one printed on a line and alerted once; `gtm.app.loop_pass`).
+The model starts on the first tick that needs it (a reply to classify, a follow-up due), so an
+idle server holds no model.
 Every part is idempotent and resumable, so a tick that fails is logged and the next one picks
 up where it stopped; Ctrl-C cancels a running tick the way it stops `gtm run`, and the next
 start continues.
@@ -46,6 +49,7 @@ if TYPE_CHECKING:  # the server, scheduler and model load when `gtm serve` runs,
     from gtm.domain.models import OutboxEntry
     from gtm.web.app import WebInbox
     from tools.imap import ImapMailbox
+    from tools.pg_leases import AccountLeases
     from tools.profiles import ProfileSnapshot
 
 __all__ = ["Tick", "parse_every", "serve_command"]
@@ -79,6 +83,9 @@ class Tick:
         self.model_error: str | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._running: asyncio.Task[None] | None = None
+        self.leases: AccountLeases | None = None
+        """With GTM_DATABASE_URL: this server's leases (it takes each campaign's end-of-run
+        lease while it advances that campaign's follow-ups); None: lock files."""
 
     def ingest(self, events: Sequence[Event]) -> IngestReport:
         """What the webhook receivers call; they are served only once `rt` is set."""
@@ -105,6 +112,16 @@ class Tick:
         async with contextlib.AsyncExitStack() as stack:
             self._stack = stack
             self.rt = inbox.rt
+            if (url := self.settings.database_url) is not None:
+                from tools.pg_leases import AccountLeases, new_worker_id
+
+                self.leases = await asyncio.to_thread(
+                    AccountLeases,
+                    url.get_secret_value(),
+                    worker=f"gtm serve {new_worker_id()}",
+                    retry_window=self.settings.database_retry_s,
+                )
+                stack.callback(self._close_leases)
             scheduler = AsyncIOScheduler(timezone="UTC")
             scheduler.add_job(
                 self.run,
@@ -124,6 +141,11 @@ class Tick:
                     # Let its cleanup (locks, stores) run while the workspace is still open.
                     await asyncio.wait([task], timeout=30)
                 out.print(f"scheduler stopped after {self.ticks} tick(s)", highlight=False)
+
+    def _close_leases(self) -> None:
+        if self.leases is not None:
+            self.leases.close()
+            self.leases = None
 
     async def with_model(self) -> Workspace | None:
         """The workspace with a started model; None when none can start (said once: the
@@ -174,7 +196,7 @@ class Tick:
         """Take in what came back, advance every campaign's due follow-ups, then evaluate the
         red flags (a new one is printed and alerted once). The model starts only when a reply
         waits for it or a follow-up is due."""
-        from gtm.app.campaigns import CampaignBusy, campaign_lock
+        from gtm.app.campaigns import CampaignBusy
         from gtm.app.escalation_pass import escalate_pending
         from gtm.app.loop import FolderReport
         from gtm.app.loop_pass import red_flag_pass
@@ -191,13 +213,13 @@ class Tick:
             _print_sync(SyncReport(folder=FolderReport(), mail=None, escalations=acted))
         for campaign in rt.ledger.campaigns():
             try:
-                with campaign_lock(rt.settings.data_dir, campaign):
+                async with self._campaign_held(rt, campaign):
                     due = await due_follow_ups(rt, campaign)
                     if not due.due or (ready := await self.with_model()) is None:
                         continue
                     seq = await advance_sequences(ready, campaign)
             except CampaignBusy:
-                continue  # a `gtm run` of it is advancing it now
+                continue  # a `gtm run` (or another server) is advancing it now
             for line in seq.stopped:
                 out.print(f"sequence stopped: {escape(line)}", highlight=False, soft_wrap=True)
             if seq.advanced:
@@ -211,6 +233,20 @@ class Tick:
             out.print(
                 f"red flag {flag.id}: {escape(flag.message)}", highlight=False, soft_wrap=True
             )
+
+    @contextlib.asynccontextmanager
+    async def _campaign_held(self, rt: Workspace, campaign: str) -> AsyncIterator[None]:
+        """The campaign's run lock file, or on Postgres its end-of-run lease (any machine's
+        `gtm run` workers take that one for the same pass); `CampaignBusy` when held."""
+        from gtm.app.campaigns import campaign_lock
+        from gtm.app.workers import end_of_run_lease
+
+        if self.leases is None:
+            with campaign_lock(rt.settings.data_dir, campaign):
+                yield
+        else:
+            async with end_of_run_lease(self.leases, campaign):
+                yield
 
 
 def _print_sync(report: SyncReport) -> None:
