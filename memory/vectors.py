@@ -4,13 +4,13 @@
   near-duplicates and then stores the same text; record stores it again after approval. Each
   text is embedded once.
 - `DraftIndex`: one campaign's drafts (text, metadata, unit vector), loaded from the store once
-  and kept current by this process's own writes and erasures, so a near-duplicate search is one
-  matrix product instead of fetching every draft id of the campaign and a filtered store query
-  (whose cost grows with the campaign: 3.6 ms per call at 200 drafts, 16 ms at 2,000, measured
-  on Chroma 1.5). Drafts other processes write appear when the index refreshes (`max_age`):
-  a refresh fetches only what is new or changed, so its cost does not grow with the campaign
-  (a full reload of 10,000 drafts costs 0.73 s of CPU; every minute, that made the last
-  accounts of a long run dearer than the first).
+  and kept current by this process's own writes and erasures, so a near-duplicate search is a
+  matrix product (over fixed blocks of rows, `BLOCK`) instead of fetching every draft id of the
+  campaign and a filtered store query (whose cost grows with the campaign: 3.6 ms per call at
+  200 drafts, 16 ms at 2,000, measured on Chroma 1.5). Drafts other processes write appear when
+  the index refreshes (`max_age`): a refresh fetches only what is new or changed, so its cost
+  does not grow with the campaign (a full reload of 10,000 drafts costs 0.73 s of CPU; every
+  minute, that made the last accounts of a long run dearer than the first).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-__all__ = ["VectorCache", "DraftIndex", "Vector", "Records", "single_threaded_blas"]
+__all__ = ["BLOCK", "VectorCache", "DraftIndex", "Vector", "Records", "single_threaded_blas"]
 
 Vector = np.ndarray[Any, np.dtype[np.float32]]
 Records = tuple[list[str], list[str], list[dict[str, Any]], Sequence[Any]]
@@ -73,10 +73,18 @@ def _unit(v: Any) -> Vector:
     return a / n if n > 0 else a
 
 
+BLOCK = 1024
+"""Rows per block of a campaign's draft matrix (1.5 MB at 384 dimensions). The matrix grows a
+block at a time: doubling one matrix took a step of +39 MB near 8,000 drafts (the new matrix
+and the zeros concatenated onto the old, all alive at once) and kept up to half of it unused."""
+
+
 class _Campaign:
-    """One campaign's drafts as rows of a growing matrix: a new draft appends a row, a stored
-    draft again (same key) overwrites its row, so a search never restacks the campaign (that
-    rebuild cost O(drafts) per account and doubled the per-account CPU over 10,000 accounts)."""
+    """One campaign's drafts as rows of a matrix kept in fixed blocks: a new draft appends a
+    row, a stored draft again (same key) overwrites its row, so a search never restacks the
+    campaign (that rebuild cost O(drafts) per account and doubled the per-account CPU over
+    10,000 accounts). The first block starts at 16 rows and doubles up to `BLOCK`; after that
+    each block holds `BLOCK` rows, so row `at` is row `at % BLOCK` of block `at // BLOCK`."""
 
     def __init__(self, loaded_at: float, wall_at: float) -> None:
         self.loaded_at = loaded_at
@@ -85,8 +93,31 @@ class _Campaign:
         self.row: dict[str, int] = {}
         self.docs: list[str] = []
         self.metas: list[dict[str, Any]] = []
-        self.accounts: np.ndarray[Any, Any] = np.empty(0, dtype=object)
-        self.vectors: np.ndarray[Any, np.dtype[np.float32]] | None = None
+        self.blocks: list[np.ndarray[Any, np.dtype[np.float32]]] = []
+        self.owners: list[np.ndarray[Any, np.dtype[np.int32]]] = []
+        """Per block, each row's account as a small integer (`codes`), compared in a search."""
+        self.codes: dict[str | None, int] = {}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the blocks (vectors and account codes)."""
+        return sum(b.nbytes for b in self.blocks) + sum(o.nbytes for o in self.owners)
+
+    def _room(self, at: int, dim: int) -> None:
+        """Make row `at` (the next one) exist: grow the first block, or add a block."""
+        if not self.blocks:
+            self.blocks.append(np.zeros((16, dim), dtype=np.float32))
+            self.owners.append(np.zeros(16, dtype=np.int32))
+        elif at == len(self.blocks) * BLOCK:  # every block full
+            self.blocks.append(np.zeros((BLOCK, dim), dtype=np.float32))
+            self.owners.append(np.zeros(BLOCK, dtype=np.int32))
+        elif at == self.blocks[0].shape[0]:  # the first block, full below `BLOCK` rows
+            size = min(BLOCK, 2 * at)
+            grown = np.zeros((size, dim), dtype=np.float32)
+            grown[:at] = self.blocks[0]
+            owners = np.zeros(size, dtype=np.int32)
+            owners[:at] = self.owners[0]
+            self.blocks[0], self.owners[0] = grown, owners
 
     def put(self, key: str, doc: str, meta: dict[str, Any], vector: Vector) -> None:
         at = self.row.get(key)
@@ -94,18 +125,29 @@ class _Campaign:
             self.docs[at], self.metas[at] = doc, meta
         else:
             at = len(self.docs)
+            self._room(at, vector.shape[0])
             self.row[key] = at
             self.docs.append(doc)
             self.metas.append(meta)
-            if self.vectors is None:
-                self.vectors = np.zeros((16, vector.shape[0]), dtype=np.float32)
-                self.accounts = np.empty(16, dtype=object)
-            elif at == self.vectors.shape[0]:  # full: double, so appends stay O(1) amortised
-                self.vectors = np.concatenate([self.vectors, np.zeros_like(self.vectors)])
-                self.accounts = np.concatenate([self.accounts, np.empty(at, dtype=object)])
-        assert self.vectors is not None
-        self.vectors[at] = vector
-        self.accounts[at] = meta.get("account_id")
+        account = meta.get("account_id")
+        code = self.codes.setdefault(account, len(self.codes))
+        self.blocks[at // BLOCK][at % BLOCK] = vector
+        self.owners[at // BLOCK][at % BLOCK] = code
+
+    def similarities(self, query: Vector, exclude_account: str) -> tuple[np.ndarray[Any, Any], int]:
+        """Cosine of `query` to every row in use, -inf for rows of `exclude_account` (one
+        matrix-vector product per block, joined in row order), and how many rows are not."""
+        n_rows = len(self.docs)
+        skip = self.codes.get(exclude_account, -1)
+        parts, kept = [], 0
+        for i, (block, owners) in enumerate(zip(self.blocks, self.owners, strict=True)):
+            used = min(block.shape[0], n_rows - i * BLOCK)
+            if used <= 0:
+                break
+            keep = owners[:used] != skip
+            kept += int(keep.sum())
+            parts.append(np.where(keep, block[:used] @ query, -np.inf))
+        return (np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)), kept
 
 
 @cache
@@ -193,15 +235,11 @@ class DraftIndex:
         """The `k` drafts of other accounts closest to `vector`: (document, metadata, cosine)."""
         known = self._current(campaign)
         query = _unit(vector)
-        with self._lock:  # one matrix-vector product over the rows in use, under the lock
-            n_rows = len(known.docs)
-            if known.vectors is None or n_rows == 0:
-                return []
-            keep = known.accounts[:n_rows] != exclude_account
-            n = min(k, int(keep.sum()))
+        with self._lock:  # one matrix-vector product per block of rows in use, under the lock
+            sims, kept = known.similarities(query, exclude_account)
+            n = min(k, kept)
             if n == 0:
                 return []
-            sims = np.where(keep, known.vectors[:n_rows] @ query, -np.inf)
             top = np.argpartition(-sims, n - 1)[:n]
             top = top[np.argsort(-sims[top], kind="stable")]
             return [(known.docs[j], known.metas[j], float(sims[j])) for j in top]

@@ -8,7 +8,7 @@ Checkpoints are read and erased only through `gtm.app.checkpoints`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -181,6 +181,33 @@ def _unerased(rt: Workspace, account: Account) -> Account:
     return account.model_copy(update={"contacts": kept})
 
 
+async def _pool(
+    accounts: Iterable[Account], work: Callable[[Account], Awaitable[None]], *, size: int
+) -> None:
+    """Work `accounts` in their order, `size` at a time: `size` workers each take the next
+    account from one shared iterator when they are free. Only the accounts being worked exist
+    as coroutines; a task per account made up front held all 10,000 of a long run at once.
+
+    If `work` raises (an account's failure inside the graph does not: `advance` records it),
+    the other workers are cancelled; on a Ctrl-C (this task cancelled) all are. Either way the
+    error is raised only once every worker has unwound, so none keeps working on stores its
+    caller is about to close."""
+    pending = iter(accounts)
+
+    async def worker() -> None:
+        for account in pending:  # `next` is synchronous: two workers never take the same one
+            await work(account)
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, size))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+
+
 async def run_campaign(
     rt: Workspace,
     accounts: list[Account],
@@ -252,7 +279,7 @@ async def run_campaign(
 
     async with trimming():
         if leases is None:  # the campaign's lock file keeps every other process out
-            await asyncio.gather(*(one(a) for a in accounts))
+            await _pool(accounts, one, size=concurrency)
             await end_of_run(rt, campaign, summary)  # what came back, follow-ups due, red flags
         else:
             from gtm.app.workers import Lanes
