@@ -112,3 +112,30 @@ async def test_smtp_on_a_second_machine_does_not_send_a_key_the_first_sent(
         shared.close()
         controller.stop()
     assert not (tmp_path / "machine-1" / "smtp.sqlite").exists()
+
+
+def test_the_keys_a_data_directory_acted_on_move_to_postgres(
+    url: str, tmp_path: Path
+) -> None:
+    """`gtm db migrate-from-sqlite` carries both clients' key files into `acted`, so a key a
+    provider acted on before the move is still known after it (a send left in doubt by a crash
+    before the move is not made again)."""
+    from gtm.app.pg_import import migrate_from_sqlite
+    from tools.pg_keys import PgKeyLedger
+    from tools.sqlite import KeyLedger
+
+    for name, key, provider_id in (
+        ("duxsoup.sqlite", "k-linkedin-1", "dux-1"),
+        ("smtp.sqlite", "k-email-1", "<m1@example.test>"),
+    ):
+        ledger = KeyLedger(tmp_path / name)
+        ledger.put(key, provider_id)
+        ledger.close()
+    moved = migrate_from_sqlite(Settings(data_dir=tmp_path, database_url=url))
+    assert sum(m.rows for m in moved if m.table == "acted") == 2
+    assert _acted(url) == {"k-linkedin-1": "dux-1", "k-email-1": "<m1@example.test>"}
+    keys = PgKeyLedger(url)
+    try:
+        assert keys.get("k-linkedin-1") == "dux-1"
+    finally:
+        keys.close()

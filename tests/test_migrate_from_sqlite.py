@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,14 @@ from psycopg.rows import dict_row
 
 from gtm.app.ledger import Ledger
 from gtm.app.pg_import import CHECKPOINT_TABLES, TABLES, ImportRefused, migrate_from_sqlite
+from gtm.app.red_flags import FlagStore, RedFlag
 from gtm.app.settings import Settings, load_settings
 from gtm.app.stores import ON_POSTGRES
 from tests.support.cli import example_list, run_gtm, scripted_env
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
+from tools.escalations import EscalationStore
+from tools.pg_escalations import PgEscalationStore
 
 KEY = "sk-migrate-secret-do-not-log"
 PASSWORD = "pw-never-shown-7c1e"  # the cluster trusts loopback: any password is let in
@@ -70,7 +73,12 @@ def _pg(url: str, sql: str) -> list[tuple[Any, ...]]:
 
 
 def _counts_sqlite(data: Path) -> dict[str, int]:
-    got = {t.name: _sqlite(data / t.file, f"SELECT COUNT(*) FROM {t.name}")[0][0] for t in TABLES}
+    got = dict.fromkeys((t.name for t in TABLES), 0)  # `acted` comes from two files
+    for t in TABLES:
+        if (data / t.file).exists() and _sqlite(
+            data / t.file, f"SELECT 1 FROM sqlite_master WHERE name = '{t.name}'"
+        ):
+            got[t.name] += _sqlite(data / t.file, f"SELECT COUNT(*) FROM {t.name}")[0][0]
     cp = data / "checkpoints.sqlite"
     got["checkpoints"] = _sqlite(cp, "SELECT COUNT(*) FROM checkpoints")[0][0]
     got["checkpoint_writes"] = _sqlite(cp, "SELECT COUNT(*) FROM writes")[0][0]
@@ -78,7 +86,7 @@ def _counts_sqlite(data: Path) -> dict[str, int]:
 
 
 def _counts_pg(url: str) -> dict[str, int]:
-    names = [t.name for t in TABLES] + ["checkpoints", "checkpoint_writes"]
+    names = list(dict.fromkeys(t.name for t in TABLES)) + ["checkpoints", "checkpoint_writes"]
     return {n: _pg(url, f"SELECT COUNT(*) FROM {n}")[0][0] for n in names}
 
 
@@ -89,6 +97,47 @@ def _twin_sends(data: Path) -> list[tuple[str, str]]:
             data / "linkedin.sqlite", "SELECT kind, profile_url FROM actions ORDER BY n"
         )
     ]
+
+
+_T = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
+_ESCALATION: dict[str, Any] = dict(
+    event_key="ev-1", signal="meeting_request", action="create_task", person="ann@acme.ai",
+    contact="Ann Lee, CTO", company="Acme", owner="o@us", evidence="a call on Tuesday?",
+    due_at=None,
+)  # fmt: skip
+"""No deadline: the listing shows no time left, which would change while the test runs."""
+_SHOWN = ("escalations list --all", "flags list --all", "status --campaign mig")
+"""Commands whose output must be the same before and after the move (of `gtm status`, the
+lines of token use: the rest shows times that move on while the test runs)."""
+
+
+def _shown(what: str, out: Any) -> str:
+    assert out.returncode == 0, (what, out.stdout + out.stderr)
+    if what.startswith("status"):
+        return "\n".join(ln for ln in out.stdout.splitlines() if ln.startswith("model "))
+    return str(out.stdout)
+
+
+def _escalate_and_flag(data: Path) -> None:
+    """Keep, on SQLite, two escalations (one then erased, so its id is never given again),
+    the stages an event passed, and a red flag alerted about, as the loop would."""
+    clock = lambda: _T  # noqa: E731
+    with EscalationStore(data / "events.sqlite", clock=clock) as store:
+        kept, _ = store.add(**_ESCALATION)
+        store.add(
+            event_key="ev-2", signal="senior_reply", action="notify_owner", person="x@gone.io",
+            contact="X", company="Gone", owner="o@us", evidence="hi", due_at=None,
+        )  # fmt: skip
+        store.acted(kept.id, "task T-1")
+        store.mark_stage("ev-1", "escalated", "meeting_request")
+        store.mark_stage("ev-2", "rules")
+        assert store.erase_person(["x@gone.io"]) == 1
+    with FlagStore(data / "funnel.sqlite", clock=clock) as flags:
+        flag = RedFlag("accept_rate_below", date(2026, 11, 9), "mig", 0.05, 0.15, 40, "low")
+        flags.record(flag)
+        claimed = flags.claim(flag)
+        assert claimed is not None
+        flags.alerted(claimed.id, "alerted")
 
 
 def _iso(value: str | None) -> datetime | None:
@@ -127,8 +176,13 @@ def test_a_sqlite_workspace_moves_to_postgres_and_goes_on_there(
         assert sup.returncode == 0, sup.stdout + sup.stderr
         sends_before = _twin_sends(data)
         assert [k for k, _ in sends_before] == ["visit", "connect"], sends_before
+        _escalate_and_flag(data)  # what the loop would have kept: an escalation, a red flag
         inbox_before = gtm(lite, "inbox", "--all")
         assert inbox_before.returncode == 0 and f"#{resumed_id} " in inbox_before.stdout
+        shown_before = {what: _shown(what, gtm(lite, *what.split())) for what in _SHOWN}
+        assert "model scripted:" in shown_before["status --campaign mig"]
+        assert "Ann Lee" in shown_before["escalations list --all"]
+        assert "2026-W46" in shown_before["flags list --all"]
         before = _counts_sqlite(data)
         assert before["outbox"] == 2 and before["decisions"] >= 2 and before["suppressions"] >= 1
         threads_before = _sqlite(
@@ -142,10 +196,11 @@ def test_a_sqlite_workspace_moves_to_postgres_and_goes_on_there(
         moved = gtm(pg, "db", "migrate-from-sqlite")
         assert moved.returncode == 0, moved.stdout + moved.stderr
         assert _counts_pg(url) == before
-        for t in TABLES:  # each store printed with its figure
+        for t in TABLES:  # each store printed with its figure (a table from two files: twice)
             assert t.store in ON_POSTGRES
-            (line,) = [ln for ln in moved.stdout.splitlines() if ln.split()[-3:-2] == [t.name]]
-            assert line.startswith(t.store) and line.split()[-2] == str(before[t.name]), line
+            lines = [ln for ln in moved.stdout.splitlines() if ln.split()[-3:-2] == [t.name]]
+            assert lines and all(ln.startswith(t.store) for ln in lines), lines
+            assert sum(int(ln.split()[-2]) for ln in lines) == before[t.name], lines
         with psycopg.connect(url, row_factory=dict_row) as conn:
             rows = conn.execute(
                 "SELECT id, thread_id, status, created_at, updated_at, waiting_since"
@@ -165,6 +220,18 @@ def test_a_sqlite_workspace_moves_to_postgres_and_goes_on_there(
 
         status = gtm(pg, "db", "status")
         assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
+
+        # ---- on Postgres: the same escalations, red flags and token use, and the stages an
+        # event passed (the inbox below lists the escalation on both backends).
+        for what, then in shown_before.items():
+            assert _shown(what, gtm(pg, *what.split())) == then, what
+        with PgEscalationStore(url) as esc:
+            assert esc.stage_notes("escalated") == {"ev-1": "meeting_request"}
+            assert esc.stage_done("rules") == {"ev-2"}
+            (kept,) = esc.listing(include_done=True)
+            assert (kept.id, kept.outcome, kept.created_at) == (1, "task T-1", _T)
+        (week,) = _pg(url, "SELECT week FROM red_flags")[0]
+        assert week == date(2026, 11, 9)
 
         # ---- on Postgres: the same drafts wait, listed the same way.
         inbox_after = gtm(pg, "inbox", "--all")
@@ -206,6 +273,11 @@ def test_a_sqlite_workspace_moves_to_postgres_and_goes_on_there(
         assert twice.returncode == 2, twice.stdout + twice.stderr
         assert twice.stderr.count("\n") == 1 and "already holds rows" in twice.stderr
         assert _counts_pg(url) == after
+
+        # An escalation id erased on SQLite is not given again on Postgres.
+        with PgEscalationStore(url) as esc:
+            fresh, new = esc.add(**{**_ESCALATION, "event_key": "ev-3"})
+            assert new and fresh.id == 3
 
         for out in (moved, status, inbox_after, go, again, blocked, twice):
             assert PASSWORD not in out.stdout + out.stderr and KEY not in out.stdout + out.stderr

@@ -2,9 +2,11 @@
 it was done.
 
 The rows live next to the events (`events.sqlite` in the data directory), in tables this module
-owns. An escalation's key is the event's key, the playbook signal that raised it and its
-action, so acting on one event twice stores one escalation; `acted_at` says its side effects (an
-alert, a CRM task, a suppression) were carried out, so a crash between deciding and acting is
+owns; with `GTM_DATABASE_URL` they live in Postgres (`tools.pg_escalations`), under the same
+rules: the key and the row's reading (`escalation_key`, `escalation_of`) are shared from here.
+An escalation's key is the event's key, the playbook signal that raised it and its action, so
+acting on one event twice stores one escalation; `acted_at` says its side effects (an alert, a
+CRM task, a suppression) were carried out, so a crash between deciding and acting is
 finished by the next pass instead of forgotten. A second table remembers which events were
 already looked at, by which stage: `rules` (the deterministic opt-out and bounce handling, no
 model) and `escalated` (classified and acted on).
@@ -13,15 +15,15 @@ model) and `escalated` (classified and acted on).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from tools.sqlite import connect, erase_rows
 
-__all__ = ["Escalation", "EscalationStore", "Stage"]
+__all__ = ["Escalation", "EscalationStore", "Stage", "escalation_key", "escalation_of"]
 
 Stage = Literal["rules", "escalated"]
 
@@ -55,8 +57,16 @@ CREATE TABLE IF NOT EXISTS escalation_events (
 """
 
 
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+def _dt(value: str | datetime | None) -> datetime | None:
+    """A time as either backend gives it: ISO text (SQLite) or a datetime (Postgres)."""
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def escalation_key(event_key: str, signal: str, action: str) -> str:
+    """What makes an escalation one: its event, the signal that raised it and the action."""
+    return f"{event_key}\x1f{signal}\x1f{action}"
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,30 @@ class Escalation:
         return None if self.due_at is None else self.due_at - now
 
 
+def escalation_of(r: Mapping[str, Any]) -> Escalation:
+    """An `escalations` row of either backend, by column name."""
+    created = _dt(r["created_at"])
+    assert created is not None, "created_at is NOT NULL"
+    return Escalation(
+        id=int(r["id"]),
+        key=r["key"],
+        event_key=r["event_key"],
+        signal=r["signal"],
+        action=r["action"],
+        person=r["person"],
+        contact=r["contact"],
+        company=r["company"],
+        owner=r["owner"],
+        evidence=r["evidence"],
+        due_at=_dt(r["due_at"]),
+        created_at=created,
+        acted_at=_dt(r["acted_at"]),
+        outcome=r["outcome"],
+        done_at=_dt(r["done_at"]),
+        done_by=r["done_by"],
+    )
+
+
 class EscalationStore:
     """Escalations on SQLite, one row per (event, signal, action). Safe for several processes on one
     file: the key is unique, so two processes raising one escalation store it once."""
@@ -133,7 +167,7 @@ class EscalationStore:
     ) -> tuple[Escalation, bool]:
         """Store the escalation `signal` raised for `event_key`, unless it is stored already;
         returns the stored row and whether it is new (a repeat changes nothing)."""
-        key = f"{event_key}\x1f{signal}\x1f{action}"
+        key = escalation_key(event_key, signal, action)
         cur = self._db.execute(
             "INSERT OR IGNORE INTO escalations (key, event_key, signal, action, person, contact,"
             " company, owner, evidence, due_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -220,21 +254,4 @@ class EscalationStore:
 
     @staticmethod
     def _row(r: sqlite3.Row) -> Escalation:
-        return Escalation(
-            id=r["id"],
-            key=r["key"],
-            event_key=r["event_key"],
-            signal=r["signal"],
-            action=r["action"],
-            person=r["person"],
-            contact=r["contact"],
-            company=r["company"],
-            owner=r["owner"],
-            evidence=r["evidence"],
-            due_at=_dt(r["due_at"]),
-            created_at=datetime.fromisoformat(r["created_at"]),
-            acted_at=_dt(r["acted_at"]),
-            outcome=r["outcome"],
-            done_at=_dt(r["done_at"]),
-            done_by=r["done_by"],
-        )
+        return escalation_of({k: r[k] for k in r.keys()})

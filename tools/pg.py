@@ -35,7 +35,10 @@ its own reservation and answer "reserved concurrently"; the next run finds that 
 and hands it to a human, never sends twice), ledger `claim` (it would find its own claim and
 answer "taken"), `record_decision` (a second history entry), event `ingest` (it would answer
 "already stored"), `recover_stale_pending` (the rows it turned `unknown` would go unreported),
-the counts returned by erasures and history deletes, and the erasure audit row.
+the counts returned by erasures and history deletes, the erasure audit row, escalation `add`
+(it would answer "already there"), red flag `claim` (it would find its own claim) and usage
+`add` (a model call counted twice). The account leases (`tools.pg_leases`) are all safe to run
+again: their docstring says why.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ __all__ = [
     "scrub",
 ]
 
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 """The newest migration in `tools/migrations/versions`: the schema this code reads and writes
 (a test checks it against Alembic's own view of the directory)."""
 

@@ -1,7 +1,8 @@
 """Model token use per campaign and model, kept in one SQLite file across runs.
 
 Written by the telemetry callback after every model call and read by `gtm status`. It holds
-counts only: no prompt, reply, person or key ever reaches it.
+counts only: no prompt, reply, person or key ever reaches it. With `GTM_DATABASE_URL` the totals
+live in Postgres instead (`tools.pg_usage`), added to by the same upsert (`USAGE_ADD`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,22 @@ from pathlib import Path
 
 from tools.sqlite import connect
 
-__all__ = ["Usage", "UsageStore"]
+__all__ = ["USAGE_ADD", "Usage", "UsageStore"]
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS usage (campaign TEXT NOT NULL, model TEXT NOT NULL,"
     " calls INTEGER NOT NULL DEFAULT 0, prompt_tokens INTEGER NOT NULL DEFAULT 0,"
     " completion_tokens INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (campaign, model));"
 )
+
+USAGE_ADD = (
+    "INSERT INTO usage (campaign, model, calls, prompt_tokens, completion_tokens)"
+    " VALUES (?, ?, 1, ?, ?) ON CONFLICT (campaign, model) DO UPDATE SET"
+    " calls = usage.calls + 1, prompt_tokens = usage.prompt_tokens + excluded.prompt_tokens,"
+    " completion_tokens = usage.completion_tokens + excluded.completion_tokens"
+)
+"""Count one call into the (campaign, model) row, in one statement: an atomic upsert that both
+SQLite and Postgres run (`?` placeholders; Postgres takes them as `%s`)."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +58,7 @@ class UsageStore:
 
     def _add(self, campaign: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         self._db.execute(
-            "INSERT INTO usage (campaign, model, calls, prompt_tokens, completion_tokens)"
-            " VALUES (?, ?, 1, ?, ?) ON CONFLICT (campaign, model) DO UPDATE SET"
-            " calls = calls + 1, prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
-            " completion_tokens = completion_tokens + excluded.completion_tokens",
+            USAGE_ADD,
             (campaign, model, max(0, prompt_tokens), max(0, completion_tokens)),
         )
 

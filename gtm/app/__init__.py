@@ -36,6 +36,7 @@ __all__ = [
     "pg_checkpoints",
     "pg_import",
     "pg_ledger",
+    "pg_red_flags",
     "privacy",
     "providers",
     "red_flags",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from evals.replies import ClassifiedReply
 from gtm.app.workspace import Workspace
@@ -50,8 +50,16 @@ _QUOTE_CHARS = 200
 
 
 def open_store(ws: Workspace) -> EscalationStore:
-    """The workspace's escalations, next to its events; close it after use."""
-    return EscalationStore(ws.settings.path("events.sqlite"), clock=ws.deps.clock)
+    """The workspace's escalations, next to its events; close it after use: tables in
+    `events.sqlite`, or with `GTM_DATABASE_URL` in the database (on the workspace's pool when
+    it has one), so workers on several machines escalate one reply once between them."""
+    if ws.settings.database_url is None:
+        return EscalationStore(ws.settings.path("events.sqlite"), clock=ws.deps.clock)
+    from tools.pg_escalations import PgEscalationStore
+
+    db = ws.database or ws.settings.database_url.get_secret_value()
+    # It answers EscalationStore's methods one for one (tests/test_feedback_backends.py).
+    return cast(EscalationStore, PgEscalationStore(db, clock=ws.deps.clock))
 
 
 def headers_of(event: Event) -> dict[str, str]:

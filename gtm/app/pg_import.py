@@ -7,12 +7,13 @@ files even with the URL (`STILL_ON_SQLITE`) are left where they are: they need n
 
 What is kept, so the workspace goes on where it stood:
 - ids other rows and people refer to: `threads.id` (the number `gtm approve` takes),
-  `decisions.seq`, `erasures.n`; and the insertion order SQLite keeps in `rowid`, which the
+  `decisions.seq`, `erasures.n`, `escalations.id` (`gtm escalations done` takes it),
+  `red_flags.id`; and the insertion order SQLite keeps in `rowid`, which the
   outbox, the suppressions and the events become as their `seq`. Each identity sequence then
   starts past the highest id SQLite ever gave (its `sqlite_sequence`, not only the rows left),
   so a new row never takes an id an erased one had.
 - times: the SQLite files keep ISO strings, Postgres `timestamptz`; each is parsed (UTC when
-  a string carries no offset, as every store writes UTC).
+  a string carries no offset, as every store writes UTC). A red flag's week is a `date`.
 - LangGraph's checkpoints, each with its pending writes (a draft's interrupt waiting for
   approval is one), read through `AsyncSqliteSaver` and written through `AsyncPostgresSaver`
   with the same `checkpoint_serde()`, so a migrated draft resumes on Postgres.
@@ -31,7 +32,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,12 @@ TABLES: tuple[Table, ...] = (
     Table("suppressions.sqlite", "suppressions", "suppression list", "seq", from_rowid=True),
     Table("suppressions.sqlite", "erasures", "suppression list", "n"),
     Table("events.sqlite", "events", "events", "seq", from_rowid=True),
+    Table("events.sqlite", "escalations", "escalations", "id"),
+    Table("events.sqlite", "escalation_events", "escalations"),
+    Table("funnel.sqlite", "red_flags", "red flags", "id"),
+    Table("usage.sqlite", "usage", "model usage"),
+    Table("duxsoup.sqlite", "acted", "Dux-Soup and SMTP send keys"),
+    Table("smtp.sqlite", "acted", "Dux-Soup and SMTP send keys"),
 )
 """Every gtm table `GTM_DATABASE_URL` moves, parents before the rows that name them."""
 CHECKPOINT_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
@@ -135,7 +142,7 @@ async def _lock_and_check_empty(conn: Any, where: str) -> None:
     empty (in the same transaction, so no row can appear between the look and the copy)."""
     from psycopg import sql
 
-    names = [t.name for t in TABLES] + list(CHECKPOINT_TABLES)
+    names = list(dict.fromkeys(t.name for t in TABLES)) + list(CHECKPOINT_TABLES)
     await conn.execute("SET LOCAL lock_timeout = '10s'")
     await conn.execute(
         sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
@@ -225,6 +232,7 @@ async def _copy_table(conn: Any, table: Table, path: Path) -> Moved:
             )
         columns = [*have, table.identity] if table.from_rowid and table.identity else have
         times = {i for i, c in enumerate(columns) if pg[c].startswith("timestamp")}
+        days = {i for i, c in enumerate(columns) if pg[c] == "date"}
         insert = sql.SQL("INSERT INTO {} ({}) {}VALUES ({})").format(
             sql.Identifier(table.name),
             sql.SQL(", ").join(sql.Identifier(c) for c in columns),
@@ -235,7 +243,7 @@ async def _copy_table(conn: Any, table: Table, path: Path) -> Moved:
         async with conn.cursor() as pcur:
             while batch := cur.fetchmany(_BATCH):
                 try:
-                    rows = [_row(r, table, times) for r in batch]
+                    rows = [_row(r, table, times, days) for r in batch]
                 except ValueError as exc:
                     raise ImportRefused(f"{path.name}'s {table.name}: {exc}") from None
                 await pcur.executemany(insert, rows)
@@ -246,13 +254,23 @@ async def _copy_table(conn: Any, table: Table, path: Path) -> Moved:
     return Moved(table.store, table.name, n)
 
 
-def _row(r: sqlite3.Row, table: Table, times: set[int]) -> list[Any]:
+def _row(r: sqlite3.Row, table: Table, times: set[int], days: set[int]) -> list[Any]:
     values = list(r)[1:]
     if table.from_rowid and table.identity:
         names = r.keys()[1:]
         values = [v for k, v in zip(names, values, strict=True) if k != table.identity]
         values.append(r["__rowid"])
-    return [_when(v) if i in times else v for i, v in enumerate(values)]
+    return [_when(v) if i in times else _day(v) if i in days else v for i, v in enumerate(values)]
+
+
+def _day(value: Any) -> Any:
+    """An ISO date string from a SQLite store as a date."""
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{str(value)[:40]!r} is not a date") from None
 
 
 def _sqlite_sequence(db: sqlite3.Connection, table: str) -> int:

@@ -6,13 +6,15 @@ people in its denominator, and `meetings_per_week_below` ("no meetings") needs a
 in which at least `min_sample` people were sent a message, so three requests raise no alarm.
 The response-rate threshold is applied to the LinkedIn and the email response rate separately.
 
-`raise_red_flags` records each fired flag in `funnel.sqlite` in the data directory (unique per
-flag, ISO week and campaign) and sends it once through the workspace's alerts seam (Slack, or
-`alerts.jsonl`): a second evaluation of the same week fires nothing new. A row is claimed
-before its alert goes out and marked after; a run that died in between is finished by a later
-one (after `_RECLAIM`), so an alert may at worst go twice, never not at all. Without an alert
-channel a flag is only kept for the banner. `open_flags`
-lists what is not dismissed, for the inbox banner; `dismiss_flag` closes one.
+`raise_red_flags` records each fired flag, unique per flag, ISO week and campaign, in
+`funnel.sqlite` in the data directory, or with `GTM_DATABASE_URL` in Postgres
+(`gtm.app.pg_red_flags`, so workers on several machines fire a flag once between them), and
+sends it once through the workspace's alerts seam (Slack, or `alerts.jsonl`): a second
+evaluation of the same week fires nothing new. A row is claimed before its alert goes out and
+marked after; a run that died in between is finished by a later one (after `_RECLAIM`), so an
+alert may at worst go twice, never not at all. Without an alert channel a flag is only kept for
+the banner. `open_flags` lists what is not dismissed, for the inbox banner; `dismiss_flag`
+closes one.
 
 The table holds numbers and campaign names only, no personal data: `gtm forget` has nothing to
 erase here.
@@ -22,10 +24,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 from gtm.app.funnel import FunnelInputs, compute_funnel
 from gtm.app.funnel_model import Filters, FunnelReport, Rate, WeekFigures
@@ -48,6 +51,7 @@ __all__ = [
 
 log = logging.getLogger("gtm.red_flags")
 _RECLAIM = timedelta(minutes=10)
+"""A claim older than this belongs to a run that died before its alert went out."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS red_flags (
@@ -271,22 +275,35 @@ class FlagStore:
         return _row(row) if row else None
 
 
-def _dt(v: str | None) -> datetime | None:
-    return datetime.fromisoformat(v) if v else None
+def _dt(v: str | datetime | None) -> datetime | None:
+    """A time as either backend gives it: ISO text (SQLite) or a datetime (Postgres)."""
+    if not v:
+        return None
+    return v if isinstance(v, datetime) else datetime.fromisoformat(v)
 
 
-def _row(r: sqlite3.Row) -> StoredFlag:
+def _row(r: sqlite3.Row | Mapping[str, Any]) -> StoredFlag:
+    """A `red_flags` row of either backend (the week as ISO text or a date)."""
+    week = r["week"]
     return StoredFlag(
-        flag=r["flag"], week=date.fromisoformat(r["week"]), campaign=r["campaign"],
-        value=r["value"], threshold=r["threshold"], sample=r["sample"], message=r["message"],
-        id=r["id"], fired_at=_dt(r["fired_at"]), alerted_at=_dt(r["alerted_at"]),
-        outcome=r["outcome"], dismissed_at=_dt(r["dismissed_at"]),
+        flag=r["flag"], week=week if isinstance(week, date) else date.fromisoformat(week),
+        campaign=r["campaign"], value=float(r["value"]), threshold=float(r["threshold"]),
+        sample=int(r["sample"]), message=r["message"], id=int(r["id"]),
+        fired_at=_dt(r["fired_at"]), alerted_at=_dt(r["alerted_at"]), outcome=r["outcome"],
+        dismissed_at=_dt(r["dismissed_at"]),
     )  # fmt: skip
 
 
 def open_flag_store(ws: Workspace) -> FlagStore:
-    """The workspace's red flags (`funnel.sqlite` in the data directory); close it after use."""
-    return FlagStore(ws.settings.path("funnel.sqlite"), clock=ws.deps.clock)
+    """The workspace's red flags, close it after use: `funnel.sqlite` in the data directory, or
+    with `GTM_DATABASE_URL` the database (on the workspace's pool when it has one)."""
+    if ws.settings.database_url is None:
+        return FlagStore(ws.settings.path("funnel.sqlite"), clock=ws.deps.clock)
+    from gtm.app.pg_red_flags import PgFlagStore
+
+    db = ws.database or ws.settings.database_url.get_secret_value()
+    # PgFlagStore answers FlagStore's methods one for one (tests/test_feedback_backends.py).
+    return cast(FlagStore, PgFlagStore(db, clock=ws.deps.clock))
 
 
 async def raise_red_flags(

@@ -3,9 +3,11 @@
 `open_stores` opens the stores a run writes to; `open_checkpointer` opens LangGraph's
 checkpointer. Without `GTM_DATABASE_URL` both are the SQLite files they always were. With it,
 the stores that have a Postgres version today (the thread ledger and its decisions, the
-campaigns, the send ledger, the suppression list, the events) share one `tools.pg.Database`
-pool, and the checkpoints go to the same database through `langgraph-checkpoint-postgres`; the
-others stay SQLite files (`STILL_ON_SQLITE` names them, so `gtm run` and `gtm doctor` say it).
+campaigns, the send ledger, the suppression list, the events; and, opened on demand on the
+same pool through `Workspace.database`, the escalations, red flags, model usage and the
+Dux-Soup and SMTP send keys) share one `tools.pg.Database` pool, and the checkpoints go to the
+same database through `langgraph-checkpoint-postgres`; the others stay SQLite files
+(`STILL_ON_SQLITE` names them, so `gtm run` and `gtm doctor` say it).
 A database whose schema is behind this version is refused
 with one line (`tools.pg.DatabaseError`) before anything is written anywhere: `gtm db upgrade`
 brings it up to date; a run never migrates on its own.
@@ -66,19 +68,20 @@ ON_POSTGRES = (
     "send ledger (outbox)",
     "suppression list",
     "events",
+    "escalations",
+    "red flags",
+    "model usage",
+    "Dux-Soup and SMTP send keys",
     "checkpoints",
 )
 """What `GTM_DATABASE_URL` moves to Postgres today."""
 STILL_ON_SQLITE = (
     "LinkedIn profile facts",
-    "escalations",
-    "red flags",
-    "model usage",
-    "providers' send keys and local twins",
+    "local provider twins",
 )
 """What stays in SQLite files in the data directory even with `GTM_DATABASE_URL` set: the
-first plugs into `_postgres_stores` when its Postgres version exists; the others are
-opened elsewhere (`gtm.app.escalations`, `red_flags`, `telemetry`, `providers`)."""
+first plugs into `_postgres_stores` when its Postgres version exists; the twins (the local
+CRM and LinkedIn outbox that stand in for real providers) are opened in `gtm.app.providers`."""
 
 
 @dataclass(frozen=True)

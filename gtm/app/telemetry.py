@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from gtm.app.settings import Settings
     from gtm.app.workspace import Workspace
+    from tools.pg import Database
 
 __all__ = [
     "LOGGER",
@@ -43,6 +44,7 @@ __all__ = [
     "cost",
     "log_json",
     "otel_provider",
+    "usage_store",
 ]
 
 LOGGER = logging.getLogger("gtm.steps")
@@ -315,6 +317,18 @@ def cost(usage: Usage, settings: Settings) -> float | None:
     return (usage.prompt_tokens * prices[0] + usage.completion_tokens * prices[1]) / 1_000_000
 
 
+def usage_store(settings: Settings, database: Database | None = None) -> UsageStore:
+    """Where token use is counted, close it after use: `usage.sqlite` in the data directory, or
+    with `GTM_DATABASE_URL` the database (on `database`, the workspace's pool, when given), so
+    `gtm status` sums every worker's calls on every machine."""
+    if settings.database_url is None:
+        return UsageStore(settings.path("usage.sqlite"))
+    from tools.pg_usage import PgUsageStore
+
+    # It answers UsageStore's methods one for one (tests/test_feedback_backends.py).
+    return cast(UsageStore, PgUsageStore(database or settings.database_url.get_secret_value()))
+
+
 _OPEN: dict[int, list[BaseCallbackHandler]] = {}
 """Handlers by workspace identity (a `Workspace` is not hashable); dropped when it is freed."""
 
@@ -328,7 +342,7 @@ def callbacks_for(rt: Workspace) -> list[BaseCallbackHandler]:
     from gtm.app.tracing import redacting_tracer
 
     settings = rt.settings
-    usage = UsageStore(settings.path("usage.sqlite"))
+    usage = usage_store(settings, rt.database)
     provider = otel_provider(settings.otel_endpoint) if settings.otel_endpoint else None
     tracer = provider.get_tracer("gtm.app.telemetry") if provider is not None else None
     handlers: list[BaseCallbackHandler] = [StepLog(usage, tracer=tracer)]

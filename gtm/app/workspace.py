@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from agents.state import InputState, OutputState, State
     from gtm.app.cassette import Cassette
     from memory.chroma import ChromaMemory
+    from tools.pg import Database
 
     Graph = CompiledStateGraph[State, Deps, InputState, OutputState]
 
@@ -79,6 +80,9 @@ class Workspace:
     """What came back (accepts, replies, bounces...), once each, matched to sent touches."""
     profiles: ProfileStore
     """What the user's own tools (Dux-Soup's visits) saw on people's LinkedIn profiles."""
+    database: Database | None = None
+    """The stores' shared Postgres pool (`GTM_DATABASE_URL`), for the stores opened on demand
+    (escalations, red flags, model usage, the providers' send keys); None: SQLite files."""
 
     @functools.cached_property
     def graph(self) -> Graph:
@@ -172,7 +176,9 @@ async def open_workspace(
             raise
     with closing_stores, _closing_all(memory):
         async with contextlib.AsyncExitStack() as stack:
-            providers = await stack.enter_async_context(open_providers(settings, clock=clock))
+            providers = await stack.enter_async_context(
+                open_providers(settings, clock=clock, database=opened.database)
+            )
             model: BaseChatModel
             if with_model:
                 model, description = await stack.enter_async_context(
@@ -225,4 +231,5 @@ async def open_workspace(
                 campaigns=campaigns,
                 events=events,
                 profiles=profiles,
+                database=opened.database,
             )

@@ -436,7 +436,7 @@ def status(
                     "outbox: "
                     + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "empty")
                 )
-                _print_usage(rt.settings, name)
+                _print_usage(rt, name)
                 size = None if show_all else limit
                 _print_sequences(rt, name, rt.deps.clock(), page=page, size=size)
             _print_headroom(rt)
@@ -445,16 +445,16 @@ def status(
     run_sync(go())
 
 
-def _print_usage(settings: Settings, name: str) -> None:
-    """Model calls, tokens and cost of the campaign, per model, over every run (cost "–" when
-    no price is configured for the model); nothing before its first model call."""
-    from gtm.app.telemetry import cost
-    from tools.usage import UsageStore
+def _print_usage(rt: Workspace, name: str) -> None:
+    """Model calls, tokens and cost of the campaign, per model, over every run and worker (cost
+    "–" when no price is configured for the model); nothing before its first model call. From
+    `usage.sqlite`, or with `GTM_DATABASE_URL` from the database."""
+    from gtm.app.telemetry import cost, usage_store
 
-    path = settings.data_dir / "usage.sqlite"
-    if not path.exists():
+    settings = rt.settings
+    if settings.database_url is None and not settings.path("usage.sqlite").exists():
         return
-    store = UsageStore(path)
+    store = usage_store(settings, rt.database)
     try:
         for u in store.for_campaign(name):
             spent = cost(u, settings)
