@@ -31,6 +31,14 @@ threads through the saver alone (`gtm.app.checkpoints.waiting_state`): at load 4
 of 7), CPU 1.45 -> 1.26 s and 1.47 -> 0.76 s. What `gtm inbox` still loads beyond `gtm status`
 is mostly `langgraph.types`, needed to revive the approval interrupt, which brings langchain-
 core's runnables, LangSmith and OpenTelemetry (about 0.4 s); its own work is about 0.11 s.
+Then `gtm inbox` read a paused thread's approval request from the checkpoint tables and decoded
+the interrupt write itself (`gtm.app.paused_reader`, no `langgraph.types`): 1,142 -> 791 modules
+loaded (status: 782); side by side, medians of 7 fresh processes on 2 cores: at load 3, CPU
+1.18 -> 0.71 s and wall 1.55 -> 0.82 s (`gtm status` 0.82 -> 0.78 s wall, CPU 0.69 -> 0.68 s);
+at load 4, wall 1.99 -> 1.14 s; this bench at load 5-8: CPU 1.20-1.29 -> 0.77-0.84 s. What
+both commands still load beyond their own work is mostly LangGraph's checkpoint package: any of
+its modules, the serializer included, imports langchain-core's `runnables.config` and
+`callbacks.manager` (0.25-0.3 s).
 
 .venv/bin/python bench/bench_inbox.py [N] [ROUNDS]
 """

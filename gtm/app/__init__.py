@@ -32,6 +32,7 @@ __all__ = [
     "loop",
     "loop_pass",
     "no_model",
+    "paused_reader",
     "pg_campaigns",
     "pg_checkpoints",
     "pg_import",

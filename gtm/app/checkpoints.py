@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.serde.types import INTERRUPT
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from agents.state import State
 from gtm.app import pg_checkpoints
+from gtm.app.paused_reader import read_paused
 from gtm.app.workspace import Workspace
 from gtm.domain.approval import ApprovalRequest
 
@@ -77,19 +77,15 @@ async def waiting_state(
     A thread simply paused at its approval has, beside its latest checkpoint, one pending write:
     the `__interrupt__` of the paused task (LangGraph records only control writes for a task that
     paused, and the checkpoint's channel values are the state the step started from). Then the
-    question and the state are read from the checkpointer as `graph.aget_state` reads them, and
-    the graph is not compiled: no LangGraph graph module nor any node is loaded (issue 20). Any
-    other thread (an answer being applied, a finished task's output, an error, several questions,
-    no checkpoint) is read by the graph itself."""
-    saved = await rt.checkpointer.aget_tuple(thread_config(thread_id))
-    writes = saved.pending_writes if saved is not None else None
-    if saved is not None and writes is not None and len(writes) == 1:
-        _task, channel, value = writes[0]
-        asked = value if isinstance(value, Sequence) else [value]
-        if channel == INTERRUPT and len(asked) == 1:
-            values = saved.checkpoint["channel_values"]
-            state = {k: v for k, v in values.items() if k in _STATE_KEYS}
-            return ApprovalRequest.from_interrupt(asked[0].value), state
+    question and the state are read from the checkpoint tables (`gtm.app.paused_reader`), as
+    `graph.aget_state` reads them, and neither the graph nor `langgraph.types` (with the
+    tracing it brings) is loaded (issue 20). Any other thread (an answer being applied, a
+    finished task's output, an error, several questions, no checkpoint, a value the reader
+    does not decode) is read by the graph itself."""
+    paused = await read_paused(rt.checkpointer, thread_id)
+    if paused is not None:
+        state = {k: v for k, v in paused.channel_values.items() if k in _STATE_KEYS}
+        return ApprovalRequest.from_interrupt(paused.value), state
     snapshot = await rt.graph.aget_state(thread_config(thread_id))
     request = (
         ApprovalRequest.from_interrupt(snapshot.interrupts[0].value)
@@ -177,5 +173,3 @@ async def rewrite_threads(
             await db.execute("VACUUM")
             await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return len(changed)
-
-

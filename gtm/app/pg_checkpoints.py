@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # psycopg and the Postgres saver load only when a database is in use
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-__all__ = ["TABLES", "postgres_saver", "rewrite_threads", "vacuum"]
+__all__ = [
+    "TABLES",
+    "postgres_saver",
+    "rewrite_threads",
+    "vacuum",
+    "latest_checkpoint_row",
+    "channel_values",
+]
 
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 
@@ -138,3 +145,38 @@ async def rewrite_threads(
     if changed:
         await vacuum(saver)
     return len(changed)
+
+
+_LATEST = "WHERE thread_id = %s AND checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 1"
+"""`AsyncPostgresSaver.aget_tuple`'s condition for a thread's latest root checkpoint."""
+
+
+async def latest_checkpoint_row(saver: AsyncPostgresSaver, thread_id: str) -> Any | None:
+    """The row `AsyncPostgresSaver.aget_tuple` reads for a thread's latest checkpoint (the
+    saver's own `SELECT_SQL`: the checkpoint, its channel blobs, its pending writes), or None
+    when the thread has none, when the checkpoint is older than format 4 (the saver would
+    first migrate its pending sends) or when the database cannot answer now (the saver's own
+    read, which waits for it, is then the one to ask). Used by `gtm.app.paused_reader`."""
+    import psycopg
+
+    try:
+        async with _connection(saver) as conn:
+            cur = await conn.execute(saver.SELECT_SQL + _LATEST, (thread_id,), binary=True)
+            row = await cur.fetchone()
+    except psycopg.OperationalError:
+        return None
+    if row is None or row["checkpoint"].get("v", 0) < 4:
+        return None
+    return row
+
+
+def channel_values(saver: AsyncPostgresSaver, row: Any) -> dict[str, Any]:
+    """A `latest_checkpoint_row`'s channel values as the saver assembles them: the plain ones
+    kept inline in the checkpoint's JSON, then each blob deserialized (an "empty" one is no
+    value)."""
+    blobs = {
+        bytes(channel).decode(): saver.serde.loads_typed((bytes(kind).decode(), bytes(blob)))
+        for channel, kind, blob in row["channel_values"] or []
+        if bytes(kind).decode() != "empty"
+    }
+    return {**(row["checkpoint"].get("channel_values") or {}), **blobs}
