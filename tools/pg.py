@@ -47,8 +47,9 @@ import functools
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from time import monotonic
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import psycopg
@@ -67,6 +68,7 @@ __all__ = [
     "CommitUnknown",
     "Database",
     "DatabaseError",
+    "PgStore",
     "check_url",
     "connect_once",
     "is_away",
@@ -383,3 +385,27 @@ def open_database(db: Database | str) -> tuple[Database, bool]:
     if isinstance(db, Database):
         return db, False
     return Database(db), True
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PgStore:
+    """What every Postgres store shares: the database it works in (the workspace's shared
+    pool, or its own opened from a URL and closed with the store) and the clock it stamps rows
+    with. `retried` methods find the database as `self._db`."""
+
+    def __init__(self, db: Database | str, clock: Callable[[], datetime] = _utc_now) -> None:
+        self._clock = clock
+        self._db, self._owned = open_database(db)
+
+    def close(self) -> None:
+        if self._owned:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -12,14 +12,14 @@ would call its own new row "already stored") and `erase_person` (its count); tha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from psycopg.rows import dict_row
 
 from tools.escalations import Escalation, Stage, escalation_key, escalation_of
-from tools.pg import Database, open_database, retried
+from tools.pg import PgStore, retried
 
 __all__ = ["PgEscalationStore"]
 
@@ -30,24 +30,8 @@ _ADD = (
 )
 
 
-class PgEscalationStore:
+class PgEscalationStore(PgStore):
     """`tools.escalations.EscalationStore` on a Postgres database (`GTM_DATABASE_URL`)."""
-
-    def __init__(
-        self, db: Database | str, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
-        self._clock = clock
-        self._db, self._owned = open_database(db)
-
-    def close(self) -> None:
-        if self._owned:
-            self._db.close()
-
-    def __enter__(self) -> PgEscalationStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _one(self, sql: str, args: Iterable[Any]) -> dict[str, Any] | None:
         with self._db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

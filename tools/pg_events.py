@@ -11,14 +11,14 @@ answer "already stored" or a count of 0, so that case is one `DatabaseError` lin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from gtm.domain.events import Event, EventKind
 from gtm.domain.identity import profile_url
 from tools.events import EventBrief, StoredEvent, domain_patterns, person_of
-from tools.pg import Database, open_database, retried
+from tools.pg import PgStore, retried
 from tools.suppression import normalise
 
 __all__ = ["PgEventStore"]
@@ -36,18 +36,8 @@ def _stored(row: Sequence[Any]) -> StoredEvent:
     return StoredEvent(Event.model_validate_json(body), person, outbox_key, ingested_at)
 
 
-class PgEventStore:
+class PgEventStore(PgStore):
     """`tools.events.EventStore` on a Postgres database (`GTM_DATABASE_URL`)."""
-
-    def __init__(
-        self, db: Database | str, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
-        self._clock = clock
-        self._db, self._owned = open_database(db)
-
-    def close(self) -> None:
-        if self._owned:
-            self._db.close()
 
     @retried(idempotent=False)
     def ingest(self, event: Event, *, outbox_key: str | None = None) -> bool:

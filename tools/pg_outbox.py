@@ -18,9 +18,9 @@ is one `DatabaseError` line and the next run finds what was saved.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 
 from gtm.domain.models import OutboxEntry, OutboxState, Step
 from tools.outbox_logic import OutboxStore, SentBrief
-from tools.pg import Database, open_database, retried
+from tools.pg import PgStore, retried
 
 __all__ = ["PgOutbox"]
 
@@ -52,18 +52,8 @@ def _lock_keys(key: str, sender: str, contact_key: str, account_id: str) -> list
     return sorted({f"key:{key}", f"sender:{sender}", f"person:{contact_key}", f"acct:{account_id}"})
 
 
-class PgOutbox(OutboxStore[_Cur]):
+class PgOutbox(PgStore, OutboxStore[_Cur]):
     """`tools.outbox.Outbox` on a Postgres database (`GTM_DATABASE_URL`)."""
-
-    def __init__(
-        self, db: Database | str, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
-        self._clock = clock
-        self._db, self._owned = open_database(db)
-
-    def close(self) -> None:
-        if self._owned:
-            self._db.close()
 
     # The rules themselves are `OutboxStore`'s (tests/test_store_rules.py): here each is only
     # wrapped, so its whole transaction runs again while the database is away (`retried`).

@@ -14,14 +14,14 @@ is `ON CONFLICT DO NOTHING`, so a second run after an ambiguous commit changes n
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import psycopg
 
-from tools.pg import Database, open_database, retried
+from tools.pg import PgStore, retried
 from tools.suppression import SuppressionKind, SuppressionStore
 
 __all__ = ["PgSuppressionList"]
@@ -34,18 +34,8 @@ _PUT = (
 _Conn = psycopg.Connection[Any]
 
 
-class PgSuppressionList(SuppressionStore[_Conn]):
+class PgSuppressionList(PgStore, SuppressionStore[_Conn]):
     """`tools.suppression.SuppressionList` on a Postgres database (`GTM_DATABASE_URL`)."""
-
-    def __init__(
-        self, db: Database | str, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
-        self._clock = clock
-        self._db, self._owned = open_database(db)
-
-    def close(self) -> None:
-        if self._owned:
-            self._db.close()
 
     # The rules are `SuppressionStore`'s (tests/test_store_rules.py), only wrapped here so the
     # whole transaction runs again while the database is away (`retried`); an erasure's count

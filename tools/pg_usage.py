@@ -11,17 +11,14 @@ one `DatabaseError` line (the telemetry callback that adds does not stop the run
 
 from __future__ import annotations
 
-from tools.pg import Database, open_database, retried
+from tools.pg import PgStore, retried
 from tools.usage import USAGE_ADD, Usage
 
 __all__ = ["PgUsageStore"]
 
 
-class PgUsageStore:
+class PgUsageStore(PgStore):
     """`tools.usage.UsageStore` on a Postgres database (`GTM_DATABASE_URL`)."""
-
-    def __init__(self, db: Database | str) -> None:
-        self._db, self._owned = open_database(db)
 
     @retried(idempotent=False)
     def add(self, campaign: str, model: str, *, prompt_tokens: int, completion_tokens: int) -> None:
@@ -42,7 +39,3 @@ class PgUsageStore:
                 (campaign,),
             ).fetchall()
         return [Usage(c, m, int(n), int(p), int(k)) for c, m, n, p, k in rows]
-
-    def close(self) -> None:
-        if self._owned:
-            self._db.close()

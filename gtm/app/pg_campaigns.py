@@ -18,24 +18,19 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from gtm.app.campaigns import CampaignBookBase
-from tools.pg import Database, open_database, retried
+from tools.pg import Database, PgStore, retried
 
 __all__ = ["PgCampaignBook"]
 
 
-class PgCampaignBook(CampaignBookBase):
+class PgCampaignBook(PgStore, CampaignBookBase):
     """The campaigns table, in the Postgres database (`GTM_DATABASE_URL`)."""
 
     def __init__(
         self, db: Database | str, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
-        self._db, self._owned = open_database(db)
-        self._clock = clock
+        super().__init__(db, clock)
         self._cache = {}
-
-    def close(self) -> None:
-        if self._owned:
-            self._db.close()
 
     @retried(idempotent=True)
     def _fetch(self, name: str) -> Mapping[str, Any] | None:

@@ -16,7 +16,7 @@ erasures are not run again after an ambiguous commit (see `tools.pg`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
@@ -33,7 +33,7 @@ from gtm.app.ledger_api import (
 )
 from gtm.domain.models import Account, AccountStatus, Channel, Decision
 from gtm.domain.threads import thread_id_for
-from tools.pg import Database, open_database, retried
+from tools.pg import PgStore, retried
 
 __all__ = ["PgLedger", "pg_order", "pg_sql"]
 
@@ -93,18 +93,8 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-class PgLedger:
+class PgLedger(PgStore):
     """`gtm.app.ledger.Ledger` on a Postgres database (`GTM_DATABASE_URL`)."""
-
-    def __init__(
-        self, db: Database | str, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
-        self._clock = clock
-        self._db, self._owned = open_database(db)
-
-    def close(self) -> None:
-        if self._owned:
-            self._db.close()
 
     @retried(idempotent=True)
     def compact(self) -> None:

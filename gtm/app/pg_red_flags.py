@@ -14,36 +14,18 @@ after `_RECLAIM` for a later run, as after a crash.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from psycopg.rows import dict_row
 
 from gtm.app.red_flags import _RECLAIM, RedFlag, StoredFlag, _row
-from tools.pg import Database, open_database, retried
+from tools.pg import PgStore, retried
 
 __all__ = ["PgFlagStore"]
 
 
-class PgFlagStore:
+class PgFlagStore(PgStore):
     """`gtm.app.red_flags.FlagStore` on a Postgres database (`GTM_DATABASE_URL`)."""
-
-    def __init__(
-        self, db: Database | str, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
-        self._clock = clock
-        self._db, self._owned = open_database(db)
-
-    def close(self) -> None:
-        if self._owned:
-            self._db.close()
-
-    def __enter__(self) -> PgFlagStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self._db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
