@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
 from tools.escalations import EscalationStore
 from tools.pg_escalations import PgEscalationStore
+from tools.pg_profiles import PgProfileStore
+from tools.profiles import ProfileSnapshot, ProfileStore
 
 KEY = "sk-migrate-secret-do-not-log"
 PASSWORD = "pw-never-shown-7c1e"  # the cluster trusts loopback: any password is let in
@@ -106,6 +109,10 @@ _ESCALATION: dict[str, Any] = dict(
     due_at=None,
 )  # fmt: skip
 """No deadline: the listing shows no time left, which would change while the test runs."""
+_SIGHTING = ProfileSnapshot(
+    key="v1", person="https://www.linkedin.com/in/ann-lee", seen_at=_T, source="duxsoup:visit",
+    fields={"title": "CTO", "company": "Acme"},
+)  # fmt: skip
 _SHOWN = ("escalations list --all", "flags list --all", "status --campaign mig")
 """Commands whose output must be the same before and after the move (of `gtm status`, the
 lines of token use: the rest shows times that move on while the test runs)."""
@@ -177,6 +184,10 @@ def test_a_sqlite_workspace_moves_to_postgres_and_goes_on_there(
         sends_before = _twin_sends(data)
         assert [k for k, _ in sends_before] == ["visit", "connect"], sends_before
         _escalate_and_flag(data)  # what the loop would have kept: an escalation, a red flag
+        with closing(ProfileStore(data / "profiles.sqlite")) as seen:  # and a Dux-Soup visit
+            seen.record([_SIGHTING])
+            profile_before = seen.get(_SIGHTING.person)
+        assert profile_before is not None
         inbox_before = gtm(lite, "inbox", "--all")
         assert inbox_before.returncode == 0 and f"#{resumed_id} " in inbox_before.stdout
         shown_before = {what: _shown(what, gtm(lite, *what.split())) for what in _SHOWN}
@@ -232,6 +243,8 @@ def test_a_sqlite_workspace_moves_to_postgres_and_goes_on_there(
             assert (kept.id, kept.outcome, kept.created_at) == (1, "task T-1", _T)
         (week,) = _pg(url, "SELECT week FROM red_flags")[0]
         assert week == date(2026, 11, 9)
+        with closing(PgProfileStore(url)) as profiles:
+            assert profiles.get(_SIGHTING.person) == profile_before
 
         # ---- on Postgres: the same drafts wait, listed the same way.
         inbox_after = gtm(pg, "inbox", "--all")

@@ -27,7 +27,9 @@ from tools.pg_events import PgEventStore
 from tools.pg_keys import PgKeyLedger
 from tools.pg_migrate import head, status
 from tools.pg_outbox import PgOutbox
+from tools.pg_profiles import PgProfileStore
 from tools.pg_suppression import PgSuppressionList
+from tools.profiles import ProfileStore
 from tools.sqlite import KeyLedger
 from tools.suppression import SuppressionList
 
@@ -103,6 +105,7 @@ def _sqlite_columns(tmp_path: Path) -> dict[str, set[str]]:
         Ledger(path),
         CampaignBook(path),
         KeyLedger(path),
+        ProfileStore(path),
     ):
         opened.close()
     db = sqlite3.connect(path)
@@ -141,6 +144,7 @@ def test_the_schema_has_every_sqlite_table_and_column(
         "decisions",
         "campaigns",
         "acted",
+        "profile_fields",
     }
     for table, columns in sqlite.items():
         assert columns <= pg[table], (table, columns - pg[table])
@@ -247,8 +251,9 @@ def test_the_setting_is_a_secret_and_must_be_postgres(monkeypatch: pytest.Monkey
         (SuppressionList, PgSuppressionList),
         (EventStore, PgEventStore),
         (KeyLedger, PgKeyLedger),
+        (ProfileStore, PgProfileStore),
     ],
-    ids=["outbox", "suppression", "events", "keys"],
+    ids=["outbox", "suppression", "events", "keys", "profiles"],
 )
 def test_each_postgres_store_has_the_sqlite_stores_methods(
     sqlite_class: type, pg_class: type

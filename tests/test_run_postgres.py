@@ -35,7 +35,9 @@ from tools.outbox import Outbox
 from tools.pg import DatabaseError
 from tools.pg_events import PgEventStore
 from tools.pg_outbox import PgOutbox
+from tools.pg_profiles import PgProfileStore
 from tools.pg_suppression import PgSuppressionList
+from tools.profiles import ProfileStore
 from tools.suppression import SuppressionList
 
 KEY = "sk-pg-run-secret-do-not-log"
@@ -226,11 +228,13 @@ async def test_the_workspace_opens_the_postgres_stores_on_one_pool_and_closes_it
             assert isinstance(deps.outbox, PgOutbox)
             assert isinstance(deps.suppressions, PgSuppressionList)
             assert isinstance(deps.events, PgEventStore) and rt.events is deps.events
+            assert isinstance(rt.profiles, PgProfileStore)
             assert isinstance(rt.graph.checkpointer, AsyncPostgresSaver)
             deps.suppressions.add("email", "Opted.Out@Example.com", "asked")
         (row,) = _query(url, "SELECT kind, value FROM suppressions")
         assert row == ("email", "opted.out@example.com")
         assert not (tmp_path / "data" / "suppressions.sqlite").exists()
+        assert not (tmp_path / "data" / "profiles.sqlite").exists()
         assert _sessions_end(url)  # the workspace's pools are closed
     finally:
         server.drop(url)
@@ -278,7 +282,12 @@ def test_traces_ask_the_database_who_was_erased(
 
 @pytest.mark.parametrize(
     ("sqlite", "postgres"),
-    [(Outbox, PgOutbox), (SuppressionList, PgSuppressionList), (EventStore, PgEventStore)],
+    [
+        (Outbox, PgOutbox),
+        (SuppressionList, PgSuppressionList),
+        (EventStore, PgEventStore),
+        (ProfileStore, PgProfileStore),
+    ],
 )
 def test_each_postgres_store_answers_every_method_of_its_sqlite_class(
     sqlite: type, postgres: type

@@ -32,6 +32,7 @@ __all__ = [
     "pg_leases",
     "pg_migrate",
     "pg_outbox",
+    "pg_profiles",
     "pg_suppression",
     "pg_usage",
     "profiles",

@@ -14,6 +14,11 @@ both): a later sighting without a field leaves the one seen before, still dated 
 seen. A snapshot is idempotent: delivered again, or after a newer one, it changes nothing; of
 two sightings at the same instant the first stored stays. `erase_person` deletes a person's
 rows and compacts the file (an erasure request leaves no bytes behind).
+
+These rules live here once, for both backends: the snapshot's cleaning, caps and canonical URL
+(`ProfileSnapshot`), the one upsert that keeps the newest value per field and the first of a tie
+(`record_statement`, `field_rows`), how stored rows read back (`seen_profile`) and which keys an
+erasure deletes (`erasure_keys`). `tools.pg_profiles.PgProfileStore` is the Postgres version.
 """
 
 from __future__ import annotations
@@ -33,13 +38,18 @@ __all__ = [
     "FIELDS",
     "MAX_CHARS",
     "FACT_CHARS",
+    "FieldRow",
     "ProfileField",
     "ProfileSnapshot",
     "ProfileStore",
     "SeenProfile",
     "Seen",
     "clean",
+    "erasure_keys",
+    "field_rows",
     "is_stale",
+    "record_statement",
+    "seen_profile",
     "visit_facts",
 ]
 
@@ -66,6 +76,23 @@ CREATE TABLE IF NOT EXISTS profile_fields (
     PRIMARY KEY (person, field)
 );
 """
+
+_RECORD = (
+    "INSERT INTO profile_fields (person, field, value, seen_at, source, key, stored_at)"
+    " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})"
+    " ON CONFLICT (person, field) DO UPDATE SET value = excluded.value,"
+    " seen_at = excluded.seen_at, source = excluded.source,"
+    " key = excluded.key, stored_at = excluded.stored_at"
+    " WHERE excluded.seen_at > profile_fields.seen_at"
+)
+
+
+def record_statement(placeholder: str) -> str:
+    """The statement that stores one field of a sighting, with the driver's `placeholder`
+    (`?` or `%s`) for person, field, value, seen_at, source, key and stored_at: the newer
+    sighting replaces the value, an older one or one of the same instant changes nothing
+    (the first stored stays). One row changed (rowcount 1) or none."""
+    return _RECORD.format(p=placeholder)
 
 
 def clean(value: str, cap: int = MAX_CHARS) -> str:
@@ -132,6 +159,36 @@ class SeenProfile:
     fields: Mapping[str, Seen]
 
 
+FieldRow = tuple[str, str, str, datetime, str, str]
+"""One field of a sighting as stored: person, field, value, seen_at, source, key."""
+
+
+def field_rows(snap: ProfileSnapshot) -> list[FieldRow]:
+    """The rows `record_statement` stores for `snap`, in `FIELDS` order."""
+    return [
+        (snap.person, name, value, snap.seen_at, snap.source, snap.key)
+        for name, value in snap.fields.items()
+    ]
+
+
+def seen_profile(person: str, rows: Iterable[tuple[str, str, datetime, str]]) -> SeenProfile | None:
+    """What is known of `person` from their stored (field, value, seen_at, source) rows, the
+    fields in `FIELDS` order; None when there are none."""
+    seen = {name: Seen(value, at, source) for name, value, at, source in rows}
+    if not seen:
+        return None
+    return SeenProfile(person, {f: seen[f] for f in FIELDS if f in seen})
+
+
+def erasure_keys(urls: Iterable[str]) -> list[str]:
+    """The person keys an erasure of `urls` deletes: each URL's canonical form, or the text
+    itself (trimmed, lower case) when it is no member profile URL; sorted, once each."""
+    return sorted({profile_url(u) or u.strip().lower() for u in urls})
+
+
+_UPSERT = record_statement("?")
+
+
 class ProfileStore:
     """Profile sightings on SQLite, the newest value of each field per person. Safe for several
     processes on one file: a write is one statement per field, and the newer sighting wins
@@ -152,19 +209,12 @@ class ProfileStore:
         changed = 0
         now = _stamp(self._clock())
         for snap in snapshots:
-            seen = _stamp(snap.seen_at)
             n = 0
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for name, value in snap.fields.items():
+                for person, name, value, seen, source, key in field_rows(snap):
                     cur = self._db.execute(
-                        "INSERT INTO profile_fields (person, field, value, seen_at, source, key,"
-                        " stored_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                        " ON CONFLICT (person, field) DO UPDATE SET value = excluded.value,"
-                        " seen_at = excluded.seen_at, source = excluded.source,"
-                        " key = excluded.key, stored_at = excluded.stored_at"
-                        " WHERE excluded.seen_at > profile_fields.seen_at",
-                        (snap.person, name, value, seen, snap.source, snap.key, now),
+                        _UPSERT, (person, name, value, _stamp(seen), source, key, now)
                     )
                     n += cur.rowcount
                 self._db.execute("COMMIT")
@@ -183,19 +233,18 @@ class ProfileStore:
             "SELECT field, value, seen_at, source FROM profile_fields WHERE person = ?",
             (person,),
         ).fetchall()
-        if not rows:
-            return None
-        seen = {
-            r["field"]: Seen(r["value"], datetime.fromisoformat(r["seen_at"]), r["source"])
-            for r in rows
-        }
-        return SeenProfile(person, {f: seen[f] for f in FIELDS if f in seen})
+        return seen_profile(
+            person,
+            (
+                (r["field"], r["value"], datetime.fromisoformat(r["seen_at"]), r["source"])
+                for r in rows
+            ),
+        )
 
     def erase_person(self, urls: Sequence[str]) -> int:
         """Delete every field stored for the people at `urls` (an erasure request) and compact
         the file; how many fields went."""
-        people = {profile_url(u) or u.strip().lower() for u in urls}
-        return erase_rows(self._db, "profile_fields", "person", people)
+        return erase_rows(self._db, "profile_fields", "person", erasure_keys(urls))
 
 
 _WORDING: Mapping[str, str] = {

@@ -69,6 +69,7 @@ TABLES: tuple[Table, ...] = (
     Table("suppressions.sqlite", "suppressions", "suppression list", "seq", from_rowid=True),
     Table("suppressions.sqlite", "erasures", "suppression list", "n"),
     Table("events.sqlite", "events", "events", "seq", from_rowid=True),
+    Table("profiles.sqlite", "profile_fields", "LinkedIn profile facts"),
     Table("events.sqlite", "escalations", "escalations", "id"),
     Table("events.sqlite", "escalation_events", "escalations"),
     Table("funnel.sqlite", "red_flags", "red flags", "id"),
@@ -172,6 +173,7 @@ def _bring_files_up_to_date(settings: Settings) -> None:
     from gtm.app.ledger import Ledger
     from tools.events import EventStore
     from tools.outbox import Outbox
+    from tools.profiles import ProfileStore
     from tools.suppression import SuppressionList
 
     opens: dict[str, Sequence[Any]] = {
@@ -179,6 +181,7 @@ def _bring_files_up_to_date(settings: Settings) -> None:
         "outbox.sqlite": (Outbox,),
         "suppressions.sqlite": (SuppressionList,),
         "events.sqlite": (EventStore,),
+        "profiles.sqlite": (ProfileStore,),
     }
     for file, stores in opens.items():
         path = settings.path(file)

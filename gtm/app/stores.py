@@ -3,11 +3,12 @@
 `open_stores` opens the stores a run writes to; `open_checkpointer` opens LangGraph's
 checkpointer. Without `GTM_DATABASE_URL` both are the SQLite files they always were. With it,
 the stores that have a Postgres version today (the thread ledger and its decisions, the
-campaigns, the send ledger, the suppression list, the events; and, opened on demand on the
-same pool through `Workspace.database`, the escalations, red flags, model usage and the
-Dux-Soup and SMTP send keys) share one `tools.pg.Database` pool, and the checkpoints go to the
-same database through `langgraph-checkpoint-postgres`; the others stay SQLite files
-(`STILL_ON_SQLITE` names them, so `gtm run` and `gtm doctor` say it).
+campaigns, the send ledger, the suppression list, the events, the LinkedIn profile facts; and,
+opened on demand on the same pool through `Workspace.database`, the escalations, red flags,
+model usage and the Dux-Soup and SMTP send keys) share one `tools.pg.Database` pool, and the
+checkpoints go to the same database through `langgraph-checkpoint-postgres`; only the local
+provider twins stay SQLite files (`STILL_ON_SQLITE` names them, so `gtm run` and `gtm doctor`
+say it).
 A database whose schema is behind this version is refused
 with one line (`tools.pg.DatabaseError`) before anything is written anywhere: `gtm db upgrade`
 brings it up to date; a run never migrates on its own.
@@ -68,6 +69,7 @@ ON_POSTGRES = (
     "send ledger (outbox)",
     "suppression list",
     "events",
+    "LinkedIn profile facts",
     "escalations",
     "red flags",
     "model usage",
@@ -75,13 +77,10 @@ ON_POSTGRES = (
     "checkpoints",
 )
 """What `GTM_DATABASE_URL` moves to Postgres today."""
-STILL_ON_SQLITE = (
-    "LinkedIn profile facts",
-    "local provider twins",
-)
-"""What stays in SQLite files in the data directory even with `GTM_DATABASE_URL` set: the
-first plugs into `_postgres_stores` when its Postgres version exists; the twins (the local
-CRM and LinkedIn outbox that stand in for real providers) are opened in `gtm.app.providers`."""
+STILL_ON_SQLITE = ("local provider twins",)
+"""What stays in SQLite files in the data directory even with `GTM_DATABASE_URL` set, by
+design: the twins (the local CRM and LinkedIn outbox that stand in for real providers) are
+opened in `gtm.app.providers`."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +143,7 @@ def _postgres_stores(db: Database, settings: Settings, clock: Callable[[], datet
     from gtm.app.pg_ledger import PgLedger
     from tools.pg_events import PgEventStore
     from tools.pg_outbox import PgOutbox
+    from tools.pg_profiles import PgProfileStore
     from tools.pg_suppression import PgSuppressionList
 
     # The casts: each Postgres class answers its SQLite class's methods one for one
@@ -154,9 +154,7 @@ def _postgres_stores(db: Database, settings: Settings, clock: Callable[[], datet
         events=cast(EventStore, PgEventStore(db, clock=clock)),
         ledger=cast(Ledger, PgLedger(db, clock=clock)),
         campaigns=cast(CampaignBook, PgCampaignBook(db, clock=clock)),
-        # ---- still SQLite: a Postgres profile store plugs in here; move its name from
-        # STILL_ON_SQLITE to ON_POSTGRES.
-        profiles=ProfileStore(settings.path("profiles.sqlite"), clock=clock),
+        profiles=cast(ProfileStore, PgProfileStore(db, clock=clock)),
         database=db,
     )
 
