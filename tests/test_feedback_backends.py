@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import inspect
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from gtm.app.settings import Settings
 from gtm.app.telemetry import usage_store
 from gtm.app.workspace import Workspace
 from tests.support.postgres import PostgresServer, database_for, postgres_server  # noqa: F401
+from tests.support.race import race
 from tests.test_graph import NOW, Clock
 from tools.escalations import EscalationStore
 from tools.pg import Database
@@ -98,25 +98,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
 
 def _race(work: Callable[[int], Any], n: int = RACERS) -> list[Any]:
-    """Run `work(i)` on `n` threads released together; their answers, in thread order. A
-    thread's exception fails the test."""
-    barrier, answers, errors = threading.Barrier(n), [None] * n, list[BaseException]()
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            answers[i] = work(i)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, in the test's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    if errors:
-        raise errors[0]
-    return answers
+    return race(work, n)
 
 
 # ---------------------------------------------------------------------------- escalations

@@ -15,7 +15,6 @@ import contextlib
 import inspect
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from gtm.app.privacy import forget
 from gtm.app.settings import Settings
 from gtm.app.workspace import open_workspace
 from tests.support.postgres import PostgresServer, database_for, postgres_server  # noqa: F401
+from tests.support.race import race
 from tests.test_graph import NOW
 from tools.pg import Database, DatabaseError
 from tools.pg_profiles import PgProfileStore
@@ -170,27 +170,6 @@ def _serial(b: Backend, batches: Sequence[Sequence[ProfileSnapshot]]) -> list[An
     return rows
 
 
-def _race(work: Callable[[int], Any], n: int) -> list[Any]:
-    """`work(i)` on `n` threads released together; their answers. An exception fails."""
-    barrier, answers, errors = threading.Barrier(n), [None] * n, list[BaseException]()
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            answers[i] = work(i)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, in the test's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    if errors:
-        raise errors[0]
-    return answers
-
-
 def _within(b: Backend, batch: Sequence[ProfileSnapshot]) -> int:
     """Store `batch` through a store of its own, opened and closed in this thread (a SQLite
     connection serves only the thread that opened it, as a worker's would)."""
@@ -225,7 +204,7 @@ def test_two_workers_storing_one_person_leave_the_rows_of_one_after_the_other(
         ("title", "CTO"),
     ]
     for _ in range(ROUNDS):
-        answers = _race(lambda i: _within(backend, [a, b][i]), 2)
+        answers = race(lambda i: _within(backend, [a, b][i]), 2)
         assert backend.rows() == expected
         assert answers == [2, 2]  # each batch brings something new, whichever goes first
         backend.wipe()
@@ -241,7 +220,7 @@ def test_two_workers_with_sightings_of_one_instant_keep_one_whole(backend: Backe
     outcomes = [_serial(backend, batches), _serial(backend, batches[::-1])]
     assert outcomes[0] != outcomes[1]
     for _ in range(ROUNDS):
-        answers = _race(lambda i: _within(backend, batches[i]), 2)
+        answers = race(lambda i: _within(backend, batches[i]), 2)
         assert backend.rows() in outcomes
         assert sorted(answers) == [0, 1]
         backend.wipe()
