@@ -16,7 +16,6 @@ import inspect
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,7 +32,12 @@ from gtm.app.red_flags import FlagStore, RedFlag, open_flag_store
 from gtm.app.settings import Settings
 from gtm.app.telemetry import usage_store
 from gtm.app.workspace import Workspace
-from tests.support.postgres import PostgresServer, database_for, postgres_server  # noqa: F401
+from tests.support.postgres import (  # noqa: F401
+    PostgresServer,
+    StoreBackend,
+    backend_for,
+    postgres_server,
+)
 from tests.support.race import race
 from tests.test_graph import NOW, Clock
 from tools.escalations import EscalationStore
@@ -47,19 +51,9 @@ _DEFAULT: Now = lambda: datetime.now(UTC)  # noqa: E731
 RACERS = 8
 
 
-@dataclass
-class Backend:
+class Backend(StoreBackend):
     """Opens the three stores on one backend: files in `tmp` or one Postgres database. Two
     stores of a kind opened here share their data, as two workers would."""
-
-    name: str
-    tmp: Path
-    db: Database | None = None
-    opened: list[Any] = field(default_factory=list)
-
-    def _keep(self, store: Any) -> Any:
-        self.opened.append(store)
-        return store
 
     def within(self, open_: Callable[[], Any], work: Callable[[Any], Any]) -> Any:
         """`work(store)` on a store opened by `open_` and closed in this thread (a SQLite
@@ -89,12 +83,8 @@ class Backend:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with database_for(request, request.param) as db:
-        b = Backend(request.param, tmp_path / "stores", db)
-        b.tmp.mkdir()
+    with backend_for(Backend, request, tmp_path) as b:
         yield b
-        for store in b.opened:
-            store.close()
 
 
 def _race(work: Callable[[int], Any], n: int = RACERS) -> list[Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,24 +29,22 @@ from gtm.app.pg_campaigns import PgCampaignBook
 from gtm.app.pg_ledger import PgLedger, pg_order, pg_sql
 from gtm.domain.models import Decision
 from gtm.domain.playbook import load_playbook
-from tests.support.postgres import PostgresServer, database_for, postgres_server  # noqa: F401
+from tests.support.postgres import (  # noqa: F401
+    PostgresServer,
+    StoreBackend,
+    backend_for,
+    postgres_server,
+)
 from tests.test_graph import NOW, Clock
 from tests.test_ledger_pg import account, dead_owner
-from tools.pg import Database
 
 Now = Callable[[], datetime]
 _DEFAULT: Now = lambda: datetime.now(UTC)  # noqa: E731
 
 
-@dataclass
-class Backend:
+class Backend(StoreBackend):
     """Opens ledgers and campaign books on one backend: one SQLite file in `tmp`, or one
     Postgres database. Two opened here share their data, as two processes would."""
-
-    name: str
-    tmp: Path
-    db: Database | None = None
-    opened: list[Any] = field(default_factory=list)
 
     def ledger(self, clock: Now = _DEFAULT) -> Any:
         if self.db is None:
@@ -76,12 +73,8 @@ class Backend:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with database_for(request, request.param) as db:
-        b = Backend(request.param, tmp_path / "stores", db)
-        b.tmp.mkdir()
+    with backend_for(Backend, request, tmp_path) as b:
         yield b
-        for store in b.opened:
-            store.close()
 
 
 def _swap(monkeypatch: pytest.MonkeyPatch, module: Any, b: Backend) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,15 @@ import tests.test_identity as identity_tests
 import tests.test_outbox_touch as touch_tests
 from gtm.domain.events import Event
 from gtm.domain.models import Account, Contact, TouchFacts
-from tests.support.postgres import PostgresServer, database_for, postgres_server  # noqa: F401
+from tests.support.postgres import (  # noqa: F401
+    PostgresServer,
+    StoreBackend,
+    backend_for,
+    postgres_server,
+)
 from tests.test_graph import NOW, Clock
 from tools.events import EventStore
 from tools.outbox import Cooldowns, Limit, Outbox
-from tools.pg import Database
 from tools.pg_events import PgEventStore
 from tools.pg_outbox import PgOutbox
 from tools.pg_suppression import PgSuppressionList
@@ -38,19 +41,9 @@ from tools.suppression import SuppressionList
 Now = Callable[[], datetime]
 
 
-@dataclass
-class Backend:
+class Backend(StoreBackend):
     """Opens the three stores on one backend: files in `tmp` or one Postgres database. Two
     stores of a kind opened here share their data, as two processes would."""
-
-    name: str
-    tmp: Path
-    db: Database | None = None
-    opened: list[Any] = field(default_factory=list)
-
-    def _keep(self, store: Any) -> Any:
-        self.opened.append(store)
-        return store
 
     def outbox(self, clock: Now = lambda: datetime.now(UTC)) -> Any:
         if self.db is None:
@@ -70,12 +63,8 @@ class Backend:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with database_for(request, request.param) as db:
-        b = Backend(request.param, tmp_path / "stores", db)
-        b.tmp.mkdir()
+    with backend_for(Backend, request, tmp_path) as b:
         yield b
-        for store in b.opened:
-            store.close()
 
 
 def _swap(monkeypatch: pytest.MonkeyPatch, module: Any, b: Backend) -> None:

@@ -17,7 +17,6 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,13 @@ from gtm.app.pg_import import migrate_from_sqlite
 from gtm.app.privacy import forget
 from gtm.app.settings import Settings
 from gtm.app.workspace import open_workspace
-from tests.support.postgres import PostgresServer, database_for, postgres_server  # noqa: F401
+from tests.support.postgres import (  # noqa: F401
+    PostgresServer,
+    StoreBackend,
+    backend_for,
+    database_for,
+    postgres_server,
+)
 from tests.support.race import race
 from tests.test_graph import NOW
 from tools.pg import Database, DatabaseError
@@ -45,15 +50,9 @@ OMAR = "https://www.linkedin.com/in/omar-haddad"
 ROUNDS = 6
 
 
-@dataclass
-class Backend:
+class Backend(StoreBackend):
     """Opens profile stores on one backend: one file in `tmp` or one Postgres database. Two
     stores opened here share their data, as two workers would."""
-
-    name: str
-    tmp: Path
-    db: Database | None = None
-    opened: list[Any] = field(default_factory=list)
 
     def profiles(self, clock: Now = lambda: NOW) -> Any:
         if self.db is None:
@@ -86,12 +85,8 @@ class Backend:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with database_for(request, request.param) as db:
-        b = Backend(request.param, tmp_path / "stores", db)
-        b.tmp.mkdir()
+    with backend_for(Backend, request, tmp_path) as b:
         yield b
-        for store in b.opened:
-            store.close()
 
 
 def _swap(monkeypatch: pytest.MonkeyPatch, module: Any, b: Backend) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -240,3 +240,37 @@ def database_for(request: pytest.FixtureRequest, backend: str) -> Iterator[Datab
     finally:
         db.close()
         server.drop(url)
+
+
+@dataclass
+class StoreBackend:
+    """Stores opened on one backend, for a test parametrized over "sqlite" and "postgres":
+    SQLite files in `tmp`, or the Postgres database `db`. Two stores of a kind opened here share
+    their data, as two processes would; each test file adds the methods that open its stores,
+    and `backend_for` closes every store kept in `opened` after the test."""
+
+    name: str
+    tmp: Path
+    db: Database | None = None
+    opened: list[Any] = field(default_factory=list)
+
+    def _keep(self, store: _S) -> _S:
+        self.opened.append(store)
+        return store
+
+
+_S = TypeVar("_S")
+_B = TypeVar("_B", bound=StoreBackend)
+
+
+@contextmanager
+def backend_for(kind: type[_B], request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[_B]:
+    """A `kind` on the backend the fixture's parameter names; its stores closed after."""
+    with database_for(request, request.param) as db:
+        b = kind(request.param, tmp_path / "stores", db)
+        b.tmp.mkdir()
+        try:
+            yield b
+        finally:
+            for store in b.opened:
+                store.close()
