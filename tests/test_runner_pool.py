@@ -211,3 +211,41 @@ async def test_a_cancelled_run_stops_its_accounts_and_starts_no_more(
     )
     assert again.by_status["running"] == 0 and not again.failures, again
     assert sum(again.by_status.values()) == len(accounts)
+
+
+async def test_a_step_that_ignores_its_cancellation_holds_ctrl_c_up_only_briefly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C waits for the accounts in flight to unwind, but not for one whose step does
+    not answer the cancellation (a model request LangGraph waits for): after `UNWIND_S` the
+    cancellation goes on, so the command closes its workspace and stops."""
+    monkeypatch.setattr(runner, "UNWIND_S", 0.3)
+    quick: list[str] = []
+    released = asyncio.Event()
+
+    async def work(account: str) -> None:
+        if account == "stubborn":
+            while not released.is_set():  # every cancellation is swallowed until released
+                try:
+                    await asyncio.sleep(0.02)
+                except asyncio.CancelledError:
+                    continue
+        else:
+            try:
+                await asyncio.sleep(60)
+            finally:
+                quick.append(account)
+
+    pool = asyncio.create_task(runner._pool(["stubborn", "a", "b"], work, size=3))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    pool.cancel()
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(asyncio.CancelledError):
+        await pool
+    waited = asyncio.get_running_loop().time() - started
+    assert sorted(quick) == ["a", "b"]  # those that answered unwound before it returned
+    assert 0.25 <= waited < 5, waited
+    stubborn = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert stubborn and not any(t.done() for t in stubborn)  # still there, as LangGraph's was
+    released.set()
+    await asyncio.wait(stubborn, timeout=5)

@@ -63,6 +63,9 @@ __all__ = [
 PREVIEW_CHARS = 140
 """How much of a draft the ledger keeps for lists (the inbox queue reads no checkpoint)."""
 
+UNWIND_S = 5.0
+"""How long a stopped run waits for its accounts in flight to unwind before it goes on."""
+
 STALE_PENDING = timedelta(minutes=15)
 """No provider call takes this long (timeouts and retries included): older `pending` is dead."""
 
@@ -190,8 +193,10 @@ async def _pool(
 
     If `work` raises (an account's failure inside the graph does not: `advance` records it),
     the other workers are cancelled; on a Ctrl-C (this task cancelled) all are. Either way the
-    error is raised only once every worker has unwound, so none keeps working on stores its
-    caller is about to close."""
+    error is raised once every worker has unwound, so none keeps working on stores its caller
+    is about to close, or after `UNWIND_S` at most: a step that does not answer its
+    cancellation (a model request LangGraph waits for) must not hold Ctrl-C up; closing the
+    workspace then ends it, as it always did."""
     pending = iter(accounts)
 
     async def worker() -> None:
@@ -204,7 +209,7 @@ async def _pool(
     except BaseException:
         for task in workers:
             task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.wait(workers, timeout=UNWIND_S)
         raise
 
 
