@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from gtm.app.campaigns import campaign_lock
-from tests.support.cli import run_gtm
+from tests.support.cli import ctrl_c_reaches_it, run_gtm
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,6 +183,7 @@ def test_ctrl_c_says_the_run_can_continue(tmp_path: Path, env: dict[str, str]) -
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_reaches_it,
     )
     try:
         assert proc.stdout is not None

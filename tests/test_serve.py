@@ -26,7 +26,7 @@ from gtm.app.workspace import ModelNotStarted, open_workspace
 from gtm.cli.serve import Tick, parse_every
 from gtm.domain.events import Event
 from gtm.domain.models import Decision
-from tests.support.cli import run_gtm
+from tests.support.cli import ctrl_c_reaches_it, run_gtm
 from tests.support.openai_server import (
     ScriptedOpenAIServer,
     tool_call_response,
@@ -80,6 +80,7 @@ def served(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=ctrl_c_reaches_it,
     )
     assert proc.stdout is not None
     output: list[str] = []

@@ -10,12 +10,13 @@ without its `GTM_` settings, plus the test's) and passes it whole: nothing is in
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["ROOT", "example_list", "run_gtm", "scripted_env"]
+__all__ = ["ROOT", "ctrl_c_reaches_it", "example_list", "run_gtm", "scripted_env"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,3 +61,11 @@ def example_list(folder: Path, rows: int | None = None) -> Path:
     kept = lines if rows is None else lines[: rows + 1]
     path.write_text("\n".join(kept) + "\n", encoding="utf-8")
     return path
+
+
+def ctrl_c_reaches_it() -> None:
+    """`preexec_fn` for a child a test sends Ctrl-C (SIGINT) to: SIGINT back to its default
+    action. A suite started in the background of a non-interactive shell (`cmd &`) has SIGINT
+    ignored, children inherit that across exec, and Python then installs no handler for it, so
+    the child would never see the Ctrl-C the test is about."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
