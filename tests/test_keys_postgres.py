@@ -8,28 +8,19 @@ session's temporary Postgres cluster."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 from aiosmtpd.controller import Controller
 
 from gtm.app.providers import open_email, open_linkedin
 from gtm.app.settings import Settings
-from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
+from tests.support.postgres import database_url, postgres_server  # noqa: F401
 from tests.support.providers import FakeDuxSoup, SmtpInbox
 from tests.support.servers import free_port
 from tools.pg import Database
 
 PROFILE = "https://www.linkedin.com/in/dana-ruiz"
-
-
-@pytest.fixture
-def url(postgres_server: PostgresServer) -> Iterator[str]:  # noqa: F811
-    made = postgres_server.new_database()
-    yield made
-    postgres_server.drop(made)
 
 
 def _acted(url: str) -> dict[str, str]:
@@ -114,9 +105,7 @@ async def test_smtp_on_a_second_machine_does_not_send_a_key_the_first_sent(
     assert not (tmp_path / "machine-1" / "smtp.sqlite").exists()
 
 
-def test_the_keys_a_data_directory_acted_on_move_to_postgres(
-    url: str, tmp_path: Path
-) -> None:
+def test_the_keys_a_data_directory_acted_on_move_to_postgres(url: str, tmp_path: Path) -> None:
     """`gtm db migrate-from-sqlite` carries both clients' key files into `acted`, so a key a
     provider acted on before the move is still known after it (a send left in doubt by a crash
     before the move is not made again)."""

@@ -26,18 +26,11 @@ import pytest
 
 from gtm.app.workers import Lanes
 from gtm.domain.models import Account
-from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
+from tests.support.postgres import database_url, postgres_server  # noqa: F401
 from tools.pg import CommitUnknown, Database
 from tools.pg_leases import AccountLeases
 
 SHORT = timedelta(seconds=1)
-
-
-@pytest.fixture
-def url(postgres_server: PostgresServer) -> Iterator[str]:  # noqa: F811
-    made = postgres_server.new_database()
-    yield made
-    postgres_server.drop(made)
 
 
 class LosingDatabase(Database):

@@ -14,17 +14,14 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
-
-import pytest
 
 from gtm.app.pg_campaigns import PgCampaignBook
 from gtm.app.pg_ledger import PgLedger, pg_order
 from gtm.domain.models import Account
 from gtm.domain.playbook import load_playbook
-from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
+from tests.support.postgres import PostgresServer, database_url, postgres_server  # noqa: F401
 from tools.pg import Database
 
 NOW = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
@@ -45,13 +42,6 @@ def account(i: int | str) -> Account:
 # ------------------------------------------------------------------------- races on Postgres
 
 ROWS = 25
-
-
-@pytest.fixture
-def url(postgres_server: PostgresServer) -> Iterator[str]:  # noqa: F811
-    made = postgres_server.new_database()
-    yield made
-    postgres_server.drop(made)
 
 
 def _waiting_drafts(url: str, n: int) -> list[int]:

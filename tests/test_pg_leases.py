@@ -10,7 +10,6 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,17 +18,10 @@ import pytest
 
 from gtm.app.workers import END_OF_RUN, Lanes
 from gtm.domain.models import Account
-from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
+from tests.support.postgres import database_url, postgres_server  # noqa: F401
 from tools.pg_leases import AccountLeases
 
 SHORT = timedelta(seconds=1)
-
-
-@pytest.fixture
-def url(postgres_server: PostgresServer) -> Iterator[str]:  # noqa: F811
-    made = postgres_server.new_database()
-    yield made
-    postgres_server.drop(made)
 
 
 def _rows(url: str) -> dict[str, tuple[str | None, int]]:

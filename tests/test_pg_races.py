@@ -13,13 +13,10 @@ import multiprocessing
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
-from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
+from tests.support.postgres import PostgresServer, database_url, postgres_server  # noqa: F401
 from tools.outbox import Cooldowns, Limit
 from tools.pg import Database
 from tools.pg_keys import PgKeyLedger
@@ -29,13 +26,6 @@ WEEK = datetime(2026, 11, 16, tzinfo=UTC)
 CAP = [Limit(25, WEEK, WEEK + timedelta(days=7), "connects per week")]
 WINDOWS = Cooldowns(person=timedelta(days=30), account=timedelta(days=7))
 ROUNDS = 30
-
-
-@pytest.fixture
-def url(postgres_server: PostgresServer) -> Iterator[str]:  # noqa: F811
-    made = postgres_server.new_database()
-    yield made
-    postgres_server.drop(made)
 
 
 def _run(target: Any, args_for: list[tuple[Any, ...]]) -> list[Any]:

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-
-import pytest
 
 from gtm.app.accounts import load_accounts
 from gtm.app.loop import ingest
@@ -30,19 +27,12 @@ from gtm.cli.serve import Tick
 from gtm.domain.events import Event
 from gtm.domain.models import Decision
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
-from tests.support.postgres import PostgresServer, postgres_server  # noqa: F401
+from tests.support.postgres import database_url, postgres_server  # noqa: F401
 from tests.test_sequences import HEADER, ROW, T0, URL
 from tools.pg_leases import AccountLeases
 
 SLOW = 0.3
 """Seconds per model answer once the follow-up is due: the server's pass lasts a while."""
-
-
-@pytest.fixture
-def url(postgres_server: PostgresServer) -> Iterator[str]:  # noqa: F811
-    made = postgres_server.new_database()
-    yield made
-    postgres_server.drop(made)
 
 
 async def test_serve_advances_follow_ups_only_under_the_campaigns_end_of_run_lease(

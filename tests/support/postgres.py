@@ -221,6 +221,15 @@ def postgres_server() -> Iterator[PostgresServer]:
     yield from _SESSION.use(lambda: start_cluster(bindir))
 
 
+@pytest.fixture(name="url")
+def database_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """`url`: a fresh migrated database of the session's cluster, dropped after the test (import
+    `database_url` and `postgres_server` into the test module to use it)."""
+    made = postgres_server.new_database()
+    yield made
+    postgres_server.drop(made)
+
+
 @contextmanager
 def database_for(request: pytest.FixtureRequest, backend: str) -> Iterator[Database | None]:
     """For a fixture parametrized over "sqlite" and "postgres": None for SQLite, or a pool on a
