@@ -210,9 +210,9 @@ class ModelServer:
         self._server.server_close()
 
 
-def run_gtm(csv: Path, server: ModelServer, concurrency: int) -> dict[str, Any]:
-    """One `gtm run` in a fresh data dir; its CPU seconds, peak RSS and the ledger's statuses."""
-    data = Path(tempfile.mkdtemp(prefix="gtm-bench-"))
+def gtm_env(server: ModelServer, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without its `GTM_` settings, for a `gtm` that writes with the
+    scripted model at `server` and reviews as "bench"; `extra` adds settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
     env.update(
         GTM_MODEL_BASE_URL=server.base_url,
@@ -220,7 +220,15 @@ def run_gtm(csv: Path, server: ModelServer, concurrency: int) -> dict[str, Any]:
         GTM_MODEL_API_KEY="sk-bench",
         GTM_REVIEWER="bench",
         ANONYMIZED_TELEMETRY="False",
+        **(extra or {}),
     )
+    return env
+
+
+def run_gtm(csv: Path, server: ModelServer, concurrency: int) -> dict[str, Any]:
+    """One `gtm run` in a fresh data dir; its CPU seconds, peak RSS and the ledger's statuses."""
+    data = Path(tempfile.mkdtemp(prefix="gtm-bench-"))
+    env = gtm_env(server)
     cmd = [sys.executable, "-m", "gtm", "--data-dir", str(data), "run", str(csv)]
     cmd += ["--campaign", "bench", "--concurrency", str(concurrency)]
     t0 = time.monotonic()

@@ -52,7 +52,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))  # bench_run
 sys.path.insert(0, str(ROOT))  # tests.support
 
-from bench_run import ModelServer, _check, make_accounts  # noqa: E402
+from bench_run import ModelServer, _check, gtm_env, make_accounts  # noqa: E402
 
 from tests.support.chroma_server import ChromaServer, start_chroma  # noqa: E402
 from tests.support.postgres import PostgresServer, find_bindir, start_cluster  # noqa: E402
@@ -158,19 +158,6 @@ def _stop_chroma(proc: subprocess.Popen[bytes]) -> None:
     stop(Program("chroma run", "answer its heartbeat", signal.SIGTERM, grace=10), proc)
 
 
-def _env(server: ModelServer, extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
-    env.update(
-        GTM_MODEL_BASE_URL=server.base_url,
-        GTM_MODEL="scripted",
-        GTM_MODEL_API_KEY="sk-bench",
-        GTM_REVIEWER="bench",
-        ANONYMIZED_TELEMETRY="False",
-        **extra,
-    )
-    return env
-
-
 @contextmanager
 def backend(name: str, servers: Servers) -> Iterator[tuple[dict[str, str], list[int]]]:
     """Fresh stores for one run: the GTM_ variables that select them and the server pids whose
@@ -221,7 +208,7 @@ def run(
     dirs = [Path(tempfile.mkdtemp(prefix="gtm-bench-")) for _ in range(workers)]
     cmd = [sys.executable, "-m", "gtm", "--data-dir", "{}", "run", str(csv), "--campaign", "bench"]
     cmd += ["--concurrency", str(concurrency)]
-    full_env = _env(model, env)
+    full_env = gtm_env(model, env)
     before = sum(tree_cpu(p) for p in pids)
     t0 = time.monotonic()
     procs, logs = [], []
