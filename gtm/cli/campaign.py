@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -232,7 +231,7 @@ def run(
     try:
         # On Postgres the accounts are leased one by one (`gtm.app.workers`); a lock file
         # would keep out the other workers, and only on this machine.
-        with campaign_lock(settings.data_dir, name) if leases is None else _closing(leases):
+        with campaign_lock(settings.data_dir, name) if leases is None else closing(leases):
             pb = _campaign_playbook(settings, name, pb, adopt=adopt_playbook, variants=named)
             summary, _ = run_sync(go())
     except CampaignBusy as exc:
@@ -268,15 +267,6 @@ def _worker_leases(settings: Settings, seconds: float) -> AccountLeases | None:
         )
     except DatabaseError as exc:
         raise fail(str(exc)) from None
-
-
-@contextmanager
-def _closing(leases: AccountLeases) -> Iterator[None]:
-    """Hold the worker's leases for the run; close their database connections after it."""
-    try:
-        yield
-    finally:
-        leases.close()
 
 
 def _campaign_playbook(
