@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import gtm.app.runner as runner
+import gtm.app.workers as workers
 from agents.qualify import rank_accounts
 from gtm.app.accounts import load_accounts
 from gtm.app.ledger import ThreadRow
@@ -219,7 +220,7 @@ async def test_a_step_that_ignores_its_cancellation_holds_ctrl_c_up_only_briefly
     """A Ctrl-C waits for the accounts in flight to unwind, but not for one whose step does
     not answer the cancellation (a model request LangGraph waits for): after `UNWIND_S` the
     cancellation goes on, so the command closes its workspace and stops."""
-    monkeypatch.setattr(runner, "UNWIND_S", 0.3)
+    monkeypatch.setattr(workers, "UNWIND_S", 0.3)
     quick: list[str] = []
     released = asyncio.Event()
 

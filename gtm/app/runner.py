@@ -29,6 +29,7 @@ from gtm.app.ledger import ThreadRow
 from gtm.app.loop_pass import RunSummary, end_of_run
 from gtm.app.sendable import EDIT_BLOCKERS, unsendable
 from gtm.app.telemetry import callbacks_for
+from gtm.app.workers import Lanes, all_or_none
 from gtm.app.workspace import Workspace
 from gtm.domain.approval import ApprovalRequest
 from gtm.domain.models import Account, Channel, Decision, Review
@@ -62,9 +63,6 @@ __all__ = [
 
 PREVIEW_CHARS = 140
 """How much of a draft the ledger keeps for lists (the inbox queue reads no checkpoint)."""
-
-UNWIND_S = 5.0
-"""How long a stopped run waits for its accounts in flight to unwind before it goes on."""
 
 STALE_PENDING = timedelta(minutes=15)
 """No provider call takes this long (timeouts and retries included): older `pending` is dead."""
@@ -192,25 +190,14 @@ async def _pool(
     as coroutines; a task per account made up front held all 10,000 of a long run at once.
 
     If `work` raises (an account's failure inside the graph does not: `advance` records it),
-    the other workers are cancelled; on a Ctrl-C (this task cancelled) all are. Either way the
-    error is raised once every worker has unwound, so none keeps working on stores its caller
-    is about to close, or after `UNWIND_S` at most: a step that does not answer its
-    cancellation (a model request LangGraph waits for) must not hold Ctrl-C up; closing the
-    workspace then ends it, as it always did."""
+    or on a Ctrl-C, the workers stop as a Postgres run's lanes do (`all_or_none`)."""
     pending = iter(accounts)
 
     async def worker() -> None:
         for account in pending:  # `next` is synchronous: two workers never take the same one
             await work(account)
 
-    workers = [asyncio.create_task(worker()) for _ in range(max(1, size))]
-    try:
-        await asyncio.gather(*workers)
-    except BaseException:
-        for task in workers:
-            task.cancel()
-        await asyncio.wait(workers, timeout=UNWIND_S)
-        raise
+    await all_or_none([asyncio.create_task(worker()) for _ in range(max(1, size))])
 
 
 async def run_campaign(
@@ -287,8 +274,6 @@ async def run_campaign(
             await _pool(accounts, one, size=concurrency)
             await end_of_run(rt, campaign, summary)  # what came back, follow-ups due, red flags
         else:
-            from gtm.app.workers import Lanes
-
             await Lanes(leases, campaign).run(
                 accounts, one, lanes=concurrency, tail=lambda: end_of_run(rt, campaign, summary)
             )

@@ -32,12 +32,15 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from gtm.app.campaigns import CampaignBusy
 from gtm.domain.models import Account
-from tools.pg_leases import AccountLeases
 
-__all__ = ["END_OF_RUN", "Lanes", "end_of_run_lease", "poll_interval"]
+if TYPE_CHECKING:  # psycopg is loaded only by a run on Postgres (the runner imports this)
+    from tools.pg_leases import AccountLeases
+
+__all__ = ["END_OF_RUN", "UNWIND_S", "Lanes", "all_or_none", "end_of_run_lease", "poll_interval"]
 
 log = logging.getLogger("gtm.workers")
 
@@ -122,7 +125,7 @@ class Lanes:
 
         renewing = self.renewing()
         try:
-            await _all_or_none([asyncio.create_task(lane()) for _ in range(max(1, lanes))])
+            await all_or_none([asyncio.create_task(lane()) for _ in range(max(1, lanes))])
             if tail is not None:
                 while (got := self.leases.take(self.campaign, END_OF_RUN)) == "held":
                     await asyncio.sleep(wait)
@@ -191,13 +194,20 @@ async def end_of_run_lease(leases: AccountLeases, campaign: str) -> AsyncIterato
         await asyncio.to_thread(lanes.give_back, END_OF_RUN, done=False)
 
 
-async def _all_or_none(tasks: list[asyncio.Task[None]]) -> None:
-    """Wait for every task; if one fails, cancel the others (each gives its lease back
-    unfinished) before the failure is raised, so no lane works on without its renewals."""
+UNWIND_S = 5.0
+"""How long a stopped run waits for its accounts in flight to unwind before it goes on."""
+
+
+async def all_or_none(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for every task (a run's lanes or workers); if one fails, or the caller is cancelled
+    (Ctrl-C), cancel the others and raise once they have unwound (a lane gives its lease back
+    unfinished; none works on with stores its caller is about to close), or after `UNWIND_S`
+    at most: a step that does not answer its cancellation (a model request LangGraph waits
+    for) must not hold Ctrl-C up; closing the workspace then ends it."""
     try:
         await asyncio.gather(*tasks)
     except BaseException:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.wait(tasks, timeout=UNWIND_S)
         raise
