@@ -118,7 +118,8 @@ async def suppression_reason(
         if listed:
             return "suppressed", listed
     if not outbox_cooldown or deps.playbook.contacts_per_account > 1:
-        entries = deps.outbox.entries(campaign=campaign)
+        # Both answers look only at this campaign's actions at this account.
+        entries = deps.outbox.entries(campaign=campaign, account_id=account.account_id)
         why = colleague_stop_reason(
             deps.events, entries, account.account_id, contact.key
         ) or await unwritten_colleague_stop_reason(deps.events, deps.crm, entries, account, contact)
@@ -156,7 +157,7 @@ def already_in_campaign(
     deps: Deps, campaign: str, account: Account, contact: Contact
 ) -> tuple[SkipReason, str] | None:
     """The same person reached through another account row of this campaign."""
-    for entry in deps.outbox.entries(campaign=campaign):
-        if entry.contact_key == contact.key and entry.account_id != account.account_id:
+    for entry in deps.outbox.entries(campaign=campaign, contact_key=contact.key):
+        if entry.account_id != account.account_id:
             return "duplicate", f"{contact.name} is already in this campaign via {entry.account_id}"
     return None

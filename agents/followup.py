@@ -63,11 +63,10 @@ def _events_of(
 
 def thread_keys(outbox: Outbox, campaign: str, account_id: str, contact_key: str) -> list[str]:
     """The outbox keys of every action sent to this person in this account's thread."""
-    return [
-        e.key
-        for e in outbox.entries(campaign=campaign, state="sent")
-        if e.account_id == account_id and e.contact_key == contact_key
-    ]
+    sent = outbox.entries(
+        campaign=campaign, state="sent", account_id=account_id, contact_key=contact_key
+    )
+    return [e.key for e in sent]
 
 
 def stop_reason(store: EventStore, contact: Contact, keys: Iterable[str]) -> str | None:

@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_window ON outbox(sender, step, created_at);
 CREATE INDEX IF NOT EXISTS outbox_campaign ON outbox(campaign, state);
+CREATE INDEX IF NOT EXISTS outbox_person ON outbox(contact_key, created_at);
+CREATE INDEX IF NOT EXISTS outbox_account ON outbox(account_id, created_at);
 """
 
 _TOUCH_COLUMNS = {
@@ -163,9 +165,16 @@ class Outbox(OutboxStore[sqlite3.Connection]):
         )
 
     def entries(
-        self, campaign: str | None = None, state: OutboxState | None = None
+        self,
+        campaign: str | None = None,
+        state: OutboxState | None = None,
+        *,
+        account_id: str | None = None,
+        contact_key: str | None = None,
     ) -> list[OutboxEntry]:
-        clause, args = where(campaign=campaign, state=state)
+        clause, args = where(
+            campaign=campaign, state=state, account_id=account_id, contact_key=contact_key
+        )
         sql = f"SELECT * FROM outbox{clause} ORDER BY created_at, rowid"
         return [self._entry(r) for r in self._db.execute(sql, args).fetchall()]
 

@@ -158,8 +158,17 @@ class OutboxStore(ABC, Generic[_H]):
 
     @abstractmethod
     def entries(
-        self, campaign: str | None = None, state: OutboxState | None = None
-    ) -> list[OutboxEntry]: ...
+        self,
+        campaign: str | None = None,
+        state: OutboxState | None = None,
+        *,
+        account_id: str | None = None,
+        contact_key: str | None = None,
+    ) -> list[OutboxEntry]:
+        """The entries matching every filter given, oldest first. Per-account and per-person
+        questions pass `account_id` or `contact_key` (both indexed), so their cost does not grow
+        with the campaign: a whole campaign's outbox read per account made each account of a
+        10,000-action campaign cost 135 ms on SQLite."""
 
     @abstractmethod
     def sent_briefs(self) -> list[SentBrief]: ...

@@ -147,9 +147,20 @@ class PgOutbox(PgStore, OutboxStore[_Cur]):
 
     @retried(idempotent=True)
     def entries(
-        self, campaign: str | None = None, state: OutboxState | None = None
+        self,
+        campaign: str | None = None,
+        state: OutboxState | None = None,
+        *,
+        account_id: str | None = None,
+        contact_key: str | None = None,
     ) -> list[OutboxEntry]:
-        used = [(c, v) for c, v in (("campaign", campaign), ("state", state)) if v is not None]
+        filters = {
+            "campaign": campaign,
+            "state": state,
+            "account_id": account_id,
+            "contact_key": contact_key,
+        }
+        used = [(c, v) for c, v in filters.items() if v is not None]
         clause = " WHERE " + " AND ".join(f"{c} = %s" for c, _ in used) if used else ""
         with self._reading() as h:
             rows = h.execute(

@@ -28,7 +28,7 @@ from gtm.app.checkpoints import reopen_thread, thread_unfinished, thread_values
 from gtm.app.ledger import ThreadRow
 from gtm.app.runner import advance
 from gtm.app.workspace import Workspace
-from gtm.domain.models import Contact, Fact, idempotency_key
+from gtm.domain.models import Contact, Fact, OutboxEntry, idempotency_key
 from gtm.domain.playbook import Playbook
 from gtm.domain.sequences import SequenceStep
 
@@ -133,7 +133,9 @@ async def _due_threads(
     now = rt.deps.clock()
     # Read once per pass: an action sent later in the pass is to someone already in it, and
     # the send node asks again, fresh, right before the provider call.
-    entries = rt.deps.outbox.entries(campaign=campaign)
+    by_account: dict[str, list[OutboxEntry]] = {}
+    for entry in rt.deps.outbox.entries(campaign=campaign):
+        by_account.setdefault(entry.account_id, []).append(entry)
     for row in rt.ledger.rows(campaign=campaign, status="sent"):
         if row.seq_stopped is not None or rt.ledger.busy(row.thread_id):
             continue
@@ -150,6 +152,7 @@ async def _due_threads(
             report.finished += 1
             continue
         keys = thread_keys(rt.deps.outbox, campaign, row.account_id, contact.key)
+        entries = by_account.get(row.account_id, [])  # both answers look at this account only
         why = stop_reason(rt.events, contact, keys) or colleague_stop_reason(
             rt.events, entries, row.account_id, contact.key
         )
