@@ -46,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -225,9 +226,17 @@ def gtm_env(server: ModelServer, extra: dict[str, str] | None = None) -> dict[st
     return env
 
 
-def run_gtm(csv: Path, server: ModelServer, concurrency: int) -> dict[str, Any]:
-    """One `gtm run` in a fresh data dir; its CPU seconds, peak RSS and the ledger's statuses."""
+def run_gtm(
+    csv: Path,
+    server: ModelServer,
+    concurrency: int,
+    seed: Callable[[Path], None] | None = None,
+) -> dict[str, Any]:
+    """One `gtm run` in a fresh data dir; its CPU seconds, peak RSS and the ledger's statuses.
+    `seed`, if given, fills the data dir before the run (`bench_outbox_growth.py`)."""
     data = Path(tempfile.mkdtemp(prefix="gtm-bench-"))
+    if seed is not None:
+        seed(data)
     env = gtm_env(server)
     cmd = [sys.executable, "-m", "gtm", "--data-dir", str(data), "run", str(csv)]
     cmd += ["--campaign", "bench", "--concurrency", str(concurrency)]
