@@ -15,6 +15,7 @@ list, a CRM contact of the company) pauses every sequence of the campaign at the
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 from langgraph.config import get_config
 
@@ -28,11 +29,12 @@ from gtm.domain.identity import PERSONAL_MAIL, at_company, profile_url
 from gtm.domain.models import Account, CheckResult, Contact, OutboxEntry, Review, Touch
 from gtm.domain.playbook import Playbook
 from gtm.domain.threads import thread_id_for
-from tools.crm import CRM
+from tools.crm import CRM, CompanyRecord, ContactRecord
 from tools.events import EventStore, StoredEvent
 from tools.suppression import normalise
 
 __all__ = [
+    "PassLookups",
     "memory_thread",
     "same_account_duplicate",
     "unwritten_colleague_stop_reason",
@@ -116,9 +118,44 @@ def _own(contact: Contact, entries: Iterable[OutboxEntry]) -> set[str]:
     return {i.strip().lower() for i in ids}
 
 
+class Lookups(Protocol):
+    """The two CRM questions the rule asks: a `CRM`, or a pass's `PassLookups` over one."""
+
+    async def find_company(self, domain: str) -> CompanyRecord | None: ...
+
+    async def find_contact(self, contact: Contact) -> ContactRecord | None: ...
+
+
+class PassLookups:
+    """A CRM's answers remembered for one pass over a campaign's threads.
+
+    The rule asks the CRM about every unmatched event for every thread at an account the
+    campaign wrote to, and the same events come up for each of them: a follow-up pass over T
+    threads with E such events asked T x E times (every `gtm serve` tick, against the CRM's API
+    rate limit). Through this, each person and each domain is asked once per pass. A pass is
+    minutes long; a new pass asks again."""
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+        self._companies: dict[str, CompanyRecord | None] = {}
+        self._contacts: dict[tuple[str | None, str | None], ContactRecord | None] = {}
+
+    async def find_company(self, domain: str) -> CompanyRecord | None:
+        key = domain.strip().lower()
+        if key not in self._companies:
+            self._companies[key] = await self._crm.find_company(domain)
+        return self._companies[key]
+
+    async def find_contact(self, contact: Contact) -> ContactRecord | None:
+        key = (contact.email, contact.linkedin_url)
+        if key not in self._contacts:
+            self._contacts[key] = await self._crm.find_contact(contact)
+        return self._contacts[key]
+
+
 async def unwritten_colleague_stop_reason(
     store: EventStore | None,
-    crm: CRM | None,
+    crm: Lookups | None,
     entries: Iterable[OutboxEntry],
     account: Account,
     contact: Contact,

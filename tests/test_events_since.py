@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agents.same_account import unwritten_colleague_stop_reason
+from agents.same_account import PassLookups, unwritten_colleague_stop_reason
 from gtm.domain.events import Event, EventKind
 from gtm.domain.models import Account, Contact, OutboxEntry
 from tests.support.postgres import postgres_server  # noqa: F401 (the fixture `backend` uses)
@@ -156,5 +156,62 @@ async def test_the_rule_counts_from_the_first_write_on_that_instant_included(
         why = await unwritten_colleague_stop_reason(store, crm, entries, SIGNALRY, OMAR)
         assert why is not None and how in why and "(event at-first-write)" in why, why
         assert "2026-11-09 10:00 UTC" in why
+    finally:
+        crm.close()
+
+
+class CountingCRM(InMemoryCRM):
+    """Counts the two questions the rule asks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    async def find_company(self, domain: str) -> Any:
+        self.asked.append(f"company {domain}")
+        return await super().find_company(domain)
+
+    async def find_contact(self, contact: Contact) -> Any:
+        self.asked.append(f"contact {contact.email or contact.linkedin_url}")
+        return await super().find_contact(contact)
+
+
+async def test_a_pass_asks_the_crm_about_each_unmatched_event_once(backend: Backend) -> None:
+    """A follow-up pass asks the rule for every thread at an account the campaign wrote to,
+    and the same unmatched events come up for each: asking the CRM directly, T threads and E
+    events made T x E lookups a pass. With the pass's `PassLookups` each person is asked once,
+    and every thread gets the answer it got from the CRM itself."""
+    crm = CountingCRM()
+    try:
+        company = await crm.upsert_company(SIGNALRY)
+        kim = Contact(name="Kim Park", title="CTO", linkedin_url=KIM_URL)
+        await crm.upsert_contact(kim, company.id)
+        crm.asked.clear()  # what setting the CRM up asked
+        store = backend.events()
+        for i in range(5):  # LinkedIn messages from people the CRM does not know
+            url = f"https://www.linkedin.com/in/stranger-{i}"
+            store.ingest(
+                _at(f"loose-{i}", S + timedelta(hours=i + 1), "message_received", linkedin_url=url)
+            )
+        store.ingest(_at("kim", S + timedelta(hours=9), "message_received", linkedin_url=KIM_URL))
+        entries = [_sent(LENA, S), _sent(OMAR, S + timedelta(days=2))]
+        threads = [LENA, OMAR, PRIYA]
+
+        direct = [
+            await unwritten_colleague_stop_reason(store, crm, entries, SIGNALRY, c) for c in threads
+        ]
+        assert len([a for a in crm.asked if a.startswith("contact")]) == 6 * len(threads)
+        crm.asked.clear()
+        lookups = PassLookups(crm)
+        through = [
+            await unwritten_colleague_stop_reason(store, lookups, entries, SIGNALRY, c)
+            for c in threads
+        ]
+        assert through == direct
+        assert all(a is not None and "a CRM contact of the company" in a for a in through)
+        assert sorted(crm.asked) == sorted(
+            ["company signalry.io", f"contact {KIM_URL}"]
+            + [f"contact https://www.linkedin.com/in/stranger-{i}" for i in range(5)]
+        )
     finally:
         crm.close()

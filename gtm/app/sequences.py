@@ -23,7 +23,7 @@ from typing import Any
 
 from agents.followup import accepted_at, colleague_stop_reason, stop_reason, thread_keys
 from agents.personalize import step_at
-from agents.same_account import unwritten_colleague_stop_reason
+from agents.same_account import PassLookups, unwritten_colleague_stop_reason
 from gtm.app.checkpoints import reopen_thread, thread_unfinished, thread_values
 from gtm.app.ledger import ThreadRow
 from gtm.app.runner import advance
@@ -133,6 +133,7 @@ async def _due_threads(
     now = rt.deps.clock()
     # Read once per pass: an action sent later in the pass is to someone already in it, and
     # the send node asks again, fresh, right before the provider call.
+    crm = PassLookups(rt.deps.crm)  # each person and domain asked once in this pass
     by_account: dict[str, list[OutboxEntry]] = {}
     for entry in rt.deps.outbox.entries(campaign=campaign):
         by_account.setdefault(entry.account_id, []).append(entry)
@@ -157,9 +158,7 @@ async def _due_threads(
             rt.events, entries, row.account_id, contact.key
         )
         if why is None and (account := values.get("account")) is not None:
-            why = await unwritten_colleague_stop_reason(
-                rt.events, rt.deps.crm, entries, account, contact
-            )
+            why = await unwritten_colleague_stop_reason(rt.events, crm, entries, account, contact)
         if why is not None:
             rt.ledger.stop_sequence(row.id, why)
             report.stopped.append(f"{row.company}: {why}")
