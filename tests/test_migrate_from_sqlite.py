@@ -79,9 +79,9 @@ def _counts_sqlite(data: Path) -> dict[str, int]:
     got = dict.fromkeys((t.name for t in TABLES), 0)  # `acted` comes from two files
     for t in TABLES:
         if (data / t.file).exists() and _sqlite(
-            data / t.file, f"SELECT 1 FROM sqlite_master WHERE name = '{t.name}'"
+            data / t.file, f"SELECT 1 FROM sqlite_master WHERE name = '{t.sqlite_name}'"
         ):
-            got[t.name] += _sqlite(data / t.file, f"SELECT COUNT(*) FROM {t.name}")[0][0]
+            got[t.name] += _sqlite(data / t.file, f"SELECT COUNT(*) FROM {t.sqlite_name}")[0][0]
     cp = data / "checkpoints.sqlite"
     got["checkpoints"] = _sqlite(cp, "SELECT COUNT(*) FROM checkpoints")[0][0]
     got["checkpoint_writes"] = _sqlite(cp, "SELECT COUNT(*) FROM writes")[0][0]

@@ -26,6 +26,7 @@ __all__ = [
     "outbox",
     "outbox_logic",
     "pg",
+    "pg_alerts",
     "pg_escalations",
     "pg_events",
     "pg_keys",

@@ -4,24 +4,43 @@ Slack incoming webhooks in production; a JSON-lines file in the data directory b
 A webhook post is not idempotent, so it is retried only on 429 (Slack did not post it).
 
 An alert that cannot be delivered never stops the work that raised it: Slack alerts are queued
-in SQLite first, posted oldest first, and whatever Slack did not take stays queued (with a
-warning in the log) until the next alert or the next run opens the providers.
+first (`AlertQueue`), posted oldest first, and whatever Slack did not take stays queued (with a
+warning in the log) until the next alert or the next run flushes the queue. The queue is a
+SQLite file of the data directory by default (`SqliteAlertQueue`), or, with GTM_DATABASE_URL,
+a table every machine shares (`tools.pg_alerts.PgAlertQueue`), so an alert a worker could not
+post is retried by the others even when that worker is gone.
+
+Each queued alert is posted by one flush at a time: the flush claims it (`AlertQueue.claim`),
+posts it while holding the claim, and deletes it once Slack took it, or records Slack's refusal
+(attempts, last error) and keeps it. A crash between Slack's answer and the delete leaves the
+alert queued, so it is posted again by the next flush: at least once, never lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, cast, runtime_checkable
 
 from tools.http import HttpClient, ProviderError, ValidationError
 from tools.provider import Provider
 from tools.sqlite import connect
 
-__all__ = ["Alerts", "AlertKind", "LocalAlerts", "SlackAlerts"]
+__all__ = [
+    "AlertKind",
+    "AlertQueue",
+    "Alerts",
+    "Claim",
+    "LocalAlerts",
+    "SlackAlerts",
+    "SqliteAlertQueue",
+]
 
 AlertKind = Literal["escalation", "red_flag", "error"]
 _ICON = {"escalation": ":rotating_light:", "red_flag": ":triangular_flag_on_post:", "error": ":x:"}
@@ -63,6 +82,45 @@ class LocalAlerts:
         pass
 
 
+@dataclass
+class Claim:
+    """The oldest queued alert a flush holds; the flush says what became of it."""
+
+    seq: int
+    kind: AlertKind
+    text: str
+    posted: bool = False
+    """Slack took it: the queue deletes it when the claim ends."""
+    error: str | None = None
+    """Slack refused it: the queue counts the attempt and keeps this line with it."""
+
+    def done(self) -> None:
+        self.posted = True
+
+    def refused(self, error: str) -> None:
+        self.error = error[:300]
+
+
+class AlertQueue(Protocol):
+    """Where Slack alerts wait to be posted (a file of the machine, or a shared table)."""
+
+    def put(self, at: datetime, kind: AlertKind, text: str) -> None:
+        """Queue one alert, after every alert queued before it."""
+        ...
+
+    def claim(self) -> AbstractContextManager[Claim | None]:
+        """The oldest alert no other flush holds (None: none), held until the block ends;
+        then deleted if `Claim.done`, its attempt recorded if `Claim.refused`, else kept as
+        it was (the block raised)."""
+        ...
+
+    def waiting(self) -> int:
+        """How many alerts are queued (those another flush holds included)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 _QUEUE = """
 CREATE TABLE IF NOT EXISTS pending (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -75,21 +133,62 @@ CREATE TABLE IF NOT EXISTS pending (
 """
 
 
+class SqliteAlertQueue:
+    """The queue in a SQLite file of this machine (`alerts.sqlite`; `:memory:` for none). A
+    claim holds no lock, as before the queue had a Postgres twin: one `SlackAlerts` flushes one
+    at a time, but two `gtm` processes of one machine flushing at the same moment could both
+    post its oldest alert."""
+
+    def __init__(self, path: Path | str = ":memory:") -> None:
+        self._db = connect(path, _QUEUE)
+
+    def put(self, at: datetime, kind: AlertKind, text: str) -> None:
+        self._db.execute(
+            "INSERT INTO pending (at, kind, text) VALUES (?, ?, ?)", (at.isoformat(), kind, text)
+        )
+
+    @contextmanager
+    def claim(self) -> Iterator[Claim | None]:
+        row = self._db.execute(
+            "SELECT seq, kind, text FROM pending ORDER BY seq LIMIT 1"
+        ).fetchone()
+        if row is None:
+            yield None
+            return
+        claim = Claim(int(row["seq"]), cast(AlertKind, row["kind"]), str(row["text"]))
+        yield claim
+        if claim.posted:
+            self._db.execute("DELETE FROM pending WHERE seq = ?", (claim.seq,))
+        elif claim.error is not None:
+            self._db.execute(
+                "UPDATE pending SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
+                (claim.error, claim.seq),
+            )
+
+    def waiting(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class SlackAlerts:
-    """Posts to a Slack incoming webhook (`{"text": ...}`), through a queue kept in `queue`."""
+    """Posts to a Slack incoming webhook (`{"text": ...}`), through `queue`: an `AlertQueue`,
+    or the path of a SQLite file to keep one in."""
 
     def __init__(
         self,
         client: HttpClient,
         path: str,
         *,
-        queue: Path | str = ":memory:",
+        queue: Path | str | AlertQueue = ":memory:",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._http = client
         self._path = path
-        self._db = connect(queue, _QUEUE)
+        self._queue = SqliteAlertQueue(queue) if isinstance(queue, Path | str) else queue
         self._clock = clock
+        self._flushing = asyncio.Lock()
 
     @classmethod
     def open(
@@ -97,7 +196,7 @@ class SlackAlerts:
         webhook_url: str,
         *,
         timeout: float = 10.0,
-        queue: Path | str = ":memory:",
+        queue: Path | str | AlertQueue = ":memory:",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> SlackAlerts:
         scheme, _, rest = webhook_url.partition("://")
@@ -108,34 +207,40 @@ class SlackAlerts:
         return cls(client, "/" + path, queue=queue, clock=clock)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-        self._db.close()
+        try:
+            await self._http.aclose()
+        finally:
+            self._queue.close()
 
     async def alert(self, kind: AlertKind, text: str) -> None:
-        self._db.execute(
-            "INSERT INTO pending (at, kind, text) VALUES (?, ?, ?)",
-            (self._clock().isoformat(), kind, text),
-        )
+        self._queue.put(self._clock(), kind, text)
         await self.flush()
 
     async def flush(self) -> int:
-        """Post what is queued, oldest first; stop at the first failure and keep the rest."""
-        rows = self._db.execute("SELECT seq, kind, text FROM pending ORDER BY seq").fetchall()
-        for n, row in enumerate(rows):
-            body = {"text": f"{_ICON[row['kind']]} *{row['kind']}*: {row['text']}"}
-            try:
-                await self._http.request("POST", self._path, json=body, idempotent=False)
-            except ProviderError as exc:  # the message is already scrubbed of the webhook
-                self._db.execute(
-                    "UPDATE pending SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
-                    (str(exc)[:300], row["seq"]),
-                )
-                log.warning(
-                    "Slack did not take %d alert(s), kept for the next try: %s", len(rows) - n, exc
-                )
-                return len(rows) - n
-            self._db.execute("DELETE FROM pending WHERE seq = ?", (row["seq"],))
-        return 0
+        """Post what is queued, oldest first; stop at the first failure and keep the rest.
+        One flush at a time in this process; flushes elsewhere skip the alert this one holds
+        (and this one theirs), so two machines post each alert once, in parallel. Returns 0
+        once nothing is left for this flush (another may still be posting the last ones)."""
+        async with self._flushing:
+            while True:
+                with self._queue.claim() as claim:
+                    if claim is None:
+                        return 0
+                    body = {"text": f"{_ICON[claim.kind]} *{claim.kind}*: {claim.text}"}
+                    try:
+                        await self._http.request("POST", self._path, json=body, idempotent=False)
+                    except ProviderError as exc:  # the message is already scrubbed of the webhook
+                        claim.refused(str(exc))
+                        failure: ProviderError | None = exc
+                    else:
+                        claim.done()
+                        failure = None
+                if failure is not None:
+                    left = self._queue.waiting()
+                    log.warning(
+                        "Slack did not take %d alert(s), kept for the next try: %s", left, failure
+                    )
+                    return left
 
     async def check(self) -> str:
         """Reach the webhook without posting: an empty payload is refused with `no_text`."""

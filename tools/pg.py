@@ -81,7 +81,7 @@ __all__ = [
     "scrub",
 ]
 
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 """The newest migration in `tools/migrations/versions`: the schema this code reads and writes
 (a test checks it against Alembic's own view of the directory)."""
 

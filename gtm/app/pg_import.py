@@ -2,13 +2,15 @@
 
 Every store that `GTM_DATABASE_URL` moves to Postgres (`gtm.app.stores.ON_POSTGRES`) is copied,
 row for row, from its SQLite file into the database, which must already be at this version's
-schema (`gtm db upgrade`) and must hold none of these stores' rows. The stores that stay SQLite
-files even with the URL (`STILL_ON_SQLITE`) are left where they are: they need no move.
+schema (`gtm db upgrade`) and must hold none of these stores' rows. The local provider twins,
+which stay SQLite files even with the URL (`STILL_ON_SQLITE`), are left where they are: they
+need no move. Slack alerts still waiting in `alerts.sqlite` move into `alert_queue`, in order.
 
 What is kept, so the workspace goes on where it stood:
 - ids other rows and people refer to: `threads.id` (the number `gtm approve` takes),
   `decisions.seq`, `erasures.n`, `escalations.id` (`gtm escalations done` takes it),
-  `red_flags.id`; and the insertion order SQLite keeps in `rowid`, which the
+  `red_flags.id`, `alert_queue.seq` (the order queued alerts are posted in); and the
+  insertion order SQLite keeps in `rowid`, which the
   outbox, the suppressions and the events become as their `seq`. Each identity sequence then
   starts past the highest id SQLite ever gave (its `sqlite_sequence`, not only the rows left),
   so a new row never takes an id an erased one had.
@@ -49,7 +51,8 @@ class ImportRefused(RuntimeError):
 
 @dataclass(frozen=True)
 class Table:
-    """One SQLite table and the Postgres table it moves to (same name, same columns)."""
+    """One SQLite table and the Postgres table it moves to (same columns; same name unless
+    `source` names the SQLite one)."""
 
     file: str
     name: str
@@ -59,6 +62,12 @@ class Table:
     """The Postgres identity column, if any."""
     from_rowid: bool = False
     """The identity takes SQLite's `rowid` (the SQLite table has no such column)."""
+    source: str | None = None
+    """The SQLite table's name, when it is not `name`."""
+
+    @property
+    def sqlite_name(self) -> str:
+        return self.source or self.name
 
 
 TABLES: tuple[Table, ...] = (
@@ -76,6 +85,7 @@ TABLES: tuple[Table, ...] = (
     Table("usage.sqlite", "usage", "model usage"),
     Table("duxsoup.sqlite", "acted", "Dux-Soup and SMTP send keys"),
     Table("smtp.sqlite", "acted", "Dux-Soup and SMTP send keys"),
+    Table("alerts.sqlite", "alert_queue", "Slack alert queue", "seq", source="pending"),
 )
 """Every gtm table `GTM_DATABASE_URL` moves, parents before the rows that name them."""
 CHECKPOINT_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
@@ -220,10 +230,10 @@ async def _copy_table(conn: Any, table: Table, path: Path) -> Moved:
     with closing(sqlite3.connect(path, timeout=30)) as db:  # only read: SELECTs below
         db.row_factory = sqlite3.Row
         if not db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table.name,)
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table.sqlite_name,)
         ).fetchone():
             return Moved(table.store, table.name, 0)
-        cur = db.execute(f'SELECT rowid AS "__rowid", * FROM "{table.name}" ORDER BY rowid')
+        cur = db.execute(f'SELECT rowid AS "__rowid", * FROM "{table.sqlite_name}" ORDER BY rowid')
         have = [d[0] for d in cur.description][1:]
         if table.from_rowid and table.identity:
             have = [c for c in have if c != table.identity]
@@ -251,7 +261,7 @@ async def _copy_table(conn: Any, table: Table, path: Path) -> Moved:
                     raise ImportRefused(f"{path.name}'s {table.name}: {exc}") from None
                 await pcur.executemany(insert, rows)
                 n += len(rows)
-        top = _sqlite_sequence(db, table.name)
+        top = _sqlite_sequence(db, table.sqlite_name)
     if table.identity:
         await _restart_identity(conn, table, top)
     return Moved(table.store, table.name, n)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import SecretStr
 
 from gtm.app.settings import Settings
-from tools.alerts import Alerts, LocalAlerts, SlackAlerts
+from tools.alerts import AlertQueue, Alerts, LocalAlerts, SlackAlerts
 from tools.attio import AttioCRM
 from tools.channels import EmailChannel, LinkedInChannel
 from tools.crm import CRM
@@ -174,13 +174,21 @@ def open_email(
     return LocalEmailOutbox(s.path("email", "outbox"), sender=s.email_from, clock=clock)
 
 
-def open_alerts(s: Settings, *, clock: Clock = _now) -> Alerts:
+def open_alerts(s: Settings, *, clock: Clock = _now, database: Database | None = None) -> Alerts:
+    """Slack when a webhook is set, else `alerts.jsonl`. Slack's queue of alerts not yet
+    posted is `alerts.sqlite` in the data directory, or, with GTM_DATABASE_URL, the database's
+    `alert_queue` (`tools.pg_alerts.PgAlertQueue`) on `database`, the workspace's shared pool
+    (else a pool of its own, opened on first use), so every machine retries what one left."""
     if s.slack_webhook_url is not None:
+        queue: Path | AlertQueue = s.path("alerts.sqlite")
+        if s.database_url is not None:
+            from tools.pg_alerts import PgAlertQueue
+
+            queue = PgAlertQueue(
+                database or s.database_url.get_secret_value(), retry_window=s.database_retry_s
+            )
         return SlackAlerts.open(
-            _secret(s.slack_webhook_url),
-            timeout=s.http_timeout_s,
-            queue=s.path("alerts.sqlite"),
-            clock=clock,
+            _secret(s.slack_webhook_url), timeout=s.http_timeout_s, queue=queue, clock=clock
         )
     return LocalAlerts(s.path("alerts.jsonl"), clock=clock)
 
@@ -190,7 +198,8 @@ async def open_providers(
     s: Settings, *, clock: Clock = _now, database: Database | None = None
 ) -> AsyncIterator[Providers]:
     """Open the four backends settings choose (all settings checked first); close them all.
-    `database`: the workspace's shared Postgres pool, if it has one (for the key ledgers)."""
+    `database`: the workspace's shared Postgres pool, if it has one (for the key ledgers and
+    the Slack alert queue)."""
     _require(s, None)
     async with contextlib.AsyncExitStack() as stack:
         crm = await stack.enter_async_context(contextlib.aclosing(open_crm(s)))
@@ -200,5 +209,7 @@ async def open_providers(
         email = await stack.enter_async_context(
             contextlib.aclosing(open_email(s, clock=clock, database=database))
         )
-        alerts = await stack.enter_async_context(contextlib.aclosing(open_alerts(s, clock=clock)))
+        alerts = await stack.enter_async_context(
+            contextlib.aclosing(open_alerts(s, clock=clock, database=database))
+        )
         yield Providers(crm=crm, linkedin=linkedin, email=email, alerts=alerts)

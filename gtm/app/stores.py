@@ -5,10 +5,10 @@ checkpointer. Without `GTM_DATABASE_URL` both are the SQLite files they always w
 the stores that have a Postgres version today (the thread ledger and its decisions, the
 campaigns, the send ledger, the suppression list, the events, the LinkedIn profile facts; and,
 opened on demand on the same pool through `Workspace.database`, the escalations, red flags,
-model usage and the Dux-Soup and SMTP send keys) share one `tools.pg.Database` pool, and the
-checkpoints go to the same database through `langgraph-checkpoint-postgres`; the local
-provider twins and the Slack alert queue stay SQLite files (`STILL_ON_SQLITE` names them, so
-`gtm run` and `gtm doctor` say it).
+model usage, the Dux-Soup and SMTP send keys and the Slack alert queue) share one
+`tools.pg.Database` pool, and the checkpoints go to the same database through
+`langgraph-checkpoint-postgres`; only the local provider twins stay SQLite files
+(`STILL_ON_SQLITE` names them, so `gtm run` and `gtm doctor` say it).
 A database whose schema is behind this version is refused
 with one line (`tools.pg.DatabaseError`) before anything is written anywhere: `gtm db upgrade`
 brings it up to date; a run never migrates on its own.
@@ -74,14 +74,15 @@ ON_POSTGRES = (
     "red flags",
     "model usage",
     "Dux-Soup and SMTP send keys",
+    "Slack alert queue",
     "checkpoints",
 )
 """What `GTM_DATABASE_URL` moves to Postgres today."""
-STILL_ON_SQLITE = ("local provider twins", "Slack alert queue")
-"""What stays in SQLite files in the data directory even with `GTM_DATABASE_URL` set, both
-opened in `gtm.app.providers`: the twins (the local CRM and LinkedIn outbox that stand in for
-real providers), by design; and the Slack alerts waiting to be posted: an alert Slack did not
-take waits for the next command on the machine that raised it (not yet in Postgres)."""
+STILL_ON_SQLITE = ("local provider twins",)
+"""What stays in SQLite files in the data directory even with `GTM_DATABASE_URL` set, by
+design: the twins (the local CRM and LinkedIn outbox that stand in for real providers, opened
+in `gtm.app.providers`). The Slack alerts waiting to be posted are in the database's
+`alert_queue` (`tools.pg_alerts`), so any machine posts what another could not."""
 
 
 @dataclass(frozen=True)
