@@ -68,6 +68,7 @@ __all__ = [
     "CommitUnknown",
     "Database",
     "DatabaseError",
+    "PgOnDemand",
     "PgStore",
     "check_url",
     "connect_once",
@@ -409,3 +410,29 @@ class PgStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class PgOnDemand:
+    """A store that may never touch the database (a provider client built only to be checked,
+    as `gtm doctor` does): the workspace's shared pool if given one, else a small pool of its
+    own, opened on first use and closed with the store. `retried` methods find it as
+    `self._db`."""
+
+    def __init__(self, db: Database | str, *, retry_window: float = 60.0) -> None:
+        self._shared = db if isinstance(db, Database) else None
+        self._url = db if isinstance(db, str) else ""
+        self._retry_window = retry_window
+        self._own: Database | None = None
+
+    @property
+    def _db(self) -> Database:
+        if self._shared is not None:
+            return self._shared
+        if self._own is None:
+            self._own = Database(self._url, max_size=2, retry_window=self._retry_window)
+        return self._own
+
+    def close(self) -> None:
+        if self._own is not None:
+            self._own.close()
+            self._own = None

@@ -31,30 +31,15 @@ from datetime import datetime
 from typing import cast
 
 from tools.alerts import AlertKind, Claim
-from tools.pg import Database, retried
+from tools.pg import PgOnDemand, retried
 
 __all__ = ["PgAlertQueue"]
 
 _CLAIM = "SELECT seq, kind, text FROM alert_queue ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
 
 
-class PgAlertQueue:
+class PgAlertQueue(PgOnDemand):
     """`tools.alerts.AlertQueue` on a Postgres database (`GTM_DATABASE_URL`)."""
-
-    def __init__(self, db: Database | str, *, retry_window: float = 60.0) -> None:
-        self._shared = db if isinstance(db, Database) else None
-        self._url = db if isinstance(db, str) else ""
-        self._retry_window = retry_window
-        self._own: Database | None = None
-
-    @property
-    def _db(self) -> Database:
-        """The shared pool it was given, or its own (opened now, on first use)."""
-        if self._shared is not None:
-            return self._shared
-        if self._own is None:
-            self._own = Database(self._url, max_size=2, retry_window=self._retry_window)
-        return self._own
 
     def put(self, at: datetime, kind: AlertKind, text: str) -> None:
         """Queue one alert under a fresh key (so running the insert again cannot add it twice)."""
@@ -95,8 +80,3 @@ class PgAlertQueue:
         with self._db.connection() as conn:
             row = conn.execute("SELECT COUNT(*) FROM alert_queue").fetchone()
         return int(row[0]) if row else 0
-
-    def close(self) -> None:
-        if self._own is not None:
-            self._own.close()
-            self._own = None

@@ -15,28 +15,13 @@ Given a URL, the ledger opens its own small pool on first use (not when the clie
 
 from __future__ import annotations
 
-from tools.pg import Database, retried
+from tools.pg import PgOnDemand, retried
 
 __all__ = ["PgKeyLedger"]
 
 
-class PgKeyLedger:
+class PgKeyLedger(PgOnDemand):
     """`tools.sqlite.KeyLedger` on a Postgres database (`GTM_DATABASE_URL`)."""
-
-    def __init__(self, db: Database | str, *, retry_window: float = 60.0) -> None:
-        self._shared = db if isinstance(db, Database) else None
-        self._url = db if isinstance(db, str) else ""
-        self._retry_window = retry_window
-        self._own: Database | None = None
-
-    @property
-    def _db(self) -> Database:
-        """The shared pool it was given, or its own (opened now, on first use)."""
-        if self._shared is not None:
-            return self._shared
-        if self._own is None:
-            self._own = Database(self._url, max_size=2, retry_window=self._retry_window)
-        return self._own
 
     @retried(idempotent=True)
     def get(self, key: str) -> str | None:
@@ -51,8 +36,3 @@ class PgKeyLedger:
                 "INSERT INTO acted (key, provider_id) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
                 (key, provider_id),
             )
-
-    def close(self) -> None:
-        if self._own is not None:
-            self._own.close()
-            self._own = None
