@@ -345,3 +345,33 @@ def test_the_postgres_table_has_the_sqlite_columns(url: str, tmp_path: Path) -> 
             )
         }
     assert pg == lite | {"key"}, (pg, lite)
+
+
+async def test_an_erasure_rewrites_the_alerts_still_waiting(
+    backend: Backend, slack: StrictSlack
+) -> None:
+    """`gtm forget` must not leave a queued alert to post the person's name later: the queue's
+    texts are rewritten with the erasure's redaction, the alert itself kept (the account still
+    needs the follow-up), and what Slack gets once it is back names nobody."""
+    async with aclosing(
+        SlackAlerts.open(slack.webhook_url, queue=backend.queue(), clock=Clock())
+    ) as a:
+        slack.fail_next = [(404, {})] * 2
+        await a.alert("escalation", "Dana Ruiz (dana@quill.dev) at Quill replied: call me")
+        await a.alert("red_flag", "accept rate below 15%")
+        assert [r[3] for r in backend.rows()][0].startswith("Dana Ruiz")
+
+        def redact(text: str) -> str:
+            return text.replace("Dana Ruiz", "[erased]").replace("dana@quill.dev", "[erased]")
+
+        assert a.redact_waiting(redact) == 1
+        assert a.redact_waiting(redact) == 0  # again: nothing left to change
+        assert [r[3] for r in backend.rows()] == [
+            "[erased] ([erased]) at Quill replied: call me",
+            "accept rate below 15%",
+        ]
+        assert await a.flush() == 0
+    assert slack.posted == [
+        _shown("escalation", "[erased] ([erased]) at Quill replied: call me"),
+        _shown("red_flag", "accept rate below 15%"),
+    ]

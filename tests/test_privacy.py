@@ -6,12 +6,15 @@ import os
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.support.cli import run_gtm
 from tests.support.openai_server import ScriptedOpenAIServer, write_from_facts
+from tests.support.providers import FakeSlack
+from tools.alerts import SqliteAlertQueue
 
 HEADER = "company,domain,segment,description,contact_name,contact_title,linkedin_url,email,signals"
 DANA = (
@@ -316,3 +319,39 @@ def test_a_kept_draft_that_named_the_erased_person_cannot_go_out_as_written(
     note = "Hi Omar, saw Lexora at LegalTech Week this year. Open to comparing notes on review?"
     edited = gtm("edit", "1", "--text", note)
     assert edited.returncode == 0 and "→ sent" in edited.stdout, edited.stdout + edited.stderr
+
+
+def test_forget_rewrites_a_slack_alert_that_has_not_gone_out(tmp_path: Path) -> None:
+    """An alert Slack has not taken yet waits in the queue with the person's name in it: after
+    `gtm forget` it names nobody, in the queue and when it finally goes out."""
+    with ScriptedOpenAIServer(responder=write_from_facts) as model, FakeSlack() as slack:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
+        env.update(
+            GTM_DATA_DIR=str(tmp_path / "data"),
+            GTM_MODEL_BASE_URL=model.base_url,
+            GTM_MODEL="scripted",
+            GTM_SLACK_WEBHOOK_URL=slack.webhook_url,
+            ANONYMIZED_TELEMETRY="False",
+        )
+        csv = tmp_path / "accounts.csv"
+        csv.write_text(f"{HEADER}\n{DANA}\n{OMAR}\n", encoding="utf-8")
+        first = run_gtm(env, "run", str(csv), "--campaign", "c1")
+        assert first.returncode == 0, first.stdout + first.stderr
+        data = tmp_path / "data"
+        queue = SqliteAlertQueue(data / "alerts.sqlite")  # as SlackAlerts left it, Slack down
+        queue.put(datetime.now(UTC), "escalation", "Dana Ruiz (VP) replied: book a call")
+        queue.put(datetime.now(UTC), "escalation", "Omar Haddad replied: not now")
+        queue.close()
+        assert "alerts.sqlite" in files_mentioning(data, ["Dana Ruiz"])
+
+        gone = run_gtm(env, "forget", "dana@quillcode.dev", "--yes")
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        assert "queued alerts redacted 1" in " ".join(gone.stdout.split()), gone.stdout
+        assert files_mentioning(data, ["dana@quillcode.dev", "Dana Ruiz"]) == {}
+
+        again = run_gtm(env, "run", str(csv), "--campaign", "c1")  # Slack is up: flushed
+        assert again.returncode == 0, again.stdout + again.stderr
+    assert slack.posted == [
+        ":rotating_light: *escalation*: [erased] (VP) replied: book a call",
+        ":rotating_light: *escalation*: Omar Haddad replied: not now",
+    ]

@@ -57,6 +57,12 @@ class Alerts(Provider, Protocol):
         """Try again to deliver what is kept; returns how many are still waiting."""
         ...
 
+    def redact_waiting(self, redact: Callable[[str], str]) -> int:
+        """Rewrite the text of every alert kept for a later delivery with `redact` (an erasure,
+        `gtm forget`: a queued alert must not name the person when it goes out); returns how
+        many changed. An alert already delivered is the channel's, not ours."""
+        ...
+
 
 class LocalAlerts:
     """The embedded default: one JSON line per alert in `alerts.jsonl`, stamped by `clock`."""
@@ -77,6 +83,10 @@ class LocalAlerts:
 
     async def check(self) -> str:
         return f"{self.path.name} in {self.path.parent}"
+
+    def redact_waiting(self, redact: Callable[[str], str]) -> int:
+        return 0  # nothing waits: `alerts.jsonl` is where alerts are delivered (and `gtm
+        # forget` redacts the data directory's .jsonl files as it does the logs)
 
     async def aclose(self) -> None:
         pass
@@ -116,6 +126,11 @@ class AlertQueue(Protocol):
 
     def waiting(self) -> int:
         """How many alerts are queued (those another flush holds included)."""
+        ...
+
+    def redact(self, redact: Callable[[str], str]) -> int:
+        """Rewrite every queued alert's text with `redact` (waiting for one a flush holds: it
+        is then posted or kept); how many changed."""
         ...
 
     def close(self) -> None: ...
@@ -167,6 +182,15 @@ class SqliteAlertQueue:
 
     def waiting(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
+
+    def redact(self, redact: Callable[[str], str]) -> int:
+        changed = [
+            (new, seq)
+            for seq, text in self._db.execute("SELECT seq, text FROM pending").fetchall()
+            if (new := redact(text)) != text
+        ]
+        self._db.executemany("UPDATE pending SET text = ? WHERE seq = ?", changed)
+        return len(changed)
 
     def close(self) -> None:
         self._db.close()
@@ -241,6 +265,9 @@ class SlackAlerts:
                         "Slack did not take %d alert(s), kept for the next try: %s", left, failure
                     )
                     return left
+
+    def redact_waiting(self, redact: Callable[[str], str]) -> int:
+        return self._queue.redact(redact)
 
     async def check(self) -> str:
         """Reach the webhook without posting: an empty payload is refused with `no_text`."""

@@ -25,7 +25,7 @@ doctor` builds the Slack client only to check the webhook).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import cast
@@ -74,6 +74,20 @@ class PgAlertQueue(PgOnDemand):
                     " WHERE seq = %s",
                     (claim.error, claim.seq),
                 )
+
+    @retried(idempotent=True)
+    def redact(self, redact: Callable[[str], str]) -> int:
+        """Every queued text rewritten in one transaction. `FOR UPDATE` (not SKIP LOCKED):
+        a row a flush holds is being posted now; this waits until it is posted (gone) or kept,
+        then rewrites it. Running it again rewrites nothing more."""
+        with self._db.connection() as conn:
+            rows = conn.execute("SELECT seq, text FROM alert_queue FOR UPDATE").fetchall()
+            changed = [(new, seq) for seq, text in rows if (new := redact(text)) != text]
+            if changed:
+                conn.cursor().executemany(
+                    "UPDATE alert_queue SET text = %s WHERE seq = %s", changed
+                )
+        return len(changed)
 
     @retried(idempotent=True)
     def waiting(self) -> int:

@@ -3,7 +3,7 @@
 What goes: memory records that name them, their own threads (the checkpoints of a thread that
 wrote to them, with its drafts and decisions), local CRM contact and touches, local LinkedIn and
 email outbox copies, what came back from them, what Dux-Soup saw on their profile, and mentions
-in local logs. A thread that wrote to someone else at their account stays, with its status and
+in local logs and in alerts Slack has not taken yet. A thread that wrote to someone else at their account stays, with its status and
 history: only their entry in its account's contact list, and every mention of them, leave its
 checkpoints and its ledger row. What stays, by design: outbox
 rows (with the person's key replaced by a one-way hash, so caps and "never send twice" still
@@ -297,6 +297,8 @@ async def forget(rt: Workspace, identifier: str, *, requested_by: str) -> Erasur
         result.erased["escalations"] = escalations.erase_person(sorted(person.emails | person.urls))
     finally:
         escalations.close()
+    if deps.alerts is not None:  # an alert Slack has not taken yet goes out without them
+        result.erased["queued alerts redacted"] = deps.alerts.redact_waiting(person.redact)
     result.erased["log mentions"] = _redact_logs(
         rt.settings.data_dir, [*hard, *sorted(person.names)]
     )
