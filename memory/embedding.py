@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.utils.embedding_functions import register_embedding_function
 
 __all__ = ["MiniLMEmbedding", "EmbeddingModelError", "MODEL_SHA256"]
 
@@ -38,6 +39,9 @@ def _model_path() -> Path:
     return path
 
 
+# Registered by name, so a process that did not create the collection (`gtm doctor` against a
+# Chroma server a run wrote to) can read its configuration instead of failing on the name.
+@register_embedding_function
 class MiniLMEmbedding(EmbeddingFunction[Documents]):
     def __init__(self, *, model_path: Path | None = None, threads: int = 2) -> None:
         self._model_path = model_path

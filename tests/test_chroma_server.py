@@ -292,6 +292,32 @@ async def test_doctor_reports_the_server(
     assert not bad.ok and "cannot reach the Chroma server" in bad.detail and bad.fix
 
 
+async def test_doctor_in_another_process_reads_the_collection_it_did_not_make(
+    chroma_server: ChromaServer, database: str, tmp_path: Path
+) -> None:
+    """A collection stores the name of the embedding that made it, and a client that did not
+    make it rebuilds that embedding from chromadb's registry: `gtm doctor`, a process of its
+    own, once crashed here with "Embedding function gtm-minilm-int8 not found" (found by
+    tests/test_deploy_stack.py). The test above writes and checks in one process, where the
+    writer had already made the embedding known."""
+    memory = ChromaMemory.server(chroma_server.url, database=database)
+    await memory.remember(_draft("acme", "Dana", "hello"), key="k")
+    memory.close()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "GTM_DATA_DIR": str(tmp_path / "data"),
+        "GTM_CHROMA_URL": chroma_server.url,
+        "GTM_CHROMA_DATABASE": database,
+        "ANONYMIZED_TELEMETRY": "False",
+        "COLUMNS": "200",
+    }
+    done = run_gtm(env, "doctor")
+    assert "Traceback" not in done.stderr, done.stderr
+    line = next(ln for ln in done.stdout.splitlines() if "chroma server" in ln)
+    assert "1 records" in line, done.stdout
+
+
 async def test_gtm_forget_erases_the_person_from_the_server(
     chroma_server: ChromaServer, database: str, client: Any, tmp_path: Path
 ) -> None:
