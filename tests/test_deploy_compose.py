@@ -9,7 +9,6 @@ the host's loopback only, and the Dockerfile copying every package the project i
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import tomllib
@@ -22,29 +21,15 @@ import yaml
 from gtm.app.settings import Settings, load_settings
 from gtm.cli.serve import parse_every
 from tests.support.cli import ROOT, run_gtm
+from tests.support.compose_file import interpolate as _interpolate
 
 DEPLOY = ROOT / "deploy"
-_VAR = re.compile(r"\$\{(\w+)(?::([?-])([^}]*))?\}")
 
 
 def _compose() -> dict[str, Any]:
     loaded = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
     assert isinstance(loaded, dict)
     return loaded
-
-
-def _interpolate(value: str, env: dict[str, str]) -> str:
-    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?message}` (the forms the file uses)."""
-
-    def one(m: re.Match[str]) -> str:
-        name, op, arg = m.group(1), m.group(2), m.group(3)
-        if env.get(name):
-            return env[name]
-        if op == "?":
-            raise KeyError(f"{name}: {arg}")
-        return arg if op == "-" else ""
-
-    return _VAR.sub(one, value)
 
 
 def _env_file(path: Path) -> dict[str, str]:
