@@ -23,6 +23,7 @@ __all__ = [
     "settings_of",
     "fail",
     "run_sync",
+    "usage_errors",
     "now",
     "print_attention",
     "EXIT_REFUSED",
@@ -125,12 +126,12 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:
-        if isinstance(exc, _usage_errors()):
+        if isinstance(exc, usage_errors()):
             raise fail(str(exc)) from None
         raise
 
 
-def _usage_errors() -> tuple[type[Exception], ...]:
+def usage_errors() -> tuple[type[Exception], ...]:
     """The errors a command reports as bad usage (exit 2) instead of a traceback. Imported only
     when a command failed, so `gtm --help` does not load the model and provider clients."""
     from gtm.app.llm import EmbeddedModelUnavailable

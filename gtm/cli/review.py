@@ -22,6 +22,7 @@ from gtm.cli.common import (
     print_attention,
     run_sync,
     settings_of,
+    usage_errors,
 )
 from gtm.cli.escalations import escalation_table
 from gtm.cli.flags import print_flag_banner
@@ -216,6 +217,8 @@ def _serve_inbox(settings: Settings, *, host: str, port: int) -> None:
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except PlaybookError as exc:
+        raise fail(str(exc)) from None
+    except usage_errors() as exc:  # the workspace did not open: a server or database away
         raise fail(str(exc)) from None
 
 

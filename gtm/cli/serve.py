@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from gtm.cli.common import app, err, fail, out, settings_of
+from gtm.cli.common import app, err, fail, out, settings_of, usage_errors
 
 if TYPE_CHECKING:  # the server, scheduler and model load when `gtm serve` runs, not on --help
     import asyncio
@@ -334,4 +334,6 @@ def serve_command(
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except PlaybookError as exc:
+        raise fail(str(exc)) from None
+    except usage_errors() as exc:  # the workspace did not open: a server or database away
         raise fail(str(exc)) from None

@@ -112,17 +112,29 @@ def create_app(
     host: str = "127.0.0.1",
     extra_routes: Sequence[BaseRoute] = (),
     background: Background | None = None,
+    stop: Callable[[], None] | None = None,
 ) -> Starlette:
     """The ASGI app. Its lifespan opens the workspace (stores, checkpointer, providers).
 
     `extra_routes` are served beside the inbox's pages and guard themselves (webhooks carry
     their own secrets, not the sign-in token); `background` is entered once the workspace is
-    open and exited before the decision worker drains."""
+    open and exited before the decision worker drains. `stop`, if given, is called when the
+    workspace cannot open (a Chroma server or database that does not answer): the error is kept
+    in `app.state.startup_error` for the caller to report in its own words, and the server
+    stops before serving, instead of the ASGI server printing it as a startup traceback."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            rt = await stack.enter_async_context(open_workspace(settings, with_model=False))
+            try:
+                rt = await stack.enter_async_context(open_workspace(settings, with_model=False))
+            except Exception as exc:
+                if stop is None:
+                    raise
+                app.state.startup_error = exc
+                stop()
+                yield
+                return
             inbox = WebInbox(rt, token, stack)
             app.state.inbox = inbox
             # Everything loaded so far (langgraph, chromadb, onnxruntime...) lives as long as the
@@ -185,13 +197,22 @@ def serve(
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
+    servers: list[uvicorn.Server] = []
     app = create_app(
-        settings, token=token, host=host, extra_routes=extra_routes, background=background
+        settings,
+        token=token,
+        host=host,
+        extra_routes=extra_routes,
+        background=background,
+        stop=lambda: setattr(servers[0], "should_exit", True),
     )
     # No access log: the sign-in URL carries the token, and secrets never go to logs.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
+    servers.append(server)
     announce(f"gtm inbox: http://{shown}:{bound}/login?{urlencode({'token': token})}")
     announce("Open it in your browser; the token is valid until this server stops (Ctrl+C).")
     sys.stdout.flush()
     server.run(sockets=[sock])
+    if (failed := getattr(app.state, "startup_error", None)) is not None:
+        raise failed  # the workspace never opened: the command says why, in its own words
