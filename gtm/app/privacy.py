@@ -3,13 +3,13 @@
 What goes: memory records that name them, their own threads (the checkpoints of a thread that
 wrote to them, with its drafts and decisions), local CRM contact and touches, local LinkedIn and
 email outbox copies, what came back from them, what Dux-Soup saw on their profile, and mentions
-in local logs and in alerts Slack has not taken yet. A thread that wrote to someone else at their account stays, with its status and
-history: only their entry in its account's contact list, and every mention of them, leave its
-checkpoints and its ledger row. What stays, by design: outbox
-rows (with the person's key replaced by a one-way hash, so caps and "never send twice" still
-hold) and a hashed suppression entry, so they are never contacted again. An erasure record keeps
-when, by whom and how much, not who. A request that matches nothing erases and records nothing,
-and says so.
+in local logs and in alerts Slack has not taken yet. A thread that wrote to someone else at
+their account stays, with its status and history: only their entry in its account's contact
+list, and every mention of them, leave its checkpoints and its ledger row. What stays, by
+design: outbox rows (with the person's key replaced by a one-way hash, so caps and "never send
+twice" still hold) and a hashed suppression entry, so they are never contacted again. An
+erasure record keeps when, by whom and how much, not who. A request that matches nothing
+erases and records nothing, and says so.
 """
 
 from __future__ import annotations
