@@ -80,6 +80,7 @@ __all__ = [
     "retry_async",
     "schema_revision",
     "scrub",
+    "where",
 ]
 
 SCHEMA_HEAD = "0006"
@@ -386,6 +387,15 @@ def open_database(db: Database | str) -> tuple[Database, bool]:
     if isinstance(db, Database):
         return db, False
     return Database(db), True
+
+
+def where(**filters: Any) -> tuple[str, list[Any]]:
+    """` WHERE a = %s AND b = %s` for the filters that are not None (or an empty clause): the
+    Postgres twin of `tools.sqlite.where`."""
+    used = {k: v for k, v in filters.items() if v is not None}
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(f"{k} = %s" for k in used), list(used.values())
 
 
 def _utc_now() -> datetime:

@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 
 from gtm.domain.models import OutboxEntry, OutboxState, Step
 from tools.outbox_logic import OutboxStore, SentBrief
-from tools.pg import PgStore, retried
+from tools.pg import PgStore, retried, where
 
 __all__ = ["PgOutbox"]
 
@@ -154,18 +154,12 @@ class PgOutbox(PgStore, OutboxStore[_Cur]):
         account_id: str | None = None,
         contact_key: str | None = None,
     ) -> list[OutboxEntry]:
-        filters = {
-            "campaign": campaign,
-            "state": state,
-            "account_id": account_id,
-            "contact_key": contact_key,
-        }
-        used = [(c, v) for c, v in filters.items() if v is not None]
-        clause = " WHERE " + " AND ".join(f"{c} = %s" for c, _ in used) if used else ""
+        clause, args = where(
+            campaign=campaign, state=state, account_id=account_id, contact_key=contact_key
+        )
         with self._reading() as h:
             rows = h.execute(
-                f"SELECT {_COLUMNS} FROM outbox{clause} ORDER BY created_at, seq",
-                [v for _, v in used],
+                f"SELECT {_COLUMNS} FROM outbox{clause} ORDER BY created_at, seq", args
             ).fetchall()
         return [_entry(r) for r in rows]
 

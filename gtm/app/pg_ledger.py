@@ -33,7 +33,7 @@ from gtm.app.ledger_api import (
 )
 from gtm.domain.models import Account, AccountStatus, Channel, Decision
 from gtm.domain.threads import thread_id_for
-from tools.pg import PgStore, retried
+from tools.pg import PgStore, retried, where
 
 __all__ = ["PgLedger", "pg_order", "pg_sql"]
 
@@ -348,9 +348,8 @@ class PgLedger(PgStore):
     def rows(
         self, campaign: str | None = None, status: AccountStatus | None = None
     ) -> list[ThreadRow]:
-        used = [(c, v) for c, v in (("campaign", campaign), ("status", status)) if v is not None]
-        clause = " WHERE " + " AND ".join(f"{c} = %s" for c, _ in used) if used else ""
-        return self._threads(f"SELECT * FROM threads{clause} ORDER BY id", [v for _, v in used])
+        clause, args = where(campaign=campaign, status=status)
+        return self._threads(f"SELECT * FROM threads{clause} ORDER BY id", args)
 
     def select(
         self,
