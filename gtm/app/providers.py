@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import SecretStr
 
@@ -35,7 +35,7 @@ from tools.smtp import SmtpEmail
 from tools.sqlite import KeyStore
 
 if TYPE_CHECKING:
-    from tools.pg import Database
+    from tools.pg import Database, PgOnDemand
 
 __all__ = [
     "Providers",
@@ -126,9 +126,17 @@ def _key_ledger(s: Settings, file: str, database: Database | None) -> Path | Key
         return s.path(file)
     from tools.pg_keys import PgKeyLedger
 
-    if database is not None:
-        return PgKeyLedger(database)
-    return PgKeyLedger(s.database_url.get_secret_value(), retry_window=s.database_retry_s)
+    return _on_demand(PgKeyLedger, s, database)
+
+
+_Shared = TypeVar("_Shared", bound="PgOnDemand")
+
+
+def _on_demand(kind: type[_Shared], s: Settings, database: Database | None) -> _Shared:
+    """A Postgres store of a provider client (`tools.pg.PgOnDemand`) on the workspace's shared
+    pool, or, without one, on GTM_DATABASE_URL through a pool of its own opened on first use."""
+    assert s.database_url is not None
+    return kind(database or s.database_url.get_secret_value(), retry_window=s.database_retry_s)
 
 
 def open_linkedin(
@@ -184,9 +192,7 @@ def open_alerts(s: Settings, *, clock: Clock = _now, database: Database | None =
         if s.database_url is not None:
             from tools.pg_alerts import PgAlertQueue
 
-            queue = PgAlertQueue(
-                database or s.database_url.get_secret_value(), retry_window=s.database_retry_s
-            )
+            queue = _on_demand(PgAlertQueue, s, database)
         return SlackAlerts.open(
             _secret(s.slack_webhook_url), timeout=s.http_timeout_s, queue=queue, clock=clock
         )
