@@ -203,7 +203,6 @@ def inbox(
 
 
 def _serve_inbox(settings: Settings, *, host: str, port: int) -> None:
-    from gtm.domain.playbook import PlaybookError
     from gtm.web import serve
 
     if not (host in ("localhost", "::1") or host.startswith("127.")):
@@ -216,9 +215,7 @@ def _serve_inbox(settings: Settings, *, host: str, port: int) -> None:
         serve(settings, host=host, port=port, announce=lambda line: out.print(line, soft_wrap=True))
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    except PlaybookError as exc:
-        raise fail(str(exc)) from None
-    except usage_errors() as exc:  # the workspace did not open: a server or database away
+    except usage_errors() as exc:  # a playbook, or a server or database away at start-up
         raise fail(str(exc)) from None
 
 

@@ -301,7 +301,6 @@ def serve_command(
     """Run the web inbox, the webhook receivers and a scheduler (what `gtm sync` does, then due
     follow-ups) in one process until Ctrl-C."""
     from gtm.app.sync import MailboxConfigError, open_mailbox
-    from gtm.domain.playbook import PlaybookError
     from gtm.web import serve
     from gtm.web.webhooks import WebhookConfigError
 
@@ -333,7 +332,5 @@ def serve_command(
         )
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    except PlaybookError as exc:
-        raise fail(str(exc)) from None
-    except usage_errors() as exc:  # the workspace did not open: a server or database away
+    except usage_errors() as exc:  # a playbook, or a server or database away at start-up
         raise fail(str(exc)) from None

@@ -197,19 +197,17 @@ def serve(
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    servers: list[uvicorn.Server] = []
     app = create_app(
         settings,
         token=token,
         host=host,
         extra_routes=extra_routes,
         background=background,
-        stop=lambda: setattr(servers[0], "should_exit", True),
+        stop=lambda: setattr(server, "should_exit", True),  # at start-up: `server` exists then
     )
     # No access log: the sign-in URL carries the token, and secrets never go to logs.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    servers.append(server)
     announce(f"gtm inbox: http://{shown}:{bound}/login?{urlencode({'token': token})}")
     announce("Open it in your browser; the token is valid until this server stops (Ctrl+C).")
     sys.stdout.flush()
