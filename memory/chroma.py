@@ -42,6 +42,11 @@ COLLECTION = "touches"
 ERASE_COPY = "touches-next"
 """Where an erasure copies the records that stay, before it takes the old name."""
 _METADATA = {"hnsw:space": "cosine"}
+_SYNC_THRESHOLD = 100
+"""Records written between two persists of the vector index (Chroma's default: 1,000). Every
+write costs Chroma time in proportion to the records written since the last persist: one
+single-record upsert took 4.4 ms of CPU just after a persist and 12 ms 1,000 records later
+(`bench/bench_chroma_growth.py` measures both settings)."""
 _PAGE = 1000
 _DIMENSION = 384
 """The length of MiniLM's vectors: a collection holding others was embedded by another model."""
@@ -124,10 +129,12 @@ class ChromaMemory:
             self._client.get_collection(ERASE_COPY, embedding_function=ef).modify(name=COLLECTION)
         elif ERASE_COPY in names:  # died while copying: the old collection is intact
             self._client.delete_collection(ERASE_COPY)
-        return self._client.get_or_create_collection(
-            COLLECTION,
-            embedding_function=self._embedding,  # type: ignore[arg-type]
-            metadata=_METADATA,
+        return _tuned(
+            self._client.get_or_create_collection(
+                COLLECTION,
+                embedding_function=self._embedding,  # type: ignore[arg-type]
+                metadata=_METADATA,
+            )
         )
 
     def _open_remote(self) -> Any:
@@ -140,7 +147,7 @@ class ChromaMemory:
             )
         except ValueError as exc:  # chromadb: "Embedding function conflict: new: x vs ..."
             raise _conflict(self._url, exc) from None
-        return _checked(collection, self._url)
+        return _tuned(_checked(collection, self._url))
 
     def close(self) -> None:
         # PersistentClient has no close(); dropping the reference releases the handles.
@@ -374,6 +381,16 @@ def _conflict(url: str, exc: Exception) -> MemoryServerError:
         f"Chroma server {url}: collection {COLLECTION!r} was made with another embedding "
         f"({one_line(exc)}); use another database (GTM_CHROMA_DATABASE) or delete that collection"
     )
+
+
+def _tuned(collection: Any) -> Any:
+    """`collection` with the vector index persisted every `_SYNC_THRESHOLD` records; a
+    collection made before (or by another tool) is changed once, and the change is kept. Only
+    `metadata` may say the distance: given a `configuration` too, Chroma makes it l2."""
+    index = collection.configuration.get("hnsw")
+    if isinstance(index, dict) and index.get("sync_threshold") != _SYNC_THRESHOLD:
+        collection.modify(configuration={"hnsw": {"sync_threshold": _SYNC_THRESHOLD}})
+    return collection
 
 
 def _checked(collection: Any, url: str) -> Any:

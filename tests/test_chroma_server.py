@@ -113,6 +113,22 @@ async def test_vectors_on_the_server_are_ours_not_the_servers(
     assert max(abs(float(a) - float(b)) for a, b in zip(stored[0], ours, strict=True)) < 1e-5
 
 
+async def test_the_servers_collection_persists_its_index_every_100_records(
+    memory: ChromaMemory, client: Any, chroma_server: ChromaServer, database: str
+) -> None:
+    """As the embedded memory (test_chroma_index_settings): each write costs the server in
+    proportion to the records written since its last persist. A collection made before, with
+    Chroma's default, is changed when a memory opens it."""
+    index = client.get_collection(COLLECTION).configuration["hnsw"]
+    assert (index["sync_threshold"], index["space"]) == (100, "cosine")
+    client.get_collection(COLLECTION).modify(configuration={"hnsw": {"sync_threshold": 1000}})
+    assert client.get_collection(COLLECTION).configuration["hnsw"]["sync_threshold"] == 1000
+    again = ChromaMemory.server(chroma_server.url, database=database)
+    again.close()
+    index = client.get_collection(COLLECTION).configuration["hnsw"]
+    assert (index["sync_threshold"], index["space"]) == (100, "cosine")
+
+
 async def test_forget_leaves_nothing_any_client_can_read(
     chroma_server: ChromaServer, database: str, client: Any
 ) -> None:
