@@ -265,6 +265,7 @@ def run_gtm(
         "checkpoint_bytes": checkpoints,
         "cpu_samples": sampler.samples,
         "rss_samples": sampler.rss,
+        "thread_samples": sampler.threads,
     }
 
 
@@ -364,7 +365,9 @@ def _measure(work: Path, args: argparse.Namespace) -> None:
             "peak_rss_mb": round(res["rss_mb"]),
             "last_vs_first_tenth": None if drift is None else round(drift, 2),
         }
-        flat = flat_cost(calls, res["cpu_samples"], rss=res["rss_samples"])
+        flat = flat_cost(
+            calls, res["cpu_samples"], rss=res["rss_samples"], threads=res["thread_samples"]
+        )
         if flat is not None:
             size = flat["slice_accounts"]
             print(
@@ -378,6 +381,14 @@ def _measure(work: Path, args: argparse.Namespace) -> None:
                     f"  resident memory: {flat['rss_mb_after_first']:.0f} MB after the first "
                     f"{size} accounts, {flat['rss_mb_after_last']:.0f} MB after the last "
                     f"({flat['rss_kb_per_account']:.1f} KB per account between them)"
+                )
+            if "by_thread" in flat:
+                print(
+                    "  of the CPU, by thread name, first vs last (ms per account): "
+                    + ", ".join(
+                        f"{name} {got['first_cpu_ms']:.1f} vs {got['last_cpu_ms']:.1f}"
+                        for name, got in flat["by_thread"].items()
+                    )
                 )
             figures[f"n{n}"]["flat_cost"] = flat
         if args.skip_throughput:

@@ -18,11 +18,17 @@ from typing import Any
 class CpuSampler:
     """The child's user+system CPU seconds (all its threads) every `every` seconds, from
     /proc/PID/stat, as (monotonic time, seconds) pairs, and its resident memory in MB from
-    /proc/PID/statm as (monotonic time, MB) pairs; empty where /proc is missing."""
+    /proc/PID/statm as (monotonic time, MB) pairs; empty where /proc is missing. `threads` holds
+    the same CPU per thread name (/proc/PID/task/*/stat, summed by `comm`: Python's threads are
+    all "python"; chromadb's Rust runtime runs "tokio-rt-worker" and "sqlx-sqlite-wor"), so a
+    slice's cost can be told apart by who spent it. A thread that ended takes its CPU with it
+    from these sums, not from the total."""
 
     def __init__(self, pid: int, every: float = 0.2) -> None:
         self.samples: list[tuple[float, float]] = []
         self.rss: list[tuple[float, float]] = []
+        self.threads: list[tuple[float, dict[str, float]]] = []
+        self._tasks = Path(f"/proc/{pid}/task")
         self._path = Path(f"/proc/{pid}/stat")
         self._statm = Path(f"/proc/{pid}/statm")
         self._page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -31,18 +37,30 @@ class CpuSampler:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _read(self) -> float:
-        fields = self._path.read_text().rsplit(")", 1)[1].split()
+    def _read(self, path: Path | None = None) -> float:
+        fields = (path or self._path).read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime (fields 14, 15)
+
+    def _per_thread(self) -> dict[str, float]:
+        spent: dict[str, float] = {}
+        for task in self._tasks.iterdir():
+            try:
+                name = (task / "comm").read_text().strip()
+                spent[name] = spent.get(name, 0.0) + self._read(task / "stat")
+            except (OSError, IndexError, ValueError):
+                continue  # the thread ended meanwhile
+        return spent
 
     def _run(self) -> None:
         while True:
             try:
                 now, cpu = time.monotonic(), self._read()
                 pages = int(self._statm.read_text().split()[1])
+                threads = self._per_thread()
             except (OSError, IndexError, ValueError):
                 return  # reaped
             self.samples.append((now, cpu))
+            self.threads.append((now, threads))
             self.rss.append((now, pages * self._page_mb))
             if self._done.wait(self._every):
                 return
@@ -84,12 +102,15 @@ def flat_cost(
     samples: list[tuple[float, float]],
     min_accounts: int = 2000,
     rss: list[tuple[float, float]] | None = None,
-) -> dict[str, float] | None:
+    threads: list[tuple[float, dict[str, float]]] | None = None,
+) -> dict[str, Any] | None:
     """Per-account CPU and wall ms of the first and the last min(1,000, N/10) accounts (see
     bench_run.py's docstring); None below `min_accounts` accounts (the first burst of
     `--concurrency` requests arriving together would skew a small run) or without CPU samples.
     With `rss` samples, also the resident MB when the first slice ended and when the last one
-    did, and the growth between them in KB per account (what a longer run would add)."""
+    did, and the growth between them in KB per account (what a longer run would add). With
+    `threads` samples (`CpuSampler.threads`), also each thread name's CPU ms per account in
+    the first and the last slice, under "by_thread"."""
     spans: dict[int, tuple[float, float]] = {}
     for call in calls:
         acct = _account(call)
@@ -100,13 +121,24 @@ def flat_cost(
     size = min(1000, len(spans) // 10)
     ordered = sorted(spans.values())
 
-    def cost(part: list[tuple[float, float]]) -> tuple[float, float]:
+    def cost(part: list[tuple[float, float]], series: list[tuple[float, float]]) -> float:
         t0, t1 = part[0][0], max(e for _, e in part)
-        cpu = _interp(samples, t1) - _interp(samples, t0)
-        return cpu / size * 1000, (t1 - t0) / size * 1000
+        return (_interp(series, t1) - _interp(series, t0)) / size * 1000
 
-    first_cpu, first_wall = cost(ordered[:size])
-    last_cpu, last_wall = cost(ordered[-size:])
+    def wall(part: list[tuple[float, float]]) -> float:
+        return (max(e for _, e in part) - part[0][0]) / size * 1000
+
+    first, last = ordered[:size], ordered[-size:]
+    first_cpu, first_wall = cost(first, samples), wall(first)
+    last_cpu, last_wall = cost(last, samples), wall(last)
+    by_thread: dict[str, dict[str, float]] = {}
+    for name in sorted({n for _, spent in threads or [] for n in spent}):
+        series = [(t, spent.get(name, 0.0)) for t, spent in threads or []]
+        by_thread[name] = {
+            "first_cpu_ms": round(cost(first, series), 2),
+            "last_cpu_ms": round(cost(last, series), 2),
+        }
+
     memory: dict[str, float] = {}
     if rss and len(rss) >= 2:
         t_first = max(e for _, e in ordered[:size])
@@ -126,4 +158,5 @@ def flat_cost(
         "first_wall_ms": round(first_wall, 2),
         "last_wall_ms": round(last_wall, 2),
         "wall_ratio": round(last_wall / first_wall, 3),
+        **({"by_thread": by_thread} if by_thread else {}),
     }

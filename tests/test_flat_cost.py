@@ -55,3 +55,29 @@ def test_without_memory_samples_or_below_the_minimum() -> None:
     assert got is not None and "rss_kb_per_account" not in got
     small_calls, small_cpu, small_rss = _run(500)
     assert flat_cost(small_calls, small_cpu, rss=small_rss) is None
+
+
+def test_cost_by_thread_name() -> None:
+    """Of the 50 then 60 ms per account, "python" spends 40 then 44 and "tokio-rt-worker" 10
+    then 16; a third name appears only in the second half (a thread started late)."""
+    calls, cpu, _ = _run(2000)
+    threads = []
+    for t, total in cpu:
+        half = 2000 * 0.05
+        early, late = min(t, half) / 0.1, max(0.0, t - half) / 0.1  # accounts' worth of time
+        spent = {"python": early * 0.040 + late * 0.044, "tokio-rt-worker": early * 0.010}
+        spent["tokio-rt-worker"] += late * 0.014
+        if late:
+            spent["sqlx-sqlite-wor"] = late * 0.002
+        assert sum(spent.values()) == pytest.approx(total, abs=0.03)
+        threads.append((t, spent))
+    got = flat_cost(calls, cpu, threads=threads)
+    assert got is not None
+    by = got["by_thread"]
+    assert by["python"]["first_cpu_ms"] == pytest.approx(40, rel=0.01)
+    assert by["python"]["last_cpu_ms"] == pytest.approx(44, rel=0.01)
+    assert by["tokio-rt-worker"]["first_cpu_ms"] == pytest.approx(10, rel=0.01)
+    assert by["tokio-rt-worker"]["last_cpu_ms"] == pytest.approx(14, rel=0.01)
+    assert by["sqlx-sqlite-wor"]["first_cpu_ms"] == pytest.approx(0, abs=0.01)
+    assert by["sqlx-sqlite-wor"]["last_cpu_ms"] == pytest.approx(2, rel=0.01)
+    assert "by_thread" not in (flat_cost(calls, cpu) or {})
