@@ -384,11 +384,13 @@ def _conflict(url: str, exc: Exception) -> MemoryServerError:
 
 
 def _tuned(collection: Any) -> Any:
-    """`collection` with the vector index persisted every `_SYNC_THRESHOLD` records; a
-    collection made before (or by another tool) is changed once, and the change is kept. Only
-    `metadata` may say the distance: given a `configuration` too, Chroma makes it l2."""
+    """`collection` with the vector index persisted at least every `_SYNC_THRESHOLD` records;
+    a collection made before (or by another tool) with a larger setting is changed once, and
+    the change is kept; a smaller one (persisting more often) is left as it is. Only `metadata`
+    may say the distance: given a `configuration` too, Chroma makes it l2."""
     index = collection.configuration.get("hnsw")
-    if isinstance(index, dict) and index.get("sync_threshold") != _SYNC_THRESHOLD:
+    threshold = index.get("sync_threshold") if isinstance(index, dict) else None
+    if isinstance(threshold, int) and threshold > _SYNC_THRESHOLD:
         collection.modify(configuration={"hnsw": {"sync_threshold": _SYNC_THRESHOLD}})
     return collection
 

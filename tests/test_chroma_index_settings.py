@@ -1,8 +1,9 @@
 """The vector index settings the embedded memory keeps (issue 20): Chroma persists the index
 every 100 records instead of its default 1,000, since every write costs in proportion to the
 records written since the last persist (`bench/bench_chroma_growth.py`). A new memory gets the
-setting, a memory made before gets it on open and keeps every record, an erasure's fresh copy
-gets it too, and the distance stays cosine throughout. The server's collection is checked in
+setting, a memory made before with Chroma's default gets it on open and keeps every record, an
+erasure's fresh copy gets it too, one set to persist more often is left alone, and the distance
+stays cosine throughout. The server's collection is checked in
 test_chroma_server.
 """
 
@@ -98,3 +99,13 @@ async def test_a_memory_made_before_is_changed_once_and_keeps_its_records(
     assert len(await reopened.history("acme")) == 2
     assert await reopened.history("beta") == []
     reopened.close()
+
+
+def test_a_memory_that_persists_more_often_is_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "chroma"
+    embedding: Any = MiniLMEmbedding()
+    meta = {**_METADATA, "hnsw:sync_threshold": 10, "hnsw:batch_size": 10}
+    _client(path).get_or_create_collection(COLLECTION, embedding_function=embedding, metadata=meta)
+    ChromaMemory(path).close()
+    assert _index(path)["sync_threshold"] == 10
+    assert _index(path)["space"] == "cosine"
