@@ -63,6 +63,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from tools.sqlite import conditions
+
 __all__ = [
     "SCHEMA_HEAD",
     "CommitUnknown",
@@ -392,10 +394,7 @@ def open_database(db: Database | str) -> tuple[Database, bool]:
 def where(**filters: Any) -> tuple[str, list[Any]]:
     """` WHERE a = %s AND b = %s` for the filters that are not None (or an empty clause): the
     Postgres twin of `tools.sqlite.where`."""
-    used = {k: v for k, v in filters.items() if v is not None}
-    if not used:
-        return "", []
-    return " WHERE " + " AND ".join(f"{k} = %s" for k in used), list(used.values())
+    return conditions("%s", filters)
 
 
 def _utc_now() -> datetime:

@@ -87,10 +87,16 @@ def compact(db: sqlite3.Connection) -> None:
 
 def where(**filters: Any) -> tuple[str, list[Any]]:
     """` WHERE a = ? AND b = ?` for the filters that are not None (or an empty clause)."""
+    return conditions("?", filters)
+
+
+def conditions(mark: str, filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """`where`'s clause with `mark` as the parameter placeholder (`%s` for Postgres:
+    `tools.pg.where`), and its arguments."""
     used = {k: v for k, v in filters.items() if v is not None}
     if not used:
         return "", []
-    return " WHERE " + " AND ".join(f"{k} = ?" for k in used), list(used.values())
+    return " WHERE " + " AND ".join(f"{k} = {mark}" for k in used), list(used.values())
 
 
 class KeyLedger:
