@@ -141,8 +141,7 @@ def flat_cost(
 
     memory: dict[str, float] = {}
     if rss and len(rss) >= 2:
-        t_first = max(e for _, e in ordered[:size])
-        t_last = max(e for _, e in ordered[-size:])
+        t_first, t_last = max(e for _, e in first), max(e for _, e in last)
         mb_first, mb_last = _interp(rss, t_first), _interp(rss, t_last)
         memory = {
             "rss_mb_after_first": round(mb_first, 1),
