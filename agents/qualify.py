@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from evals.text import find_injection
 from gtm.domain.models import Account, Contact, Fact
+from gtm.domain.patterns import any_of
 from gtm.domain.playbook import Playbook
 from gtm.domain.qualification import (
     MEDDIC,
@@ -74,6 +76,7 @@ def _title_text(fact: Fact, company: str, rule: TitleRule) -> str | None:
 
 def _element(name: ElementName, facts: Sequence[Fact], company: str, rules: Rules) -> Element:
     rule = rules.rule(name)
+    gate = any_of(rule.patterns)  # one scan says whether any of the rule's patterns is there
     found: list[tuple[Fact, str]] = []
     for fact in facts:
         if len(found) >= rules.max_evidence or not _counts(fact, rule.kinds, rules):
@@ -83,7 +86,7 @@ def _element(name: ElementName, facts: Sequence[Fact], company: str, rules: Rule
         else:
             assert isinstance(rule, TextRule)
             text = fact.text
-        if text is None:
+        if text is None or (gate is not None and gate.search(text) is None):
             continue
         hit = next((m for p in rule.patterns if (m := p.search(text))), None)
         if hit is not None:
@@ -97,15 +100,30 @@ def _element(name: ElementName, facts: Sequence[Fact], company: str, rules: Rule
     )
 
 
+@lru_cache(maxsize=64)
+def _figure_patterns(
+    words: tuple[str, ...],
+) -> tuple[re.Pattern[str] | None, tuple[re.Pattern[str], ...]]:
+    """A signal's patterns, compiled once: whether any of its words is in a text, then for each
+    word in turn a number just before it and a number just after it."""
+    each: list[re.Pattern[str]] = []
+    for w in words:
+        before = rf"{_NUM}\s*(?:[A-Za-z][\w-]*\s+){{0,2}}?(?<!\w)(?:{w})(?!\w)"
+        after = rf"(?<!\w)(?:{w})(?!\w){_NO_STOP}{{0,30}}?{_NUM}"
+        each += [re.compile(before, re.IGNORECASE), re.compile(after, re.IGNORECASE)]
+    present = tuple(re.compile(rf"(?<!\w)(?:{w})(?!\w)", re.IGNORECASE) for w in words)
+    return any_of(present), tuple(each)
+
+
 def _figure(text: str, rule: PqlRule) -> re.Match[str] | None:
     """The figure a fact gives for the signal: a number just before one of its words ("12 new
     sign-ups"), else just after it in the same sentence ("sign-ups: 12")."""
-    for w in rule.words:
-        before = rf"{_NUM}\s*(?:[A-Za-z][\w-]*\s+){{0,2}}?(?<!\w)(?:{w})(?!\w)"
-        after = rf"(?<!\w)(?:{w})(?!\w){_NO_STOP}{{0,30}}?{_NUM}"
-        for pattern in (before, after):
-            if m := re.search(pattern, text, re.IGNORECASE):
-                return m
+    gate, patterns = _figure_patterns(rule.words)
+    if gate is not None and gate.search(text) is None:  # none of its words: no figure either
+        return None
+    for pattern in patterns:
+        if m := pattern.search(text):
+            return m
     return None
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 from evals.unicode import Folded, fold, mixed_script_words, reveal
+from gtm.domain.patterns import any_of
 
 __all__ = [
     "find_injection",
@@ -310,7 +311,12 @@ def find_injection(text: str, patterns: Sequence[re.Pattern[str]]) -> tuple[int,
         hits.append(_hit(text, folded, m, "hidden markup"))
     if m := _search(_ROLE_MARKERS, folded):
         hits.append(_hit(text, folded, m, "a fake role message"))
-    phrases = [m for p in patterns if (m := _search(p, folded))]
+    gate = any_of(tuple(patterns))  # one scan first: most texts hold none of the phrases
+    phrases = (
+        [m for p in patterns if (m := _search(p, folded))]
+        if gate is None or _search(gate, folded) is not None
+        else []
+    )
     if phrases:
         hits.append(_hit(text, folded, min(phrases, key=lambda m: m.start()), "an instruction"))
     for at, word, scripts in mixed_script_words(text)[:1]:
