@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -88,8 +89,11 @@ def domain_name(value: str) -> str | None:
         return None
 
 
+@lru_cache(maxsize=4096)
 def canonical(kind: SuppressionKind, value: str) -> str | None:
-    """The one stored form of `value` as a `kind`, or None when it is not a valid one."""
+    """The one stored form of `value` as a `kind`, or None when it is not a valid one. Kept
+    for the last few thousand values: a contact's address is checked at intake, at send and
+    for its hashed (erased) form, and email-validator's parse is most of what a check costs."""
     if kind == "email":
         return email_address(value)
     if kind == "domain":
