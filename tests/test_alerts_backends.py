@@ -59,9 +59,8 @@ class StrictSlack(FakeSlack):
         self.overlaps = 0
 
     def error_body(self, status: int) -> Any:
-        return {429: "rate_limited", 404: "no_service", 410: "channel_is_archived"}.get(
-            status, "internal_error"
-        )
+        known = {400: "invalid_payload", 404: "no_service", 410: "channel_is_archived"}
+        return {429: "rate_limited", **known}.get(status, "internal_error")
 
     def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Answer:
         if method != "POST":
@@ -178,6 +177,59 @@ async def test_a_refused_alert_is_kept_and_posted_first_on_the_next_flush(
         # The strict webhook refuses what Slack refuses, and the check posts nothing.
         assert "nothing posted" in await a.check()
     assert len(slack.posted) == 4
+
+
+async def test_a_message_slack_refuses_does_not_hold_back_the_alerts_behind_it(
+    backend: Backend, slack: StrictSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 400 is Slack refusing that one message, not the webhook: it is kept (with its error and
+    attempts), tried again first on every flush, and the alerts queued after it still go out.
+    A failure of the webhook itself still stops the flush at the first alert."""
+    clock = Clock()
+    async with aclosing(
+        SlackAlerts.open(slack.webhook_url, queue=backend.queue(), clock=clock)
+    ) as a:
+        slack.fail_next = [(404, {})]
+        await a.alert("error", "one")  # the webhook is down: kept
+        slack.fail_next = [(404, {})]
+        await a.alert("escalation", "VP replied at Acme")  # "one" again, then stop
+        assert [(r[3], r[4]) for r in backend.rows()] == [("one", 2), ("VP replied at Acme", 0)]
+
+        # Slack is back, and refuses "one" as a bad request: the escalation behind it goes out.
+        slack.fail_next = [(400, {})]
+        assert await a.flush() == 1
+        assert slack.posted == [_shown("escalation", "VP replied at Acme")]
+        ((_, _, kind, text, attempts, error),) = backend.rows()
+        assert (kind, text, attempts) == ("error", "one", 3) and "invalid_payload" in error
+        assert "Slack refused a queued error alert" in caplog.text
+
+        # Each new alert tries the refused one first, once, and still goes out itself.
+        slack.fail_next = [(400, {})]
+        before = _posts(slack)
+        assert await a.flush() == 1 and _posts(slack) == before + 1
+        slack.fail_next = [(400, {})]
+        await a.alert("red_flag", "accept rate below 15%")
+        assert slack.posted[-1] == _shown("red_flag", "accept rate below 15%")
+        assert [(r[3], r[4]) for r in backend.rows()] == [("one", 5)]
+
+        # The webhook gone (410: channel archived) after a refused message: the flush stops
+        # at the first alert the webhook did not take, and the one after it is not tried.
+        slack.fail_next = [(400, {}), (410, {})]
+        await a.alert("escalation", "two")
+        slack.fail_next = [(400, {}), (410, {})]
+        before = _posts(slack)
+        await a.alert("escalation", "three")
+        assert _posts(slack) == before + 2, "the refused one, then 'two'; 'three' not tried"
+        assert [(r[3], r[4]) for r in backend.rows()] == [
+            ("one", 7), ("two", 2), ("three", 0)
+        ]  # fmt: skip
+
+        # Once Slack takes it, the refused message leaves the queue like any other, first.
+        assert await a.flush() == 0
+        assert slack.posted[-3:] == [
+            _shown("error", "one"), _shown("escalation", "two"), _shown("escalation", "three")
+        ]  # fmt: skip
+        assert backend.rows() == []
 
 
 async def test_the_queue_outlives_the_process_that_filled_it(

@@ -5,7 +5,11 @@ A webhook post is not idempotent, so it is retried only on 429 (Slack did not po
 
 An alert that cannot be delivered never stops the work that raised it: Slack alerts are queued
 first (`AlertQueue`), posted oldest first, and whatever Slack did not take stays queued (with a
-warning in the log) until the next alert or the next run flushes the queue. The queue is a
+warning in the log) until the next alert or the next run flushes the queue. When the webhook
+fails (down, revoked, rate-limited, the channel archived) a flush stops at the first alert it
+cannot post; when Slack refuses one message as a bad request (HTTP 400: too large, a payload it
+cannot read), the flush keeps that one and goes on with the next, so one message Slack will
+never take does not hold back the escalations queued behind it. The queue is a
 SQLite file of the data directory by default (`SqliteAlertQueue`), or, with GTM_DATABASE_URL,
 a table every machine shares (`tools.pg_alerts.PgAlertQueue`), so an alert a worker could not
 post is retried by the others even when that worker is gone.
@@ -118,10 +122,10 @@ class AlertQueue(Protocol):
         """Queue one alert, after every alert queued before it."""
         ...
 
-    def claim(self) -> AbstractContextManager[Claim | None]:
-        """The oldest alert no other flush holds (None: none), held until the block ends;
-        then deleted if `Claim.done`, its attempt recorded if `Claim.refused`, else kept as
-        it was (the block raised)."""
+    def claim(self, after: int = 0) -> AbstractContextManager[Claim | None]:
+        """The oldest alert after sequence number `after` that no other flush holds (None:
+        none), held until the block ends; then deleted if `Claim.done`, its attempt recorded
+        if `Claim.refused`, else kept as it was (the block raised)."""
         ...
 
     def waiting(self) -> int:
@@ -163,9 +167,9 @@ class SqliteAlertQueue:
         )
 
     @contextmanager
-    def claim(self) -> Iterator[Claim | None]:
+    def claim(self, after: int = 0) -> Iterator[Claim | None]:
         row = self._db.execute(
-            "SELECT seq, kind, text FROM pending ORDER BY seq LIMIT 1"
+            "SELECT seq, kind, text FROM pending WHERE seq > ? ORDER BY seq LIMIT 1", (after,)
         ).fetchone()
         if row is None:
             yield None
@@ -241,15 +245,18 @@ class SlackAlerts:
         await self.flush()
 
     async def flush(self) -> int:
-        """Post what is queued, oldest first; stop at the first failure and keep the rest.
-        One flush at a time in this process; flushes elsewhere skip the alert this one holds
-        (and this one theirs), so two machines post each alert once, in parallel. Returns 0
-        once nothing is left for this flush (another may still be posting the last ones)."""
+        """Post what is queued, oldest first, and keep what Slack does not take: a message it
+        refuses as a bad request (400) is kept and passed over, any other failure stops the
+        flush. One flush at a time in this process; flushes elsewhere skip the alert this one
+        holds (and this one theirs), so two machines post each alert once, in parallel.
+        Returns how many alerts are left queued: 0 once nothing is left for this flush
+        (another may still be posting the last ones)."""
         async with self._flushing:
+            after, refused = 0, 0
             while True:
-                with self._queue.claim() as claim:
+                with self._queue.claim(after) as claim:
                     if claim is None:
-                        return 0
+                        break
                     body = {"text": f"{_ICON[claim.kind]} *{claim.kind}*: {claim.text}"}
                     try:
                         await self._http.request("POST", self._path, json=body, idempotent=False)
@@ -259,12 +266,21 @@ class SlackAlerts:
                     else:
                         claim.done()
                         failure = None
-                if failure is not None:
+                    after = claim.seq
+                if isinstance(failure, ValidationError) and failure.status == 400:
+                    refused += 1
+                    log.warning(
+                        "Slack refused a queued %s alert, kept; posting the ones after it: %s",
+                        claim.kind,
+                        failure,
+                    )
+                elif failure is not None:
                     left = self._queue.waiting()
                     log.warning(
                         "Slack did not take %d alert(s), kept for the next try: %s", left, failure
                     )
                     return left
+            return self._queue.waiting() if refused else 0
 
     def redact_waiting(self, redact: Callable[[str], str]) -> int:
         return self._queue.redact(redact)

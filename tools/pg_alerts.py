@@ -35,7 +35,10 @@ from tools.pg import PgOnDemand, retried
 
 __all__ = ["PgAlertQueue"]
 
-_CLAIM = "SELECT seq, kind, text FROM alert_queue ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
+_CLAIM = (
+    "SELECT seq, kind, text FROM alert_queue WHERE seq > %s ORDER BY seq LIMIT 1"
+    " FOR UPDATE SKIP LOCKED"
+)
 
 
 class PgAlertQueue(PgOnDemand):
@@ -55,12 +58,12 @@ class PgAlertQueue(PgOnDemand):
             )
 
     @contextmanager
-    def claim(self) -> Iterator[Claim | None]:
-        """The oldest alert no other flush holds, its row locked until the block ends; then
-        deleted, or its refusal recorded, in the same transaction (see the module docstring
-        for a database lost meanwhile: not run again)."""
+    def claim(self, after: int = 0) -> Iterator[Claim | None]:
+        """The oldest alert after `after` no other flush holds, its row locked until the block
+        ends; then deleted, or its refusal recorded, in the same transaction (see the module
+        docstring for a database lost meanwhile: not run again)."""
         with self._db.connection() as conn:
-            row = conn.execute(_CLAIM).fetchone()
+            row = conn.execute(_CLAIM, (after,)).fetchone()
             if row is None:
                 yield None
                 return
