@@ -60,6 +60,7 @@ demo: $(STAMP)
 
 test: $(STAMP) $(CHROMIUM) $(DOVECOT) $(POSTGRES)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest

@@ -76,9 +76,7 @@ def _model_server(latency: float, conn: Any) -> None:
 async def _pass(
     accounts: list[Account], cache: Path, settings: WebSettings, base_url: str, concurrency: int
 ) -> tuple[float, float, list[WebFindings]]:
-    model = build_chat_model(
-        ModelSettings(temperature=0.0), base_url=base_url, model="scripted"
-    )
+    model = build_chat_model(ModelSettings(temperature=0.0), base_url=base_url, model="scripted")
     gate = asyncio.Semaphore(concurrency)
 
     async def one(web: WebResearcher, account: Account) -> WebFindings:

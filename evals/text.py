@@ -273,8 +273,7 @@ def longest_common_run(a: str, b: str) -> str:
 # overrides, and markup that hides text. Soft hyphens and direction marks have honest uses in
 # real text: they are not flagged, only removed before matching (see `evals.unicode`).
 _HIDDEN_CHARS = re.compile(
-    "[\u200b-\u200d\u2060-\u2064\u206a-\u206f\ufeff\u202a-\u202e\u2066-\u2069"
-    "\U000e0000-\U000e007f]"
+    "[\u200b-\u200d\u2060-\u2064\u206a-\u206f\ufeff\u202a-\u202e\u2066-\u2069\U000e0000-\U000e007f]"
 )
 _HIDDEN_MARKUP = re.compile(
     r"<!--|display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|"

@@ -158,16 +158,18 @@ async def open_workspace(
     outbox, suppressions, events = opened.outbox, opened.suppressions, opened.events
     ledger, campaigns, profiles = opened.ledger, opened.campaigns, opened.profiles
     # the class comes in as an argument: chromadb is imported when the memory opens
-    memory = _chroma(lambda ChromaMemory: (
-        ChromaMemory.server(
-            settings.chroma_url.get_secret_value(),
-            token=settings.chroma_token.get_secret_value() if settings.chroma_token else None,
-            tenant=settings.chroma_tenant,
-            database=settings.chroma_database,
+    memory = _chroma(
+        lambda ChromaMemory: (
+            ChromaMemory.server(
+                settings.chroma_url.get_secret_value(),
+                token=settings.chroma_token.get_secret_value() if settings.chroma_token else None,
+                tenant=settings.chroma_tenant,
+                database=settings.chroma_database,
+            )
+            if settings.chroma_url
+            else ChromaMemory(settings.path("memory", "chroma"))
         )
-        if settings.chroma_url
-        else ChromaMemory(settings.path("memory", "chroma"))
-    ))
+    )
     if not memory_on_demand:
         try:
             memory.open()

@@ -28,6 +28,7 @@ flags_app = typer.Typer(
 )
 app.add_typer(flags_app, name="flags", rich_help_panel="Loop")
 
+
 def flag_table(flags: Sequence[StoredFlag], *, title: str) -> Table:
     """The flags as a table: which number, its value, threshold, sample, week and campaign."""
     from gtm.app.red_flags import flag_number, shown_figure

@@ -164,9 +164,7 @@ def inbox(
         raise fail("--all shows every draft on one page: leave out --page")
 
     async def go() -> tuple[int, Page]:
-        async with open_workspace(
-            settings_of(ctx), with_model=False, memory_on_demand=True
-        ) as rt:
+        async with open_workspace(settings_of(ctx), with_model=False, memory_on_demand=True) as rt:
             match = WaitingMatch(campaign=campaign)
             paged = Page(
                 number=page, size=None if show_all else limit, total=match.count(rt.ledger)
