@@ -286,6 +286,43 @@ async def test_a_bounce_suppresses_that_address_only(tmp_path: Path) -> None:
         assert report.escalations == [] and report.events == 1
 
 
+async def test_a_pass_loads_only_the_events_not_through_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gtm serve` runs both passes every tick: they read the events' keys and load only those
+    a pass has not taken, never the whole history, and still take them oldest first."""
+    data, clock = tmp_path / "data", Clock()
+    async with workspace(data, clock) as ws:
+        await seed(ws, clock)
+        ingest(ws, [local_event(kind="bounce", at=REPLY_AT, email="bob@acme.ai")])
+        loaded: list[str] = []
+        get = ws.events.get
+
+        def counted(key: str) -> Any:
+            loaded.append(key)
+            return get(key)
+
+        def whole_history(**_: Any) -> Any:
+            raise AssertionError("a pass loaded every event")
+
+        monkeypatch.setattr(ws.events, "get", counted)
+        monkeypatch.setattr(ws.events, "events", whole_history)
+        assert (await escalate_pending(ws)).events == 1  # rules done at ingest; escalation not
+        assert len(loaded) == 1
+        loaded.clear()
+        assert apply_rules(ws) == 0 and (await escalate_pending(ws)).events == 0
+        assert loaded == [], "nothing new: no event loaded"
+        # Two more, ingested newest first: the pass takes them oldest first.
+        late = local_event(kind="bounce", at=REPLY_AT + timedelta(hours=2), email="x@acme.ai")
+        early = local_event(kind="bounce", at=REPLY_AT + timedelta(hours=1), email="y@acme.ai")
+        monkeypatch.setattr(ws.events, "get", get)
+        ingest(ws, [late, early])
+        monkeypatch.setattr(ws.events, "get", counted)
+        loaded.clear()
+        assert (await escalate_pending(ws)).events == 2
+        assert loaded == [early.key, late.key]
+
+
 async def test_a_model_only_opt_out_is_suppressed_and_left_for_a_human(tmp_path: Path) -> None:
     data, clock = tmp_path / "data", Clock()
     model = ScriptedChatModel.from_script([answer(("opt_out", "not for us anymore"))])

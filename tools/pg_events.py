@@ -127,6 +127,13 @@ class PgEventStore(PgStore):
         return [_stored(r) for r in rows]
 
     @retried(idempotent=True)
+    def keys(self) -> list[str]:
+        """Every event's key, oldest first as `events` orders them (see `EventStore.keys`)."""
+        with self._db.connection() as conn:
+            rows = conn.execute("SELECT key FROM events ORDER BY at, seq").fetchall()
+        return [r[0] for r in rows]
+
+    @retried(idempotent=True)
     def briefs(self) -> list[EventBrief]:
         """Every event, in no particular order, without its text (the funnel's count)."""
         with self._db.connection() as conn:

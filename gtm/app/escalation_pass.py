@@ -55,6 +55,14 @@ def _unsubscribed(event: Event) -> ClassifiedReply:
     )
 
 
+def _not_through(ws: Workspace, done: set[str]) -> list[StoredEvent]:
+    """The events no pass of a stage has taken (`done`: the keys that passed it), oldest first.
+    Each tick of `gtm serve` runs both passes: they read the events' keys (one query, nothing
+    validated) and load only the events left, instead of loading the whole history to skip
+    nearly all of it (at 10,000 events: 178 ms a load, three loads a tick)."""
+    return [s for k in ws.events.keys() if k not in done and (s := ws.events.get(k)) is not None]
+
+
 def apply_rules(ws: Workspace, keys: Sequence[str] | None = None) -> int:
     """The deterministic pass over events not yet through it (only those of `keys`, when
     given): opt-outs and bounces suppress at once, with or without a model. Returns how many
@@ -63,7 +71,7 @@ def apply_rules(ws: Workspace, keys: Sequence[str] | None = None) -> int:
     with open_store(ws) as store:
         done = store.stage_done("rules")
         if keys is None:
-            todo = ws.events.events()
+            todo = _not_through(ws, done)
         else:
             todo = [s for k in dict.fromkeys(keys) if (s := ws.events.get(k)) is not None]
         for stored in todo:
@@ -181,7 +189,7 @@ async def escalate_pending(ws: Workspace) -> PendingReport:
     no_model = isinstance(ws.deps.model, ModelNotStarted)
     with open_store(ws) as store:
         done = store.stage_done("escalated")
-    for stored in ws.events.events():
+    for stored in _not_through(ws, done):
         ev = stored.event
         if ev.key in done:
             continue
