@@ -101,27 +101,24 @@ def _element(name: ElementName, facts: Sequence[Fact], company: str, rules: Rule
 
 
 @lru_cache(maxsize=64)
-def _figure_patterns(
-    words: tuple[str, ...],
-) -> tuple[re.Pattern[str] | None, tuple[re.Pattern[str], ...]]:
-    """A signal's patterns, compiled once: whether any of its words is in a text, then for each
-    word in turn a number just before it and a number just after it."""
+def _figure_patterns(words: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    """A signal's patterns, compiled once: for each word in turn, a number just before it and
+    a number just after it."""
     each: list[re.Pattern[str]] = []
     for w in words:
         before = rf"{_NUM}\s*(?:[A-Za-z][\w-]*\s+){{0,2}}?(?<!\w)(?:{w})(?!\w)"
         after = rf"(?<!\w)(?:{w})(?!\w){_NO_STOP}{{0,30}}?{_NUM}"
         each += [re.compile(before, re.IGNORECASE), re.compile(after, re.IGNORECASE)]
-    present = tuple(re.compile(rf"(?<!\w)(?:{w})(?!\w)", re.IGNORECASE) for w in words)
-    return any_of(present), tuple(each)
+    return tuple(each)
 
 
 def _figure(text: str, rule: PqlRule) -> re.Match[str] | None:
     """The figure a fact gives for the signal: a number just before one of its words ("12 new
     sign-ups"), else just after it in the same sentence ("sign-ups: 12")."""
-    gate, patterns = _figure_patterns(rule.words)
+    gate = any_of(rule.patterns)
     if gate is not None and gate.search(text) is None:  # none of its words: no figure either
         return None
-    for pattern in patterns:
+    for pattern in _figure_patterns(rule.words):
         if m := pattern.search(text):
             return m
     return None

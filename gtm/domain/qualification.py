@@ -136,6 +136,11 @@ class PqlRule(_Strict):
     def _valid(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         return _check(v, "words")
 
+    @cached_property
+    def patterns(self) -> tuple[re.Pattern[str], ...]:
+        """Each word on its own (any case, whole words): a fact without one has no figure."""
+        return tuple(re.compile(_whole(p), re.IGNORECASE) for p in self.words)
+
 
 class Rules(_Strict):
     """The playbook's `qualification:` section. Left out, no rule matches anything: every
