@@ -191,8 +191,6 @@ async def escalate_pending(ws: Workspace) -> PendingReport:
         done = store.stage_done("escalated")
     for stored in _not_through(ws, done):
         ev = stored.event
-        if ev.key in done:
-            continue
         classified: ClassifiedReply | None = None
         if ev.kind == "unsubscribe":
             classified = _unsubscribed(ev)
